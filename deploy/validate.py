@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Validates the deploy files without a Docker engine or a cluster: every file parses, and
+the wiring holds (probes, selectors, autoscaler targets, binaries, configuration keys).
+Exits non-zero with one line per problem."""
+import pathlib
+import re
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+problems = []
+
+
+def problem(where, what):
+    problems.append(f"{where}: {what}")
+
+
+config_rs = (ROOT / "src/platform/config.rs").read_text()
+KNOWN_KEYS = set(re.findall(r'\("([a-z_]+\.[a-z_]+)",', config_rs))
+cargo = (ROOT / "Cargo.toml").read_text()
+BINARIES = set(re.findall(r'\[\[bin\]\]\s*name = "([^"]+)"', cargo))
+
+
+def check_env(where, name):
+    if name.startswith("RSVP__"):
+        key = ".".join(name[len("RSVP__"):].lower().split("__"))
+        if key not in KNOWN_KEYS:
+            problem(where, f"{name} names no configuration key ({key})")
+
+
+def check_command(where, command):
+    if command and command[0] not in BINARIES:
+        problem(where, f"command {command[0]!r} is not one of the binaries {sorted(BINARIES)}")
+
+
+# Kubernetes
+docs = [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/rsvp.yaml").read_text()) if d]
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+for name, dep in deployments.items():
+    where = f"k8s Deployment {name}"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    if dep["spec"]["selector"]["matchLabels"] != labels:
+        problem(where, "selector does not match the pod labels")
+    for c in dep["spec"]["template"]["spec"]["containers"]:
+        check_command(where, c.get("command"))
+        if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+            problem(where, "liveness probe must be GET /healthz")
+        if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+            problem(where, "readiness probe must be GET /readyz")
+        port_names = {p["name"] for p in c.get("ports", [])}
+        for env in c.get("env", []):
+            check_env(where, env["name"])
+        bind = next((e.get("value") for e in c.get("env", []) if e["name"] == "RSVP__SERVER__BIND"), None)
+        ports = {str(p["containerPort"]) for p in c.get("ports", [])}
+        if bind and bind.rsplit(":", 1)[1] not in ports:
+            problem(where, f"binds {bind} but exposes {sorted(ports)}")
+    if not any(s["spec"]["selector"] == labels for s in services.values()):
+        problem(where, "no Service selects it")
+    for s in services.values():
+        if s["spec"]["selector"] == labels:
+            for p in s["spec"]["ports"]:
+                if isinstance(p.get("targetPort"), str) and p["targetPort"] not in port_names:
+                    problem(f"k8s Service {s['metadata']['name']}", f"targetPort {p['targetPort']} not a container port")
+for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+    target = hpa["spec"]["scaleTargetRef"]["name"]
+    if target not in deployments:
+        problem(f"k8s HPA {hpa['metadata']['name']}", f"targets missing Deployment {target}")
+for ing in by_kind.get("Ingress", []):
+    for rule in ing["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            svc = path["backend"]["service"]["name"]
+            if svc not in services:
+                problem(f"k8s Ingress {ing['metadata']['name']}", f"routes to missing Service {svc}")
+for url_env in ("RSVP__UPSTREAMS__USERS", "RSVP__UPSTREAMS__EVENTS", "RSVP__NATS__URL"):
+    for dep in deployments.values():
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            for env in c.get("env", []):
+                if env["name"] == url_env:
+                    host = re.sub(r"^\w+://([^:/]+).*$", r"\1", env["value"])
+                    if host not in services:
+                        problem(f"k8s Deployment {dep['metadata']['name']}", f"{url_env} points at unknown Service {host}")
+
+# Compose
+for file in sorted((ROOT / "deploy").glob("compose.*.yml")):
+    compose = yaml.safe_load(file.read_text())
+    names = set(compose["services"])
+    for name, svc in compose["services"].items():
+        where = f"{file.name} service {name}"
+        if "build" in svc:
+            check_command(where, svc.get("command"))
+            dockerfile = ROOT / "deploy" / svc["build"]["context"] / svc["build"]["dockerfile"]
+            if not dockerfile.resolve().exists():
+                problem(where, f"no Dockerfile at {dockerfile}")
+        for env in (svc.get("environment") or {}):
+            check_env(where, env)
+        deps = svc.get("depends_on") or []
+        for dep in (deps if isinstance(deps, list) else deps.keys()):
+            if dep not in names:
+                problem(where, f"depends on unknown service {dep}")
+        for env, value in (svc.get("environment") or {}).items():
+            if env.startswith("RSVP__UPSTREAMS__") or env == "RSVP__NATS__URL" or env == "RSVP__DATABASE__URL":
+                host = re.sub(r"^\w+://(?:[^@/]+@)?([^:/]+).*$", r"\1", str(value))
+                if host not in names:
+                    problem(where, f"{env} points at unknown service {host}")
+
+# Dockerfile: everything it copies exists, and it builds every binary it ships.
+dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+for line in dockerfile.splitlines():
+    if line.startswith("COPY ") and "--from" not in line:
+        for src in line.split()[1:-1]:
+            if not (ROOT / src).exists():
+                problem("Dockerfile", f"COPY source {src} does not exist")
+for binary in re.findall(r"/src/target/release/([\w-]+)", dockerfile):
+    if binary not in BINARIES:
+        problem("Dockerfile", f"ships unknown binary {binary}")
+
+# Shell scripts parse.
+for script in (ROOT / "deploy").glob("*.sh"):
+    if subprocess.run(["bash", "-n", str(script)]).returncode != 0:
+        problem(script.name, "bash -n failed")
+
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print(f"deploy files valid: {len(docs)} Kubernetes objects, {len(list((ROOT / 'deploy').glob('compose.*.yml')))} Compose files, Dockerfile, scripts")

@@ -1,0 +1,3 @@
+DROP TABLE events_inbox;
+DROP TABLE registrations;
+DROP TABLE events;

@@ -1,0 +1,3 @@
+DROP TABLE users_outbox;
+DROP TABLE refresh_tokens;
+DROP TABLE users;

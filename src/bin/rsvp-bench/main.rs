@@ -1,0 +1,416 @@
+//! `rsvp-bench compare`: the same workload against the monolith and the split topology, on
+//! SQLite and PostgreSQL, with a bare actix-web handler and the services addressed directly as
+//! baselines. Writes results.json, results.md and chart.svg and prints the table.
+//!
+//! Run it as `cargo run --release --features bench --bin rsvp-bench -- compare`: it builds the
+//! other binaries in the same profile, then starts them.
+
+mod deployment;
+mod load;
+mod report;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use deployment::{Backend, Deployment, Topology};
+use load::{Measured, Scenario, Target};
+use report::{Report, Row, Startup};
+
+#[derive(Parser)]
+#[command(about = "Compare rsvp's monolith and split topologies on the same workload")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every topology on every backend and write the results.
+    Compare(Options),
+}
+
+#[derive(clap::Args, Clone)]
+struct Options {
+    /// Seconds-long smoke run with tiny data (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<String>,
+    /// monolith, split, split-2 (two events instances)
+    #[arg(long, value_delimiter = ',', default_value = "monolith,split,split-2")]
+    topologies: Vec<String>,
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    #[arg(long, default_value_t = 20_000)]
+    registrations: usize,
+    /// Seconds per scenario and mode.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Closed-loop workers.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Open-loop arrival rate (requests per second).
+    #[arg(long, default_value_t = 300)]
+    rate: u64,
+    /// bcrypt cost during the measurement (seeding always uses 4).
+    #[arg(long, default_value_t = 10)]
+    bcrypt_cost: u32,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres_url: String,
+    /// Where results go (a timestamped folder inside).
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+}
+
+impl Options {
+    fn effective(mut self) -> Self {
+        if self.quick {
+            (self.users, self.events, self.registrations) = (40, 120, 120);
+            (self.duration, self.concurrency, self.rate, self.bcrypt_cost) = (1, 4, 40, 4);
+        }
+        self
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let Command::Compare(options) = Cli::parse().command;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match runtime.block_on(compare(options.effective())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rsvp-bench: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Under `cargo run`, builds the binaries the topologies need (cargo only built this one), in
+/// the same profile; otherwise they are expected beside this executable.
+fn build_binaries(bins: &std::path::Path) -> Result<(), String> {
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return Ok(());
+    };
+    let release = bins.ends_with("release");
+    let mut command = std::process::Command::new(cargo);
+    command.args([
+        "build",
+        "--features",
+        "bench",
+        "--bins",
+        "--manifest-path",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    eprintln!(
+        "building the topologies' binaries ({})",
+        if release { "release" } else { "debug" }
+    );
+    let status = command.status().map_err(|e| format!("cargo build: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("cargo build of the binaries failed".into())
+    }
+}
+
+async fn compare(options: Options) -> Result<(), String> {
+    let bins = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .parent()
+        .ok_or("no binary folder")?
+        .to_owned();
+    build_binaries(&bins)?;
+    let backends: Vec<Backend> = options
+        .backends
+        .iter()
+        .map(|b| match b.as_str() {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => Err(format!("unknown backend {other}")),
+        })
+        .collect::<Result<_, _>>()?;
+    let topologies: Vec<Topology> = options
+        .topologies
+        .iter()
+        .map(|t| match t.as_str() {
+            "monolith" => Ok(Topology::Monolith),
+            "split" => Ok(Topology::Split),
+            "split-2" => Ok(Topology::SplitTwoEvents),
+            other => Err(format!("unknown topology {other}")),
+        })
+        .collect::<Result<_, _>>()?;
+    let duration = Duration::from_secs(options.duration);
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let out = options.out.join(&stamp);
+    let work = tempfile_dir(&out)?;
+
+    let per_topology = Scenario::ALL.len() * 2 + 2;
+    let total = (1 + backends.len() * topologies.len() * per_topology) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap(),
+    );
+    let mut rows = Vec::new();
+    let mut startup = Vec::new();
+
+    bar.set_message("baseline: bare actix-web handler");
+    let (bare, handle) = load::bare_actix_server().await;
+    let nothing = Arc::new(load::Seed::default());
+    let measured = load::closed_loop(
+        Scenario::Hello,
+        &Target::new(&bare),
+        nothing,
+        options.concurrency,
+        duration,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    rows.push(row(
+        "-",
+        "bare actix-web",
+        Scenario::Hello.label(),
+        "closed",
+        options.concurrency as u64,
+        &measured,
+        Vec::new(),
+    ));
+    handle.stop(false).await;
+    bar.inc(1);
+
+    for &backend in &backends {
+        for &topology in &topologies {
+            let name = format!("{backend:?}/{}", topology.label()).to_lowercase();
+            let dir = work.join(name.replace(['/', ' ', ','], "_"));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            bar.set_message(format!("{name}: starting"));
+            let (mut deployment, empty_ready) =
+                Deployment::start(topology, backend, &bins, &dir, &options.postgres_url, 4).await?;
+            let target = Target::new(&deployment.gateway);
+            bar.set_message(format!("{name}: seeding"));
+            let seed_bar = bar.clone();
+            let seeding = ProgressBar::hidden();
+            let mut seed = load::seed(
+                &target,
+                options.users,
+                options.events,
+                options.registrations,
+                &seeding,
+            )
+            .await
+            .map_err(|e| format!("{name}: seeding failed: {e}"))?;
+            drop(seed_bar);
+            let seeded_ready = deployment
+                .restart_with("RSVP__AUTH__BCRYPT_COST", &options.bcrypt_cost.to_string())
+                .await?;
+            load::seed_login_accounts(&target, &mut seed, 16).await?;
+            startup.push(Startup {
+                backend: label(backend),
+                topology: topology.label().into(),
+                empty_ms: ms(empty_ready),
+                seeded_ms: ms(seeded_ready),
+            });
+            let seed = Arc::new(seed);
+            let counter = Arc::new(AtomicU64::new(0));
+
+            for scenario in Scenario::ALL {
+                bar.set_message(format!("{name}: {} (closed)", scenario.label()));
+                let before = deployment.cpu_seconds();
+                let measured = load::closed_loop(
+                    scenario,
+                    &target,
+                    seed.clone(),
+                    options.concurrency,
+                    duration,
+                    counter.clone(),
+                )
+                .await;
+                rows.push(row(
+                    &label(backend),
+                    topology.label(),
+                    scenario.label(),
+                    "closed",
+                    options.concurrency as u64,
+                    &measured,
+                    deployment.usage_since(&before),
+                ));
+                bar.inc(1);
+                bar.set_message(format!("{name}: {} (open)", scenario.label()));
+                let rate = if scenario == Scenario::Login {
+                    (options.rate / 10).max(1)
+                } else {
+                    options.rate
+                };
+                let before = deployment.cpu_seconds();
+                let measured = load::open_loop(
+                    scenario,
+                    &target,
+                    seed.clone(),
+                    rate,
+                    duration,
+                    counter.clone(),
+                )
+                .await;
+                rows.push(row(
+                    &label(backend),
+                    topology.label(),
+                    scenario.label(),
+                    "open",
+                    rate,
+                    &measured,
+                    deployment.usage_since(&before),
+                ));
+                bar.inc(1);
+            }
+            // The gateway's cost per hop: the same reads addressed to the events service itself.
+            if let Some(direct) = deployment.events_direct.clone() {
+                for scenario in [Scenario::EventDetail, Scenario::EventList] {
+                    bar.set_message(format!("{name}: {} direct to events", scenario.label()));
+                    let before = deployment.cpu_seconds();
+                    let measured = load::closed_loop(
+                        scenario,
+                        &Target::new(&direct),
+                        seed.clone(),
+                        options.concurrency,
+                        duration,
+                        counter.clone(),
+                    )
+                    .await;
+                    let label_direct = format!("{} (direct, no gateway)", scenario.label());
+                    rows.push(row(
+                        &label(backend),
+                        topology.label(),
+                        &label_direct,
+                        "closed",
+                        options.concurrency as u64,
+                        &measured,
+                        deployment.usage_since(&before),
+                    ));
+                    bar.inc(1);
+                }
+            } else {
+                bar.inc(2);
+            }
+            deployment.stop().await;
+        }
+    }
+    bar.finish_with_message("done");
+    let _ = std::fs::remove_dir_all(&work);
+
+    let report = Report {
+        machine: machine(),
+        settings: format!(
+            "{} users, {} events, {} registrations; {} s per run; closed loop {} workers; open loop {}/s ({}/s for login); bcrypt cost {}",
+            options.users,
+            options.events,
+            options.registrations,
+            options.duration,
+            options.concurrency,
+            options.rate,
+            (options.rate / 10).max(1),
+            options.bcrypt_cost
+        ),
+        startup,
+        rows,
+    };
+    report.write(&out)?;
+    println!("{}", report.markdown());
+    println!(
+        "Results: {}/results.{{md,json}}, chart: {}/chart.svg",
+        out.display(),
+        out.display()
+    );
+    let errors: u64 = report.rows.iter().map(|r| r.errors).sum();
+    if errors > 0 {
+        let first = report
+            .rows
+            .iter()
+            .find_map(|r| r.first_error.clone())
+            .unwrap_or_default();
+        return Err(format!("{errors} requests failed (first: {first})"));
+    }
+    Ok(())
+}
+
+fn tempfile_dir(out: &std::path::Path) -> Result<PathBuf, String> {
+    let dir = out.join("work");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn label(backend: Backend) -> String {
+    format!("{backend:?}").to_lowercase()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn row(
+    backend: &str,
+    topology: &str,
+    scenario: &str,
+    mode: &str,
+    load: u64,
+    m: &Measured,
+    processes: Vec<deployment::ProcessUsage>,
+) -> Row {
+    let h = &m.histogram;
+    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    Row {
+        backend: backend.into(),
+        topology: topology.into(),
+        scenario: scenario.into(),
+        mode: mode.into(),
+        load,
+        requests: h.len(),
+        errors: m.errors,
+        throughput: h.len() as f64 / m.elapsed.as_secs_f64(),
+        p50_ms: q(0.5),
+        p90_ms: q(0.9),
+        p99_ms: q(0.99),
+        p999_ms: q(0.999),
+        cpu_seconds: processes.iter().map(|p| p.cpu_seconds).sum(),
+        peak_rss_mb: processes.iter().map(|p| p.peak_rss_mb).sum(),
+        processes,
+        first_error: m.first_error.clone(),
+    }
+}
+
+/// What the figures were measured on.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {memory:.0} GiB, Linux {}; load generator on the same machine",
+        kernel.trim()
+    )
+}

@@ -1,0 +1,169 @@
+//! The gateway: the one public entry of every topology. It owns the shape of the public
+//! application (request ids, access log, metrics, CORS, rate limit, body limit, error bodies,
+//! operations endpoints, OpenAPI document, web page); a topology only supplies the routes.
+
+mod metrics;
+mod openapi;
+#[cfg(feature = "split")]
+pub mod proxy;
+mod rate_limit;
+mod request_context;
+
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::{
+    App, HttpRequest, HttpResponse, ResponseError,
+    body::MessageBody,
+    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    middleware::{Condition, from_fn},
+    web,
+};
+use async_trait::async_trait;
+
+pub use metrics::Metrics;
+pub use openapi::openapi_document;
+pub use rate_limit::AuthRateLimit;
+pub use request_context::{REQUEST_ID, RequestId, TRACEPARENT};
+
+use crate::platform::{config::Settings, json::BodyLimit, problem::Problem};
+
+/// What `/readyz` asks: the database, and in a split gateway the upstreams.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// `Err` names what is not ready.
+    async fn check(&self) -> Result<(), String>;
+    /// Fills gauges (pool sizes, upstream health) right before `/metrics` is rendered.
+    fn report(&self, _metrics: &Metrics) {}
+}
+
+/// Everything the public application needs besides the routes.
+#[derive(Clone)]
+pub struct Gateway {
+    metrics: web::Data<Metrics>,
+    rate_limit: web::Data<AuthRateLimit>,
+    body_limit: web::Data<BodyLimit>,
+    readiness: web::Data<dyn Readiness>,
+    cors_origins: Arc<Vec<String>>,
+}
+
+impl Gateway {
+    /// Must run inside the tokio runtime (the rate limiter spawns its janitor).
+    pub fn new(settings: &Settings, readiness: Arc<dyn Readiness>) -> Self {
+        Self {
+            metrics: web::Data::new(Metrics::new()),
+            rate_limit: web::Data::new(AuthRateLimit::per_minute(
+                settings.gateway.auth_rate_per_minute,
+            )),
+            body_limit: web::Data::new(BodyLimit(settings.gateway.body_limit_bytes)),
+            readiness: web::Data::from(readiness),
+            cors_origins: Arc::new(settings.cors_origins()),
+        }
+    }
+
+    /// The public application: `routes` mounted behind every gateway concern.
+    pub fn app<F>(
+        self,
+        routes: F,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    >
+    where
+        F: FnOnce(&mut web::ServiceConfig),
+    {
+        App::new()
+            .app_data(self.metrics.clone())
+            .app_data(self.rate_limit.clone())
+            .app_data(self.body_limit.clone())
+            .app_data(self.readiness.clone())
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                Problem::bad_request(format!("invalid query parameter: {err}")).into()
+            }))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|_, _| Problem::not_found("no such resource").into()),
+            )
+            .configure(routes)
+            .configure(operations)
+            .default_service(web::to(fallback))
+            .wrap(from_fn(rate_limit::limit_auth_requests))
+            .wrap(Condition::new(
+                !self.cors_origins.is_empty(),
+                cors(&self.cors_origins),
+            ))
+            .wrap(from_fn(metrics::record_metrics))
+            .wrap(from_fn(request_context::request_context))
+    }
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])
+        .allowed_headers(["authorization", "content-type", "x-request-id"])
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        return cors.allow_any_origin();
+    }
+    origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+/// `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json` and the web page.
+fn operations(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(render_metrics))
+        .route("/api/openapi.json", web::get().to(openapi_json))
+        .route("/", web::get().to(index_page));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(readiness: web::Data<dyn Readiness>) -> HttpResponse {
+    match readiness.check().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(why) => {
+            tracing::warn!(%why, "not ready");
+            Problem::unavailable(format!("not ready: {why}"), 5).error_response()
+        }
+    }
+}
+
+async fn render_metrics(
+    metrics: web::Data<Metrics>,
+    readiness: web::Data<dyn Readiness>,
+) -> HttpResponse {
+    readiness.report(&metrics);
+    metrics::text_response(metrics.render())
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(openapi_document())
+}
+
+async fn index_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("static/index.html"))
+}
+
+/// What no route matched: proxied to another service when this process is a split gateway,
+/// otherwise 404.
+async fn fallback(req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    #[cfg(feature = "split")]
+    if let Some(proxy) = req.app_data::<web::Data<proxy::Proxy>>().cloned() {
+        return proxy::proxy_request(req, payload, proxy).await;
+    }
+    let _ = payload;
+    Problem::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
+}

@@ -1,0 +1,390 @@
+//! The reverse proxy of the split topology: public routes of modules this process does not
+//! host go to their upstream instances. Round-robin over healthy instances; active health checks
+//! on `/readyz`; passive ejection of an instance that refuses connections or times out; a
+//! request that never reached an instance is tried on the next one. Request bodies are already
+//! bounded by the body limit and are buffered (so they can be retried); responses are streamed.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use actix_web::{
+    HttpMessage, HttpRequest, HttpResponse, ResponseError,
+    http::{StatusCode, header::HeaderName},
+    web,
+};
+use futures_util::StreamExt;
+
+use super::{
+    Metrics,
+    metrics::{RouteLabel, route_pattern},
+    request_context::REQUEST_ID,
+};
+use crate::platform::{json::BodyLimit, problem::Problem, trace::TraceContext};
+
+/// Which module serves a public path. The longest, most specific prefixes come first.
+pub fn module_of(path: &str) -> Option<&'static str> {
+    const ROUTES: &[(&str, &str)] = &[
+        ("/api/users/me/registrations", "events"),
+        ("/api/events", "events"),
+        ("/api/auth/", "users"),
+        ("/api/users", "users"),
+        ("/.well-known/", "users"),
+    ];
+    ROUTES
+        .iter()
+        .find(|(prefix, _)| path == prefix.trim_end_matches('/') || path.starts_with(prefix))
+        .map(|(_, module)| *module)
+}
+
+/// How long an idle upstream connection is kept (the services close theirs after 5 s).
+const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus `host`.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+struct Instance {
+    base: String,
+    /// Result of the last active health check.
+    healthy: AtomicBool,
+    /// Passive ejection: not chosen before this instant (millis since the proxy started).
+    ejected_until_ms: AtomicU64,
+}
+
+/// The instances of one module.
+pub struct Upstream {
+    pub module: &'static str,
+    instances: Vec<Instance>,
+    next: AtomicUsize,
+}
+
+impl Upstream {
+    pub fn new(module: &'static str, bases: Vec<String>) -> Self {
+        let instances = bases
+            .into_iter()
+            .map(|b| Instance {
+                base: b.trim_end_matches('/').to_owned(),
+                healthy: AtomicBool::new(true),
+                ejected_until_ms: AtomicU64::new(0),
+            })
+            .collect();
+        Self {
+            module,
+            instances,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Instances to try for one request, in round-robin order, usable ones first.
+    fn candidates(&self, now_ms: u64) -> Vec<&Instance> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.instances.len();
+        let ordered = (0..n).map(|i| &self.instances[(start + i) % n]);
+        let (usable, rest): (Vec<_>, Vec<_>) = ordered.partition(|i| {
+            i.healthy.load(Ordering::Relaxed)
+                && i.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+        });
+        // When every instance looks down, still try them: the checks may lag a recovery.
+        if usable.is_empty() { rest } else { usable }
+    }
+
+    pub fn healthy_count(&self, now_ms: u64) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| {
+                i.healthy.load(Ordering::Relaxed)
+                    && i.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+            })
+            .count()
+    }
+}
+
+pub struct Proxy {
+    client: reqwest::Client,
+    upstreams: Vec<Arc<Upstream>>,
+    started: Instant,
+    eject_for: Duration,
+}
+
+impl Proxy {
+    pub fn new(upstreams: Vec<Upstream>, timeout: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .read_timeout(timeout)
+            .pool_max_idle_per_host(256)
+            // Below actix's 5 s keep-alive, so a pooled connection is never one the upstream
+            // is closing at that very moment.
+            .pool_idle_timeout(UPSTREAM_IDLE)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("proxy client: {e}"))?;
+        Ok(Self {
+            client,
+            upstreams: upstreams.into_iter().map(Arc::new).collect(),
+            started: Instant::now(),
+            eject_for: Duration::from_secs(10),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn upstream(&self, module: &str) -> Option<&Upstream> {
+        self.upstreams
+            .iter()
+            .find(|u| u.module == module)
+            .map(Arc::as_ref)
+    }
+
+    /// Polls every instance's `/readyz` every `interval` until the process ends.
+    pub fn spawn_health_checks(self: &Arc<Self>, interval: Duration) {
+        let proxy = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(proxy) = proxy.upgrade() else { break };
+                for upstream in &proxy.upstreams {
+                    for instance in &upstream.instances {
+                        let url = format!("{}/readyz", instance.base);
+                        let ok = proxy
+                            .client
+                            .get(url)
+                            .timeout(Duration::from_secs(1))
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success());
+                        if ok != instance.healthy.swap(ok, Ordering::Relaxed) {
+                            if ok {
+                                tracing::info!(module = upstream.module, instance = %instance.base, "upstream healthy");
+                            } else {
+                                tracing::warn!(module = upstream.module, instance = %instance.base, "upstream unhealthy");
+                            }
+                        }
+                        if ok {
+                            instance.ejected_until_ms.store(0, Ordering::Relaxed);
+                        }
+                    }
+                }
+                drop(proxy);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// `Err` names an upstream with no usable instance.
+    pub fn readiness(&self) -> Result<(), String> {
+        let now = self.now_ms();
+        match self.upstreams.iter().find(|u| u.healthy_count(now) == 0) {
+            Some(u) => Err(format!("no healthy {} instance", u.module)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn report(&self, metrics: &Metrics) {
+        let now = self.now_ms();
+        for upstream in &self.upstreams {
+            let component = format!("upstream_{}", upstream.module);
+            metrics
+                .gauges
+                .with_label_values(&[component.as_str(), "healthy"])
+                .set(upstream.healthy_count(now) as i64);
+            metrics
+                .gauges
+                .with_label_values(&[component.as_str(), "instances"])
+                .set(upstream.instances.len() as i64);
+        }
+    }
+
+    async fn forward(&self, req: &HttpRequest, body: web::Bytes) -> Result<HttpResponse, Problem> {
+        let path = req.path();
+        let module = module_of(path)
+            .filter(|_| !path.starts_with("/internal"))
+            .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
+        req.extensions_mut().insert(RouteLabel(route_pattern(path)));
+        let upstream = self
+            .upstream(module)
+            .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
+        let path_and_query = req.uri().path_and_query().map_or(path, |pq| pq.as_str());
+        let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+            .map_err(|_| Problem::bad_request("unsupported method"))?;
+        let headers = self.forwarded_headers(req);
+
+        let mut last_error = String::new();
+        for instance in upstream.candidates(self.now_ms()) {
+            let sent = self
+                .client
+                .request(
+                    method.clone(),
+                    format!("{}{}", instance.base, path_and_query),
+                )
+                .headers(headers.clone())
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(response) => return Ok(relay_back(response).await),
+                Err(err) => {
+                    // Connection refused: the request never reached it, so any method may go to
+                    // the next instance. Otherwise it may have been processed: only idempotent
+                    // methods may be sent again.
+                    instance.ejected_until_ms.store(
+                        self.now_ms() + self.eject_for.as_millis() as u64,
+                        Ordering::Relaxed,
+                    );
+                    tracing::warn!(module, instance = %instance.base, error = %err, "upstream failed; ejected");
+                    last_error = err.to_string();
+                    if !err.is_connect() && !method.is_idempotent() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::warn!(module, error = %last_error, "no upstream answered");
+        Err(Problem::unavailable(
+            format!("the {module} service is unavailable"),
+            5,
+        ))
+    }
+
+    fn forwarded_headers(&self, req: &HttpRequest) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in req.headers() {
+            if HOP_BY_HOP.contains(&name.as_str())
+                || name.as_str().starts_with("x-forwarded-")
+                || name == "traceparent"
+                || name == REQUEST_ID
+            {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+                reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        // This gateway is the edge: client-sent X-Forwarded-* are not trusted, the peer is.
+        if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+            insert(&mut headers, "x-forwarded-for", &client_ip(ip));
+        }
+        insert(
+            &mut headers,
+            "x-forwarded-proto",
+            req.connection_info().scheme(),
+        );
+        if let Some(host) = req.headers().get("host").and_then(|h| h.to_str().ok()) {
+            insert(&mut headers, "x-forwarded-host", host);
+        }
+        if let Some(context) = TraceContext::current() {
+            insert(&mut headers, "x-request-id", &context.request_id);
+            insert(&mut headers, "traceparent", &context.child_traceparent());
+        }
+        headers
+    }
+}
+
+fn client_ip(ip: IpAddr) -> String {
+    ip.to_string()
+}
+
+fn insert(headers: &mut reqwest::header::HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = reqwest::header::HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Answers up to this size are relayed in one piece with their `Content-Length`; larger or
+/// unsized ones are streamed. A small answer streamed chunk by chunk costs an extra write whose
+/// ACK the client may delay (Nagle meets delayed ACK: ~40 ms on Linux).
+const BUFFER_UP_TO: u64 = 1024 * 1024;
+
+/// The upstream's answer, relayed to the client; its own `x-request-id` is replaced by ours.
+async fn relay_back(response: reqwest::Response) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in response.headers() {
+        if HOP_BY_HOP.contains(&name.as_str()) || name.as_str() == "x-request-id" {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(name.as_str().as_bytes()) {
+            builder.append_header((name, value.as_bytes()));
+        }
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len <= BUFFER_UP_TO)
+    {
+        return match response.bytes().await {
+            Ok(body) => builder.body(body),
+            Err(err) => {
+                tracing::warn!(error = %err, "upstream answer cut short");
+                Problem::unavailable("the upstream answer was cut short", 1).error_response()
+            }
+        };
+    }
+    builder.streaming(
+        response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(std::io::Error::other)),
+    )
+}
+
+/// The default service of a proxying gateway: everything no local route matched.
+pub async fn proxy_request(
+    req: HttpRequest,
+    payload: web::Payload,
+    proxy: web::Data<Proxy>,
+) -> HttpResponse {
+    let limit = req
+        .app_data::<web::Data<BodyLimit>>()
+        .map_or(64 * 1024, |l| l.0);
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => proxy
+            .forward(&req, body)
+            .await
+            .unwrap_or_else(|p| p.error_response()),
+        Ok(Err(_)) => Problem::bad_request("the request body could not be read").error_response(),
+        Err(_) => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the request body exceeds {limit} bytes"),
+        )
+        .error_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_of;
+
+    #[test]
+    fn paths_route_to_their_module() {
+        assert_eq!(module_of("/api/users/me/registrations"), Some("events"));
+        assert_eq!(module_of("/api/events"), Some("events"));
+        assert_eq!(module_of("/api/events/1/registrations/me"), Some("events"));
+        assert_eq!(module_of("/api/users/me"), Some("users"));
+        assert_eq!(module_of("/api/users"), Some("users"));
+        assert_eq!(module_of("/api/auth/login"), Some("users"));
+        assert_eq!(module_of("/.well-known/jwks.json"), Some("users"));
+        assert_eq!(module_of("/api/eventsx"), Some("events"));
+        assert_eq!(module_of("/internal/users/profiles"), None);
+        assert_eq!(module_of("/api/other"), None);
+    }
+}

@@ -1,0 +1,68 @@
+//! Request ids and the access log: every request gets an `X-Request-Id` (the caller's, when it
+//! sent a sane one) and a tracing span carrying it and the W3C trace id, so every log line of
+//! the request, in every process it touches, names them.
+
+use std::time::Instant;
+
+use actix_web::{
+    Error, HttpMessage,
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::Next,
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::platform::trace::TraceContext;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The id of the current request, available to handlers as a request extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Accepts ids of up to 128 visible ASCII characters; anything else is replaced.
+fn caller_id(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
+    let ok = !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| value.to_owned())
+}
+
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = caller_id(&req).unwrap_or_else(|| Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let traceparent = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
+    let context = TraceContext::new(id.clone(), traceparent);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = %context.trace_id,
+        method = %req.method(),
+        path = %req.path(),
+    );
+    let started = Instant::now();
+    let mut response = context
+        .scope(next.call(req).instrument(span.clone()))
+        .await?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        // 503 is an expected answer (a dependency down, not ready yet); other 5xx are bugs.
+        if status >= 500 && status != 503 {
+            tracing::error!(status, latency_ms, "request finished");
+        } else if status == 503 {
+            tracing::warn!(status, latency_ms, "request finished");
+        } else {
+            tracing::info!(status, latency_ms, "request finished");
+        }
+    });
+    Ok(response)
+}

@@ -1,0 +1,10 @@
+//! rsvp: an events platform built as a modular monolith that can split into services.
+//!
+//! Where a request goes: [`gateway`] (the public entry) → a module's handlers in
+//! [`modules::users`] or [`modules::events`] → its service (rules) → its store (diesel).
+//! [`topology`] assembles the pieces into a binary; [`platform`] is what all of them share.
+
+pub mod gateway;
+pub mod modules;
+pub mod platform;
+pub mod topology;

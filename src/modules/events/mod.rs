@@ -1,0 +1,98 @@
+//! The events module: events, registrations, capacity and the waitlist.
+//!
+//! Public interface: the DTOs, the routes ([`configure`]), the `user.deleted` consumer and the
+//! migrations. It knows the users module only through [`crate::modules::users::UsersApi`] and
+//! its domain events.
+
+mod domain;
+mod error;
+mod handlers;
+mod schema;
+mod service;
+mod store;
+
+use chrono::{DateTime, Utc};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use error::EventsError;
+pub use handlers::{ApiDoc, configure};
+pub use service::{EventsService, UserDeletedHandler};
+
+use crate::platform::db::ModuleMigrations;
+
+/// Someone as other people see them. `name` is `null` when the account was deleted or the
+/// users module could not be asked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct Person {
+    pub id: Uuid,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Scheduled,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub category: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub capacity: i32,
+    pub seats_taken: i32,
+    pub waitlist_length: i32,
+    pub status: EventStatus,
+    pub organizer: Person,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationState {
+    Confirmed,
+    Waitlisted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Registration {
+    pub event_id: Uuid,
+    pub user_id: Uuid,
+    pub status: RegistrationState,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One line of an event's attendee list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Attendee {
+    pub user: Person,
+    pub status: RegistrationState,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One of the caller's registrations, with its event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MyRegistration {
+    pub event: Event,
+    pub status: RegistrationState,
+    pub created_at: DateTime<Utc>,
+}
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/events/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/events/postgres");
+
+/// The events module's tables, for both backends.
+pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
+    module: "events",
+    sqlite: || SQLITE_MIGRATIONS,
+    postgres: || POSTGRES_MIGRATIONS,
+};

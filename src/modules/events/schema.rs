@@ -1,0 +1,42 @@
+// Diesel table definitions of the events module, with types both backends share.
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        organizer_id -> Text,
+        title -> Text,
+        description -> Nullable<Text>,
+        location -> Nullable<Text>,
+        location_key -> Nullable<Text>,
+        category -> Nullable<Text>,
+        category_key -> Nullable<Text>,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        capacity -> Integer,
+        seats_taken -> Integer,
+        waitlist_length -> Integer,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    registrations (event_id, user_id) {
+        event_id -> Text,
+        user_id -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    events_inbox (message_id) {
+        message_id -> Text,
+        topic -> Text,
+        handled_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(registrations -> events (event_id));
+diesel::allow_tables_to_appear_in_same_query!(events, registrations);

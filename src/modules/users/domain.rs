@@ -1,0 +1,145 @@
+//! The users module's input rules, as parsed newtypes: once a value exists, it is valid.
+
+use crate::platform::problem::FieldError;
+
+/// A trimmed, lower-cased email address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let email = raw.trim().to_lowercase();
+        let invalid = || FieldError::new("email", "must be a valid email address");
+        if email.len() > 254 {
+            return Err(FieldError::new("email", "must be at most 254 characters"));
+        }
+        let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+        let domain_ok = !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && domain.contains('.')
+            && !domain.contains("..");
+        if local.is_empty()
+            || !domain_ok
+            || domain.contains('@')
+            || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password of 8..128 characters, kept only until it is hashed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+impl Password {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let len = raw.chars().count();
+        if !(8..=128).contains(&len) {
+            return Err(FieldError::new(field, "must be 8 to 128 characters"));
+        }
+        // bcrypt reads at most 72 bytes and stops at NUL; refuse what it would silently drop.
+        if raw.contains('\0') {
+            return Err(FieldError::new(field, "must not contain NUL characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A display name of 1..100 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let name = raw.trim();
+        let len = name.chars().count();
+        if !(1..=100).contains(&len) {
+            return Err(FieldError::new(
+                "name",
+                "must be 1 to 100 characters after trimming",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                "name",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// Collects every field error of a request instead of stopping at the first.
+#[derive(Default)]
+pub struct Checker(pub Vec<FieldError>);
+
+impl Checker {
+    pub fn check<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_lowercased_and_checked() {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.de",
+            "ada@.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn passwords_are_8_to_128_characters() {
+        assert!(Password::parse("password", "1234567").is_err());
+        assert!(Password::parse("password", "12345678").is_ok());
+        assert!(Password::parse("password", &"é".repeat(128)).is_ok());
+        assert!(Password::parse("password", &"x".repeat(129)).is_err());
+        assert_eq!(
+            format!("{:?}", Password::parse("p", "secret-secret").unwrap()),
+            "Password(..)"
+        );
+    }
+
+    #[test]
+    fn names_are_1_to_100_characters_after_trimming() {
+        assert_eq!(DisplayName::parse("  Ada ").unwrap().into_inner(), "Ada");
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"n".repeat(100)).is_ok());
+        assert!(DisplayName::parse(&"n".repeat(101)).is_err());
+    }
+}

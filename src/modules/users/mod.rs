@@ -1,0 +1,96 @@
+//! The users module: accounts, passwords, signing keys, access and refresh tokens.
+//!
+//! Public interface: the [`UsersApi`] trait other modules call, its DTOs, the `user.deleted`
+//! domain event, the routes ([`configure`]) and the migrations. Everything else is private.
+
+#[cfg(feature = "split")]
+mod client;
+mod domain;
+mod error;
+mod handlers;
+#[cfg(feature = "split")]
+pub mod internal;
+mod keys;
+mod outbox;
+mod schema;
+mod service;
+mod store;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[cfg(feature = "split")]
+pub use client::UsersClient;
+pub use error::UsersError;
+pub use handlers::{ApiDoc, configure};
+pub use keys::SigningKeys;
+pub use outbox::OutboxRelay;
+pub use service::UsersService;
+
+use crate::platform::{auth::Role, db::ModuleMigrations};
+
+/// What other modules may ask of the users module. In process it is [`UsersService`]; in a
+/// split deployment an HTTP client implements it.
+#[async_trait]
+pub trait UsersApi: Send + Sync {
+    /// Public profiles of `ids`, each known id once, in one call however many ids; unknown
+    /// ids are left out.
+    async fn public_profiles(&self, ids: &[Uuid]) -> Result<Vec<PublicProfile>, UsersApiError>;
+}
+
+/// Why a [`UsersApi`] call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersApiError {
+    #[error("users module unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An account as its owner (or an admin) sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What anyone logged in may see of an account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct PublicProfile {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: u64,
+}
+
+/// Topic of [`UserDeleted`].
+pub const USER_DELETED: &str = "user.deleted";
+
+/// Published after an account was deleted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserDeleted {
+    pub user_id: Uuid,
+}
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/users/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/users/postgres");
+
+/// The users module's tables, for both backends.
+pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
+    module: "users",
+    sqlite: || SQLITE_MIGRATIONS,
+    postgres: || POSTGRES_MIGRATIONS,
+};

@@ -1,0 +1,145 @@
+//! The relay that moves `users_outbox` rows to an [`EventPublisher`]. A row is marked published
+//! only after delivery succeeded, so a crash or an unreachable consumer delays events, never
+//! loses them; consumers deduplicate by event id, so a redelivery after a crash is harmless.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
+
+use super::store;
+use crate::platform::{
+    db::{Db, DbError},
+    messaging::EventPublisher,
+    now,
+};
+
+const BATCH: i64 = 100;
+
+pub struct OutboxRelay {
+    db: Db,
+    publisher: Arc<dyn EventPublisher>,
+    wakeup: Arc<Notify>,
+    poll_interval: Duration,
+}
+
+impl OutboxRelay {
+    pub fn new(
+        db: Db,
+        publisher: Arc<dyn EventPublisher>,
+        wakeup: Arc<Notify>,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            db,
+            publisher,
+            wakeup,
+            poll_interval,
+        }
+    }
+
+    /// Runs until the process ends: drains at start (rows left by a crash), whenever woken,
+    /// and every poll interval (rows whose delivery failed earlier).
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.drain().await {
+                    Ok(0) => {}
+                    Ok(sent) => tracing::debug!(sent, "outbox relayed"),
+                    Err(err) => tracing::warn!(error = %err, "outbox relay stalled; will retry"),
+                }
+                tokio::select! {
+                    _ = self.wakeup.notified() => {}
+                    _ = tokio::time::sleep(self.poll_interval) => {}
+                }
+            }
+        })
+    }
+
+    /// Publishes pending rows in order; stops at the first failure so order is kept.
+    pub async fn drain(&self) -> Result<usize, String> {
+        let mut sent = 0;
+        loop {
+            let (batch_sent, batch_len) = if self.db.backend() == "postgres" {
+                self.drain_claimed_batch().await?
+            } else {
+                self.drain_batch().await?
+            };
+            sent += batch_sent;
+            if batch_len < BATCH as usize {
+                return Ok(sent);
+            }
+        }
+    }
+
+    /// One batch without row locks: SQLite has a single writer, and holding its write lock
+    /// while publishing would block the very handlers an in-process publish calls.
+    async fn drain_batch(&self) -> Result<(usize, usize), String> {
+        let rows = self
+            .db
+            .run(|conn| store::pending_outbox(conn, BATCH).map_err(DbError::from))
+            .await
+            .map_err(|e| e.to_string())?;
+        let len = rows.len();
+        let mut sent = 0;
+        for row in rows {
+            let event = row.to_event()?;
+            let id = row.id.clone();
+            let delivered = self.publisher.publish(&event).await;
+            let failed = delivered.is_err();
+            self.db
+                .run(move |conn| {
+                    if failed {
+                        store::record_failed_attempt(conn, &id)
+                    } else {
+                        store::mark_published(conn, &id, now())
+                    }
+                    .map_err(DbError::from)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Err(err) = delivered {
+                return Err(format!(
+                    "delivery of {} ({}) failed: {err}",
+                    event.id, event.topic
+                ));
+            }
+            sent += 1;
+        }
+        Ok((sent, len))
+    }
+
+    /// One batch claimed with `FOR UPDATE SKIP LOCKED` (PostgreSQL): the rows stay locked while
+    /// they are published and marked, so concurrent relays split the work instead of doubling it.
+    async fn drain_claimed_batch(&self) -> Result<(usize, usize), String> {
+        let publisher = self.publisher.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let (sent, len, failure) = self
+            .db
+            .write(move |conn| {
+                let rows = store::claim_pending_outbox(conn, BATCH)?;
+                let mut sent = 0;
+                for row in &rows {
+                    let event = match row.to_event() {
+                        Ok(event) => event,
+                        Err(why) => return Ok((sent, rows.len(), Some(why))),
+                    };
+                    // On the blocking pool, so waiting for the publish here blocks no worker.
+                    if let Err(err) = runtime.block_on(publisher.publish(&event)) {
+                        store::record_failed_attempt(conn, &row.id)?;
+                        let why =
+                            format!("delivery of {} ({}) failed: {err}", event.id, event.topic);
+                        return Ok((sent, rows.len(), Some(why)));
+                    }
+                    store::mark_published(conn, &row.id, now())?;
+                    sent += 1;
+                }
+                Ok::<_, DbError>((sent, rows.len(), None))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        match failure {
+            Some(why) => Err(why),
+            None => Ok((sent, len)),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The users module's rules: accounts, passwords, token issuance and rotation, account deletion
+//! with its `user.deleted` domain event. All database and bcrypt work runs off the async runtime.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::Duration;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    PublicProfile, TokenPair, USER_DELETED, User, UserDeleted, UsersApi, UsersApiError,
+    domain::{Checker, DisplayName, Email, Password},
+    error::UsersError,
+    keys::SigningKeys,
+    store::{self, RefreshTokenRow, UserRow},
+};
+use crate::platform::{
+    auth::{Claims, Role},
+    config::AuthSettings,
+    db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
+    messaging::DomainEvent,
+    now,
+    pagination::{Page, PageRequest, into_page},
+};
+
+/// The in-process implementation of the users module.
+pub struct UsersService {
+    db: Db,
+    keys: Arc<SigningKeys>,
+    settings: AuthSettings,
+    /// Wakes the outbox relay right after a domain event committed.
+    outbox_wakeup: Arc<Notify>,
+    /// Verified against when the email is unknown, so a login takes as long either way.
+    dummy_hash: String,
+}
+
+/// Fields a caller may change on their own account.
+pub struct ProfileChange {
+    pub name: Option<String>,
+    pub password: Option<String>,
+    pub current_password: String,
+}
+
+impl UsersService {
+    pub fn new(
+        db: Db,
+        keys: Arc<SigningKeys>,
+        settings: AuthSettings,
+        outbox_wakeup: Arc<Notify>,
+    ) -> Result<Self, String> {
+        let dummy_hash = bcrypt::hash("not a real password", settings.bcrypt_cost)
+            .map_err(|e| format!("bcrypt: {e}"))?;
+        Ok(Self {
+            db,
+            keys,
+            settings,
+            outbox_wakeup,
+            dummy_hash,
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn keys(&self) -> &SigningKeys {
+        &self.keys
+    }
+
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+    ) -> Result<User, UsersError> {
+        let mut checker = Checker::default();
+        let email = checker.check(Email::parse(email));
+        let password = checker.check(Password::parse("password", password));
+        let name = checker.check(DisplayName::parse(name));
+        let (Some(email), Some(password), Some(name)) = (email, password, name) else {
+            return Err(UsersError::Validation(checker.0));
+        };
+        let password_hash = self.hash_password(&password).await?;
+        let at = now().naive_utc();
+        let row = UserRow {
+            id: Uuid::now_v7().to_string(),
+            email: email.as_str().to_owned(),
+            name: name.into_inner(),
+            password_hash,
+            role: Role::Member.as_str().to_owned(),
+            created_at: at,
+            updated_at: at,
+        };
+        self.db
+            .write(move |conn| match store::insert_user(conn, &row) {
+                Ok(()) => Ok(row),
+                Err(e) if is_unique_violation(&e) => Err(UsersError::EmailTaken),
+                Err(e) => Err(e.into()),
+            })
+            .await
+            .map(User::from)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, UsersError> {
+        // Malformed input fails exactly like a wrong password: no hint that an email exists.
+        let email = Email::parse(email).map_err(|_| UsersError::InvalidCredentials)?;
+        let lookup = email.as_str().to_owned();
+        let user = self
+            .db
+            .run(move |conn| store::find_user_by_email(conn, &lookup).map_err(UsersError::from))
+            .await?;
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let matches = verify_password(password.to_owned(), hash).await?;
+        match user {
+            Some(user) if matches => self.issue_tokens(&user, Uuid::new_v4()).await,
+            _ => Err(UsersError::InvalidCredentials),
+        }
+    }
+
+    /// Rotates a refresh token. A token presented twice revokes its whole family: whoever holds
+    /// the other copy (the thief or the owner) has to log in again.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, UsersError> {
+        let hash = hash_refresh_token(refresh_token);
+        let outcome = self
+            .db
+            .write(
+                move |conn| -> Result<Result<(UserRow, String), UsersError>, UsersError> {
+                    let at = now();
+                    let Some(token) = store::find_refresh_token(conn, &hash)? else {
+                        return Ok(Err(UsersError::InvalidRefreshToken));
+                    };
+                    if token.revoked_at.is_some() || token.used_at.is_some() {
+                        store::revoke_family(conn, &token.family_id, at)?;
+                        return Ok(Err(UsersError::RefreshTokenReused));
+                    }
+                    if token.expires_at < at.naive_utc() {
+                        return Ok(Err(UsersError::InvalidRefreshToken));
+                    }
+                    if store::consume_refresh_token(conn, &hash, at)? == 0 {
+                        store::revoke_family(conn, &token.family_id, at)?;
+                        return Ok(Err(UsersError::RefreshTokenReused));
+                    }
+                    let user_id: Uuid = token.user_id.parse().map_err(|_| {
+                        UsersError::Internal("refresh token with a malformed user id".into())
+                    })?;
+                    let user = store::find_user(conn, user_id)?;
+                    Ok(user
+                        .map(|u| (u, token.family_id))
+                        .ok_or(UsersError::InvalidRefreshToken))
+                },
+            )
+            .await?;
+        // The revocation above must commit, so the refusal is returned only after the write.
+        match outcome {
+            Ok((user, family)) => {
+                let family = family.parse().unwrap_or_else(|_| Uuid::new_v4());
+                self.issue_tokens(&user, family).await
+            }
+            Err(UsersError::RefreshTokenReused) => {
+                tracing::warn!("refresh token reuse detected; token family revoked");
+                Err(UsersError::RefreshTokenReused)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Ends the session the refresh token belongs to. Unknown tokens are ignored: logging out
+    /// twice is not an error.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), UsersError> {
+        let hash = hash_refresh_token(refresh_token);
+        self.db
+            .write(move |conn| {
+                if let Some(token) = store::find_refresh_token(conn, &hash)? {
+                    store::revoke_family(conn, &token.family_id, now())?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// The caller's account; a token outliving its account is refused as unauthenticated.
+    pub async fn me(&self, id: Uuid) -> Result<User, UsersError> {
+        self.find(id)
+            .await?
+            .map(User::from)
+            .ok_or(UsersError::AccountGone)
+    }
+
+    pub async fn public_profile(&self, id: Uuid) -> Result<PublicProfile, UsersError> {
+        let row = self.find(id).await?.ok_or(UsersError::NotFound)?;
+        Ok(PublicProfile {
+            id: row.id(),
+            name: row.name,
+        })
+    }
+
+    pub async fn update_me(&self, id: Uuid, change: ProfileChange) -> Result<User, UsersError> {
+        let mut checker = Checker::default();
+        let name = change
+            .name
+            .as_deref()
+            .map(|n| checker.check(DisplayName::parse(n)));
+        let password = change
+            .password
+            .as_deref()
+            .map(|p| checker.check(Password::parse("password", p)));
+        if !checker.0.is_empty() {
+            return Err(UsersError::Validation(checker.0));
+        }
+        let user = self.find(id).await?.ok_or(UsersError::AccountGone)?;
+        self.check_current_password(&user, change.current_password)
+            .await?;
+        let new_hash = match password.flatten() {
+            Some(p) => Some(self.hash_password(&p).await?),
+            None => None,
+        };
+        let name = name.flatten().map(DisplayName::into_inner);
+        self.db
+            .write(move |conn| {
+                let at = now();
+                let password_changed = new_hash.is_some();
+                if store::update_profile(conn, id, name, new_hash, at)? == 0 {
+                    return Err(UsersError::AccountGone);
+                }
+                if password_changed {
+                    store::revoke_all_of_user(conn, id, at)?;
+                }
+                store::find_user(conn, id)?
+                    .map(User::from)
+                    .ok_or(UsersError::AccountGone)
+            })
+            .await
+    }
+
+    /// Deletes the caller's own account after checking their password.
+    pub async fn delete_me(&self, id: Uuid, current_password: String) -> Result<(), UsersError> {
+        let user = self.find(id).await?.ok_or(UsersError::AccountGone)?;
+        self.check_current_password(&user, current_password).await?;
+        self.delete_account(id).await
+    }
+
+    /// Deletes an account and, in the same transaction, records `user.deleted` in the outbox.
+    pub async fn delete_account(&self, id: Uuid) -> Result<(), UsersError> {
+        let event = DomainEvent {
+            id: Uuid::now_v7(),
+            topic: USER_DELETED.to_owned(),
+            payload: serde_json::to_value(UserDeleted { user_id: id })
+                .map_err(|e| UsersError::Internal(e.to_string()))?,
+            occurred_at: now(),
+        };
+        self.db
+            .write(move |conn| {
+                if store::delete_user(conn, id)? == 0 {
+                    return Err(UsersError::NotFound);
+                }
+                store::insert_outbox(conn, &event)?;
+                Ok(())
+            })
+            .await?;
+        self.outbox_wakeup.notify_one();
+        tracing::info!(user_id = %id, "account deleted");
+        Ok(())
+    }
+
+    pub async fn list(
+        &self,
+        email: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<User>, UsersError> {
+        // An email that can not be valid matches nobody; no need to ask the database.
+        let email = match email {
+            Some(raw) => match Email::parse(&raw) {
+                Ok(e) => Some(e.as_str().to_owned()),
+                Err(_) => {
+                    return Ok(Page {
+                        items: vec![],
+                        next_cursor: None,
+                    });
+                }
+            },
+            None => None,
+        };
+        let rows = self
+            .db
+            .run(move |conn| {
+                store::list_users(conn, email.as_deref(), page).map_err(UsersError::from)
+            })
+            .await?;
+        Ok(into_page(rows, page, UserRow::cursor, User::from))
+    }
+
+    /// Gives an existing account the admin role (the `make-admin` command).
+    pub async fn promote_to_admin(&self, email: &str) -> Result<(), UsersError> {
+        let email = Email::parse(email).map_err(|e| UsersError::Validation(vec![e]))?;
+        let changed = self
+            .db
+            .write(move |conn| {
+                store::set_role(conn, email.as_str(), Role::Admin).map_err(UsersError::from)
+            })
+            .await?;
+        if changed == 0 {
+            return Err(UsersError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<UserRow>, UsersError> {
+        self.db
+            .run(move |conn| store::find_user(conn, id).map_err(UsersError::from))
+            .await
+    }
+
+    async fn check_current_password(
+        &self,
+        user: &UserRow,
+        password: String,
+    ) -> Result<(), UsersError> {
+        if verify_password(password, user.password_hash.clone()).await? {
+            Ok(())
+        } else {
+            Err(UsersError::WrongCurrentPassword)
+        }
+    }
+
+    async fn hash_password(&self, password: &Password) -> Result<String, UsersError> {
+        let password = password.expose().to_owned();
+        let cost = self.settings.bcrypt_cost;
+        spawn_blocking_in_span(move || bcrypt::hash(password, cost))
+            .await?
+            .map_err(UsersError::from)
+    }
+
+    async fn issue_tokens(&self, user: &UserRow, family: Uuid) -> Result<TokenPair, UsersError> {
+        let at = now();
+        let claims = Claims {
+            sub: user.id(),
+            role: user.role(),
+            iss: self.settings.issuer.clone(),
+            iat: at.timestamp(),
+            exp: at.timestamp() + self.settings.access_ttl_secs as i64,
+            jti: Uuid::new_v4(),
+        };
+        let access_token =
+            jsonwebtoken::encode(&self.keys.header(), &claims, self.keys.encoding_key())?;
+        let refresh_token = new_refresh_token();
+        let row = RefreshTokenRow {
+            token_hash: hash_refresh_token(&refresh_token),
+            user_id: user.id.clone(),
+            family_id: family.to_string(),
+            expires_at: (at + Duration::seconds(self.settings.refresh_ttl_secs as i64)).naive_utc(),
+            created_at: at.naive_utc(),
+            used_at: None,
+            revoked_at: None,
+        };
+        self.db
+            .write(move |conn| store::insert_refresh_token(conn, &row).map_err(UsersError::from))
+            .await?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: self.settings.access_ttl_secs,
+        })
+    }
+}
+
+#[async_trait]
+impl UsersApi for UsersService {
+    async fn public_profiles(&self, ids: &[Uuid]) -> Result<Vec<PublicProfile>, UsersApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        let rows = self
+            .db
+            .run(move |conn| store::find_names(conn, &ids).map_err(DbError::from))
+            .await
+            .map_err(|e| UsersApiError::Unavailable(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, name)| {
+                Some(PublicProfile {
+                    id: id.parse().ok()?,
+                    name,
+                })
+            })
+            .collect())
+    }
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: row.id(),
+            role: row.role(),
+            email: row.email,
+            name: row.name,
+            created_at: row.created_at.and_utc(),
+        }
+    }
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, UsersError> {
+    spawn_blocking_in_span(move || bcrypt::verify(password, &hash))
+        .await?
+        .map_err(UsersError::from)
+}
+
+/// 256 random bits, URL-safe: unguessable, so a fast hash is enough to store it.
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_refresh_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,292 @@
+//! The users module's diesel queries. Only this module's tables are named here.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::schema::{refresh_tokens, users, users_outbox};
+use crate::platform::{
+    auth::Role,
+    db::DbConnection,
+    messaging::DomainEvent,
+    pagination::{Cursor, PageRequest},
+};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl UserRow {
+    pub fn id(&self) -> Uuid {
+        self.id.parse().unwrap_or_default()
+    }
+
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::Member)
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at.and_utc(),
+            id: self.id(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    pub token_hash: String,
+    pub user_id: String,
+    pub family_id: String,
+    pub expires_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_user(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id.to_string())
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_user_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::email.eq(email))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// `(id, name)` of the users among `ids` that exist.
+pub fn find_names(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<Vec<(String, String)>> {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::name))
+        .load(conn)
+}
+
+pub fn update_profile(
+    conn: &mut DbConnection,
+    id: Uuid,
+    name: Option<String>,
+    password_hash: Option<String>,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    let target = users::table.find(id.to_string());
+    let now = now.naive_utc();
+    match (name, password_hash) {
+        (Some(n), Some(h)) => diesel::update(target)
+            .set((
+                users::name.eq(n),
+                users::password_hash.eq(h),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn),
+        (Some(n), None) => diesel::update(target)
+            .set((users::name.eq(n), users::updated_at.eq(now)))
+            .execute(conn),
+        (None, Some(h)) => diesel::update(target)
+            .set((users::password_hash.eq(h), users::updated_at.eq(now)))
+            .execute(conn),
+        (None, None) => Ok(1),
+    }
+}
+
+/// Deletes the user; their refresh tokens go with them (`ON DELETE CASCADE`).
+pub fn delete_user(conn: &mut DbConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(id.to_string())))
+        .execute(conn)?;
+    diesel::delete(users::table.find(id.to_string())).execute(conn)
+}
+
+pub fn set_role(conn: &mut DbConnection, email: &str, role: Role) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::email.eq(email)))
+        .set(users::role.eq(role.as_str()))
+        .execute(conn)
+}
+
+/// A page of users ordered by creation, optionally only the one with `email`.
+pub fn list_users(
+    conn: &mut DbConnection,
+    email: Option<&str>,
+    page: PageRequest,
+) -> QueryResult<Vec<UserRow>> {
+    let mut query = users::table
+        .select(UserRow::as_select())
+        .order((users::created_at.asc(), users::id.asc()))
+        .limit(page.limit + 1)
+        .into_boxed();
+    if let Some(email) = email {
+        query = query.filter(users::email.eq(email.to_owned()));
+    }
+    if let Some(after) = page.after {
+        let at = after.at.naive_utc();
+        query = query.filter(
+            users::created_at.gt(at).or(users::created_at
+                .eq(at)
+                .and(users::id.gt(after.id.to_string()))),
+        );
+    }
+    query.load(conn)
+}
+
+pub fn insert_refresh_token(conn: &mut DbConnection, row: &RefreshTokenRow) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_refresh_token(
+    conn: &mut DbConnection,
+    token_hash: &str,
+) -> QueryResult<Option<RefreshTokenRow>> {
+    refresh_tokens::table
+        .find(token_hash)
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Marks a live token used; 0 rows means someone used or revoked it first.
+pub fn consume_refresh_token(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .find(token_hash)
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(now.naive_utc()))
+    .execute(conn)
+}
+
+pub fn revoke_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family_id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now.naive_utc()))
+    .execute(conn)
+}
+
+pub fn revoke_all_of_user(
+    conn: &mut DbConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user_id.to_string()))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now.naive_utc()))
+    .execute(conn)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users_outbox)]
+pub struct OutboxRow {
+    pub id: String,
+    pub topic: String,
+    pub payload: String,
+    pub created_at: NaiveDateTime,
+    pub published_at: Option<NaiveDateTime>,
+    pub attempts: i32,
+}
+
+impl OutboxRow {
+    pub fn from_event(event: &DomainEvent) -> Self {
+        Self {
+            id: event.id.to_string(),
+            topic: event.topic.clone(),
+            payload: event.payload.to_string(),
+            created_at: event.occurred_at.naive_utc(),
+            published_at: None,
+            attempts: 0,
+        }
+    }
+
+    pub fn to_event(&self) -> Result<DomainEvent, String> {
+        Ok(DomainEvent {
+            id: self.id.parse().map_err(|e| format!("outbox id: {e}"))?,
+            topic: self.topic.clone(),
+            payload: serde_json::from_str(&self.payload)
+                .map_err(|e| format!("outbox payload: {e}"))?,
+            occurred_at: self.created_at.and_utc(),
+        })
+    }
+}
+
+pub fn insert_outbox(conn: &mut DbConnection, event: &DomainEvent) -> QueryResult<()> {
+    diesel::insert_into(users_outbox::table)
+        .values(OutboxRow::from_event(event))
+        .execute(conn)
+        .map(drop)
+}
+
+/// The oldest unpublished events, in the order they happened.
+pub fn pending_outbox(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow>> {
+    users_outbox::table
+        .filter(users_outbox::published_at.is_null())
+        .order((users_outbox::created_at.asc(), users_outbox::id.asc()))
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)
+}
+
+/// The oldest unpublished events, locked until the transaction ends, skipping rows another
+/// relay holds (PostgreSQL only: several instances then never publish the same row at once).
+pub fn claim_pending_outbox(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow>> {
+    let DbConnection::Postgres(pg) = conn else {
+        return pending_outbox(conn, limit);
+    };
+    users_outbox::table
+        .filter(users_outbox::published_at.is_null())
+        .order((users_outbox::created_at.asc(), users_outbox::id.asc()))
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(pg)
+}
+
+pub fn mark_published(conn: &mut DbConnection, id: &str, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(users_outbox::table.find(id))
+        .set(users_outbox::published_at.eq(now.naive_utc()))
+        .execute(conn)
+}
+
+pub fn record_failed_attempt(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::update(users_outbox::table.find(id))
+        .set(users_outbox::attempts.eq(users_outbox::attempts + 1))
+        .execute(conn)
+}

@@ -1,0 +1,201 @@
+//! Access-token verification, shared by every module: the claims, the roles, a verifier trait
+//! (in-process keys in the monolith, a JWKS cache in a split service) and the `AuthUser`
+//! extractor that makes a handler's signature say it needs a login.
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use async_trait::async_trait;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::problem::Problem;
+
+/// The only algorithm accepted: pinning it rules out `none` and HMAC-with-public-key tricks.
+pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub role: Role,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+}
+
+/// A public signing key as published at `/.well-known/jwks.json` (RFC 8037 OKP key).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Jwk {
+    pub kty: String,
+    pub crv: String,
+    pub x: String,
+    pub kid: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    pub usage: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// Why a token was refused. All of them answer 401; the reason goes to the logs only.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token signed with unknown key {0:?}")]
+    UnknownKey(Option<String>),
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("signing keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+/// Checks access tokens. Handlers never know where the public keys come from.
+#[async_trait]
+pub trait TokenVerifier: Send + Sync {
+    async fn verify(&self, token: &str) -> Result<Claims, TokenError>;
+}
+
+/// Verifies against a fixed set of public keys (the monolith's own, in process).
+pub struct KeySetVerifier {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+}
+
+impl KeySetVerifier {
+    pub fn new(issuer: &str, jwks: &JwkSet) -> Result<Self, TokenError> {
+        let keys = jwks
+            .keys
+            .iter()
+            .map(|jwk| Ok((jwk.kid.clone(), DecodingKey::from_ed_components(&jwk.x)?)))
+            .collect::<Result<_, TokenError>>()?;
+        Ok(Self {
+            keys,
+            validation: validation(issuer),
+        })
+    }
+
+    /// Verifies with the known keys; `UnknownKey` lets a caching verifier refresh and retry.
+    pub fn verify_now(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token)?;
+        let key = header
+            .kid
+            .as_ref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TokenError::UnknownKey(header.kid.clone()))?;
+        Ok(jsonwebtoken::decode::<Claims>(token, key, &self.validation)?.claims)
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for KeySetVerifier {
+    async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_now(token)
+    }
+}
+
+/// The validation rules every verifier applies.
+pub fn validation(issuer: &str) -> Validation {
+    let mut validation = Validation::new(ALGORITHM);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    validation.leeway = 5;
+    validation
+}
+
+/// The caller of a request that carried a valid access token.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub role: Role,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Problem::forbidden("this action needs the admin role"))
+        }
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = Problem;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let verifier = req.app_data::<web::Data<dyn TokenVerifier>>().cloned();
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim().to_owned())
+            });
+        Box::pin(async move {
+            let token = token.ok_or_else(|| {
+                Problem::unauthorized("an Authorization: Bearer access token is required")
+            })?;
+            let verifier: Arc<dyn TokenVerifier> = verifier
+                .ok_or_else(|| {
+                    tracing::error!("no token verifier registered");
+                    Problem::internal()
+                })?
+                .into_inner();
+            match verifier.verify(&token).await {
+                Ok(claims) => Ok(AuthUser {
+                    id: claims.sub,
+                    role: claims.role,
+                }),
+                Err(TokenError::KeysUnavailable(why)) => {
+                    tracing::warn!(%why, "cannot verify token: keys unavailable");
+                    Err(Problem::unavailable("token verification is unavailable", 5))
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "token refused");
+                    Err(Problem::unauthorized(
+                        "the access token is invalid or expired",
+                    ))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,312 @@
+//! One database layer for both backends: a diesel `MultiConnection` over SQLite and PostgreSQL,
+//! an r2d2 pool that picks the backend from the URL scheme, per-module embedded migrations, and
+//! the only way modules touch a connection: [`Db::run`] and [`Db::write`], on the blocking pool.
+
+use std::{path::PathBuf, time::Duration};
+
+use diesel::RunQueryDsl;
+use diesel::{
+    connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
+    prelude::*,
+    r2d2::{self, ManageConnection},
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use tracing::Span;
+
+/// A connection to whichever backend `database.url` names.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(diesel::SqliteConnection),
+    Postgres(diesel::PgConnection),
+}
+
+/// A parsed `database.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| "expected a sqlite:// or postgres:// URL".to_owned())?;
+        if path.is_empty() || path.contains(":memory:") {
+            // Every pooled connection would see its own empty in-memory database.
+            return Err("needs a file path (in-memory SQLite is not shared across a pool)".into());
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+}
+
+/// Why a database call failed, before any module gives it a meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl DbError {
+    /// Whether the database is unreachable (503) rather than the call being a bug (500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Pool(_))
+    }
+}
+
+/// r2d2 manager choosing the backend by scheme, so a typo never silently creates a SQLite file
+/// named `postgres:...` (which `MultiConnection::establish` would do by trying each backend).
+#[derive(Debug)]
+pub struct DbConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for DbConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the writer; the busy timeout makes writers queue
+                // instead of failing with "database is locked".
+                // The busy timeout comes first: switching to WAL needs a lock another process
+                // (a second instance, `rsvp make-admin`) may hold for a moment.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(DbConnection::Postgres)
+                .map_err(r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// Key of the PostgreSQL advisory lock that serialises migrations across processes.
+const MIGRATION_LOCK: i64 = 0x7273_7670; // "rsvp"
+
+impl From<DbError> for String {
+    fn from(err: DbError) -> Self {
+        err.to_string()
+    }
+}
+
+/// Each module's migrations for both backends, embedded in the binary.
+pub struct ModuleMigrations {
+    pub module: &'static str,
+    pub sqlite: fn() -> EmbeddedMigrations,
+    pub postgres: fn() -> EmbeddedMigrations,
+}
+
+/// The connection pool, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<DbConnectionManager>,
+    backend: &'static str,
+}
+
+impl Db {
+    /// Connects (creating the SQLite file and its folder when needed) and applies `migrations`.
+    pub fn connect(
+        settings: &crate::platform::config::DatabaseSettings,
+        migrations: &[&ModuleMigrations],
+    ) -> Result<Self, String> {
+        let url = DatabaseUrl::parse(&settings.url)?;
+        let backend = match &url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                "sqlite"
+            }
+            DatabaseUrl::Postgres(_) => "postgres",
+        };
+        let manager = DbConnectionManager { url };
+        // Migrate on one plain connection first, so a failure is reported before serving.
+        let mut conn = manager
+            .connect()
+            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        // Instances starting together (replicas, a second events service) must not both apply
+        // the same migration: one transaction holds the write lock (SQLite) or an advisory lock
+        // (PostgreSQL) while it checks and applies, the others wait and then find nothing to do.
+        write_transaction(&mut conn, |conn| {
+            if let DbConnection::Postgres(c) = conn {
+                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .execute(c)
+                    .map_err(|e| format!("migration lock: {e}"))?;
+            }
+            for set in migrations {
+                let applied = match conn {
+                    DbConnection::Sqlite(c) => {
+                        c.run_pending_migrations((set.sqlite)()).map(|v| v.len())
+                    }
+                    DbConnection::Postgres(c) => {
+                        c.run_pending_migrations((set.postgres)()).map(|v| v.len())
+                    }
+                }
+                .map_err(|e| format!("migrations of module {} failed: {e}", set.module))?;
+                if applied > 0 {
+                    tracing::info!(module = set.module, applied, backend, "applied migrations");
+                }
+            }
+            Ok::<_, String>(())
+        })?;
+        drop(conn);
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.max_connections)
+            // Connections open on demand: a standing idle one would be re-established on a
+            // background thread after each take, which a short-lived process (`make-admin`)
+            // could exit in the middle of.
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(settings.connect_timeout_secs))
+            .build(manager)
+            .map_err(|e| format!("cannot build the connection pool: {e}"))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Connections open and idle, for the metrics endpoint.
+    pub fn pool_state(&self) -> (u32, u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections,
+            state.idle_connections,
+            self.pool.max_size(),
+        )
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool, inside the caller's span.
+    /// `pool.get()` blocks too, so it happens there as well.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        spawn_blocking_in_span(move || {
+            let mut conn = pool.get().map_err(|e| E::from(DbError::Pool(e)))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(E::from)?
+    }
+
+    /// Like [`Db::run`], inside a write transaction: `BEGIN IMMEDIATE` on SQLite, so that
+    /// concurrent writers wait on the busy timeout instead of failing on a lock upgrade.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.run(move |conn| write_transaction(conn, f)).await
+    }
+
+    /// Whether the database answers, for `/readyz`.
+    pub async fn ping(&self) -> bool {
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+            .await
+            .is_ok()
+    }
+}
+
+fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<DbError>,
+{
+    let begun = match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    begun.map_err(|e| E::from(DbError::Query(e)))?;
+    match f(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(|e| E::from(DbError::Query(e)))?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) =
+                <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)
+            {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// `spawn_blocking` that keeps the tracing span (and so the request id) on the blocking thread.
+pub async fn spawn_blocking_in_span<T, F>(f: F) -> Result<T, DbError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let span = Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))
+}
+
+/// Whether a diesel error is a unique-constraint violation (a duplicate).
+pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn urls_pick_their_backend() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/rsvp.db"),
+            Ok(DatabaseUrl::Sqlite("data/rsvp.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db"),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://postgres@localhost/rsvp"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+    }
+}

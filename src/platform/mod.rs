@@ -1,0 +1,28 @@
+//! What every module stands on and none owns: configuration, the database layer, errors as
+//! problem details, token verification, domain-event plumbing, pagination and logging.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod json;
+#[cfg(feature = "split")]
+pub mod jwks;
+pub mod messaging;
+#[cfg(feature = "split")]
+pub mod nats;
+pub mod pagination;
+pub mod problem;
+#[cfg(feature = "split")]
+pub mod service_auth;
+#[cfg(feature = "split")]
+pub mod service_client;
+pub mod telemetry;
+pub mod trace;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// The current time at the microsecond precision both databases store, so a value read back
+/// equals the value written (and cursors built from either agree).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

@@ -1,0 +1,154 @@
+//! Domain events over NATS JetStream (split build). The outbox relay publishes each event with
+//! its id as `Nats-Msg-Id`, so JetStream drops a republished duplicate; a durable pull consumer
+//! shared by a service's instances delivers each event at least once and is acknowledged only
+//! after the handler committed. Both sides survive the broker being down: the publisher's
+//! failures leave rows in the outbox, the consumer reconnects with backoff.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+
+use super::{
+    config::NatsSettings,
+    messaging::{DeliveryError, DomainEvent, EventHandler, EventPublisher},
+};
+
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn subject(settings: &NatsSettings, topic: &str) -> String {
+    format!("{}.{topic}", settings.subject_prefix)
+}
+
+/// Connects lazily: a broker that is down at start is retried in the background.
+pub async fn connect(settings: &NatsSettings) -> Result<jetstream::Context, String> {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .name("rsvp")
+        .connect(&settings.url)
+        .await
+        .map_err(|e| format!("nats {}: {e}", settings.url))?;
+    Ok(jetstream::new(client))
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &NatsSettings,
+) -> Result<stream::Stream, String> {
+    let name = &settings.stream;
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![subject(settings, ">")],
+        duplicate_window: Duration::from_secs(120),
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("stream {name}: {e}"))
+}
+
+pub struct NatsPublisher {
+    js: jetstream::Context,
+    settings: NatsSettings,
+}
+
+impl NatsPublisher {
+    pub fn new(js: jetstream::Context, settings: &NatsSettings) -> Self {
+        Self {
+            js,
+            settings: settings.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl EventPublisher for NatsPublisher {
+    async fn publish(&self, event: &DomainEvent) -> Result<(), DeliveryError> {
+        let publish = async {
+            ensure_stream(&self.js, &self.settings).await?;
+            let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(subject(&self.settings, &event.topic), headers, body.into())
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map(drop).map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(result) => result.map_err(DeliveryError),
+            Err(_) => Err(DeliveryError("NATS did not acknowledge in time".into())),
+        }
+    }
+}
+
+/// Runs a durable consumer for `handler`'s topics until the process ends.
+pub fn spawn_consumer(
+    js: jetstream::Context,
+    settings: NatsSettings,
+    handler: Arc<dyn EventHandler>,
+) {
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            match consume(&js, &settings, handler.as_ref()).await {
+                Ok(()) => failures = 0,
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %err, "event consumer interrupted; reconnecting");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.clamp(1, 8)))).await;
+        }
+    });
+}
+
+async fn consume(
+    js: &jetstream::Context,
+    settings: &NatsSettings,
+    handler: &dyn EventHandler,
+) -> Result<(), String> {
+    let stream = ensure_stream(js, settings).await?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &settings.consumer,
+            pull::Config {
+                durable_name: Some(settings.consumer.clone()),
+                filter_subject: subject(settings, ">"),
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {}: {e}", settings.consumer))?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    tracing::info!(consumer = %settings.consumer, "consuming domain events");
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        let outcome = match serde_json::from_slice::<DomainEvent>(&message.payload) {
+            Ok(event) if handler.topics().contains(&event.topic.as_str()) => {
+                handler.handle(&event).await
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Redelivering an unreadable message can never succeed: drop it, loudly.
+                tracing::error!(error = %e, subject = %message.subject, "undecodable domain event dropped");
+                Ok(())
+            }
+        };
+        let ack = match outcome {
+            Ok(()) => message.ack().await,
+            Err(err) => {
+                tracing::warn!(error = %err, "domain event handling failed; will be redelivered");
+                message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await
+            }
+        };
+        ack.map_err(|e| format!("ack: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! The HTTP client one service uses to call another (split build only): pooled connections,
+//! a per-call timeout, round-robin over the instances, retries with exponential backoff and
+//! full jitter (idempotent calls only, or calls that never reached a server), and a circuit
+//! breaker so a dead dependency costs a fast failure instead of a timeout on every request.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rand::Rng;
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{config::ServiceSettings, trace::TraceContext};
+
+/// Header carrying the shared service credential on internal calls.
+pub const SERVICE_CREDENTIAL: &str = "x-service-credential";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Down, timing out, answering 5xx, or the circuit is open: worth a 503 to the caller.
+    #[error("{service} unavailable: {why}")]
+    Unavailable { service: &'static str, why: String },
+    /// The callee refused the call (4xx): a bug or misconfiguration on this side.
+    #[error("{service} refused the call with {status}: {body}")]
+    Rejected {
+        service: &'static str,
+        status: StatusCode,
+        body: String,
+    },
+}
+
+pub struct ServiceClient {
+    service: &'static str,
+    http: reqwest::Client,
+    instances: Vec<String>,
+    next: AtomicUsize,
+    credential: String,
+    retries: u32,
+    breaker: CircuitBreaker,
+}
+
+impl ServiceClient {
+    pub fn new(
+        service: &'static str,
+        instances: Vec<String>,
+        settings: &ServiceSettings,
+    ) -> Result<Self, String> {
+        if instances.is_empty() {
+            return Err(format!("no instances configured for {service}"));
+        }
+        let timeout = Duration::from_millis(settings.call_timeout_ms);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_millis(500)))
+            // Below the callee's 5 s keep-alive: never reuse a connection it is closing.
+            .pool_idle_timeout(Duration::from_secs(4))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        Ok(Self {
+            service,
+            http,
+            instances: instances
+                .into_iter()
+                .map(|i| i.trim_end_matches('/').to_owned())
+                .collect(),
+            next: AtomicUsize::new(0),
+            credential: settings.credential.clone(),
+            retries: settings.retries,
+            breaker: CircuitBreaker::new(
+                settings.breaker_failures,
+                Duration::from_millis(settings.breaker_open_ms),
+            ),
+        })
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        self.call(Method::GET, path, None, true).await
+    }
+
+    /// POSTs `body`; `idempotent` says whether the call may be repeated after it reached a server.
+    pub async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        idempotent: bool,
+    ) -> Result<T, CallError> {
+        let body =
+            serde_json::to_vec(body).map_err(|e| self.unavailable(format!("encode: {e}")))?;
+        self.call(Method::POST, path, Some(body), idempotent).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        idempotent: bool,
+    ) -> Result<T, CallError> {
+        if !self.breaker.allows() {
+            return Err(self.unavailable("circuit open after repeated failures".into()));
+        }
+        let mut attempt = 0;
+        loop {
+            let base =
+                &self.instances[self.next.fetch_add(1, Ordering::Relaxed) % self.instances.len()];
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{base}{path}"))
+                .headers(self.headers());
+            if let Some(body) = &body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+            }
+            let (retryable, why) = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    let decoded = response.json::<T>().await;
+                    match decoded {
+                        Ok(value) => {
+                            self.breaker.record_success();
+                            return Ok(value);
+                        }
+                        Err(e) => (idempotent, format!("undecodable answer from {base}: {e}")),
+                    }
+                }
+                Ok(response) if response.status().is_client_error() => {
+                    self.breaker.record_success();
+                    let status = response.status();
+                    let body = response.text().await.unwrap_or_default();
+                    return Err(CallError::Rejected {
+                        service: self.service,
+                        status,
+                        body,
+                    });
+                }
+                Ok(response) => (idempotent, format!("{base} answered {}", response.status())),
+                // A refused connection never reached the server: safe to retry any call.
+                Err(e) if e.is_connect() => (true, format!("cannot connect to {base}: {e}")),
+                Err(e) if e.is_timeout() => (idempotent, format!("{base} timed out")),
+                Err(e) => (idempotent, format!("{base}: {e}")),
+            };
+            tracing::warn!(service = self.service, attempt, %why, "service call failed");
+            if !retryable || attempt >= self.retries {
+                self.breaker.record_failure();
+                return Err(self.unavailable(why));
+            }
+            attempt += 1;
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = self.credential.parse() {
+            headers.insert(SERVICE_CREDENTIAL, value);
+        }
+        if let Some(context) = TraceContext::current() {
+            if let Ok(value) = context.request_id.parse() {
+                headers.insert("x-request-id", value);
+            }
+            if let Ok(value) = context.child_traceparent().parse() {
+                headers.insert("traceparent", value);
+            }
+        }
+        headers
+    }
+
+    fn unavailable(&self, why: String) -> CallError {
+        CallError::Unavailable {
+            service: self.service,
+            why,
+        }
+    }
+}
+
+/// Exponential backoff (50 ms, 100 ms, 200 ms, ... capped at 1 s) with full jitter, so many
+/// callers retrying at once spread out instead of hammering a recovering service together.
+fn backoff(attempt: u32) -> Duration {
+    let cap = 50u64.saturating_mul(1 << attempt.min(5)).min(1000);
+    Duration::from_millis(rand::thread_rng().gen_range(0..=cap))
+}
+
+/// Opens after `threshold` consecutive failures; after `open_for`, lets calls through again and
+/// closes on the first success.
+struct CircuitBreaker {
+    threshold: u32,
+    open_for: Duration,
+    failures: AtomicU32,
+    open_until: Mutex<Option<Instant>>,
+}
+
+impl CircuitBreaker {
+    fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            open_for,
+            failures: AtomicU32::new(0),
+            open_until: Mutex::new(None),
+        }
+    }
+
+    fn allows(&self) -> bool {
+        let open_until = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        open_until.is_none_or(|until| Instant::now() >= until)
+    }
+
+    fn record_success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn record_failure(&self) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.threshold {
+            *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Instant::now() + self.open_for);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 0..20 {
+            assert!(backoff(attempt) <= Duration::from_millis(1000));
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_and_recovers() {
+        let breaker = CircuitBreaker::new(2, Duration::from_millis(30));
+        breaker.record_failure();
+        assert!(breaker.allows());
+        breaker.record_failure();
+        assert!(!breaker.allows());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(breaker.allows(), "half-open after the cool-down");
+        breaker.record_success();
+        breaker.record_failure();
+        assert!(breaker.allows(), "a success resets the count");
+    }
+}

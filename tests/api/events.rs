@@ -1,0 +1,510 @@
+//! Publishing, reading, changing and cancelling events; listing with filters and pagination.
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, event_body, fields, json_of, problem};
+
+crate::backend_tests!(
+    an_event_is_created_read_and_shows_its_organiser,
+    invalid_events_are_422_naming_each_field,
+    only_the_organiser_or_an_admin_may_change_or_cancel,
+    updates_validate_merge_and_clear_fields,
+    capacity_can_not_drop_below_seats_taken_and_growth_promotes,
+    cancelled_events_stay_readable_and_refuse_changes,
+    the_list_filters_by_time_organiser_category_location_and_status,
+    paging_through_events_has_no_gaps_or_duplicates,
+    bad_query_parameters_are_400,
+);
+
+async fn an_event_is_created_read_and_shows_its_organiser(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user_named("Ada").await;
+    let body = event_body(25);
+    let created = json_of(
+        app.post("/api/events", Some(&ada.access_token), body.clone())
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    for key in ["title", "description", "location", "category"] {
+        assert_eq!(created[key], body[key], "{key}");
+    }
+    assert_eq!(created["capacity"], 25);
+    assert_eq!(
+        (
+            created["seats_taken"].as_i64(),
+            created["waitlist_length"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(created["status"], "scheduled");
+    assert_eq!(created["organizer"], json!({"id": ada.id, "name": "Ada"}));
+    let starts =
+        chrono::DateTime::parse_from_rfc3339(created["starts_at"].as_str().unwrap()).unwrap();
+    // Stored at the microsecond precision both databases keep.
+    let sent = chrono::DateTime::parse_from_rfc3339(body["starts_at"].as_str().unwrap()).unwrap();
+    assert_eq!(starts, chrono::SubsecRound::trunc_subsecs(sent, 6));
+
+    let id = created["id"].as_str().unwrap();
+    let read = json_of(
+        app.get(&format!("/api/events/{id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(read, created);
+    problem(
+        app.get(&format!("/api/events/{}", uuid::Uuid::new_v4()), None)
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.get("/api/events/123", None).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.post("/api/events", None, body).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+async fn invalid_events_are_422_naming_each_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let token = Some(ada.access_token.as_str());
+    let past = Utc::now() - Duration::hours(1);
+    let bad = json!({
+        "title": "", "description": "d".repeat(10_001), "location": "l".repeat(201), "category": "c".repeat(51),
+        "starts_at": past.to_rfc3339(), "ends_at": (past - Duration::hours(1)).to_rfc3339(), "capacity": 0,
+    });
+    let body = problem(
+        app.post("/api/events", token, bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let mut f = fields(&body);
+    f.sort();
+    assert_eq!(
+        f,
+        [
+            "capacity",
+            "category",
+            "description",
+            "ends_at",
+            "location",
+            "starts_at",
+            "title"
+        ]
+    );
+    let mut too_big = event_body(100_001);
+    let body = problem(
+        app.post("/api/events", token, too_big.clone()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(fields(&body), ["capacity"]);
+    too_big["starts_at"] = json!("next tuesday");
+    let body = problem(
+        app.post("/api/events", token, too_big.clone()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(fields(&body), ["starts_at"]);
+    too_big["starts_at"] = json!(null);
+    problem(
+        app.post("/api/events", token, too_big).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    // Nothing half-made was stored.
+    assert!(app.walk("/api/events", None).await.is_empty());
+}
+
+async fn only_the_organiser_or_an_admin_may_change_or_cancel(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ada, mallory) = (app.user().await, app.user().await);
+    let id = app.event(&ada, 5, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/events/{id}");
+    let body = problem(
+        app.patch(
+            &path,
+            Some(&mallory.access_token),
+            json!({"title": "Mine now"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(body["type"], "urn:rsvp:problem:forbidden");
+    problem(
+        app.delete(&path, Some(&mallory.access_token)).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        app.get(
+            &format!("{path}/registrations"),
+            Some(&mallory.access_token),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        app.patch(&path, None, json!({"title": "x"})).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        json_of(app.get(&path, None).await, StatusCode::OK).await["title"],
+        "Rust meetup"
+    );
+
+    let admin = app.admin().await;
+    let renamed = json_of(
+        app.patch(
+            &path,
+            Some(&admin.access_token),
+            json!({"title": "Moderated"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(renamed["title"], "Moderated");
+    json_of(
+        app.get(&format!("{path}/registrations"), Some(&admin.access_token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        app.delete(&path, Some(&admin.access_token)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(
+        app.patch(
+            &format!("/api/events/{}", uuid::Uuid::new_v4()),
+            Some(&ada.access_token),
+            json!({}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+async fn updates_validate_merge_and_clear_fields(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let token = Some(ada.access_token.as_str());
+    let event = app.event(&ada, 5, json!({})).await;
+    let path = format!("/api/events/{}", event["id"].as_str().unwrap());
+    let updated = json_of(
+        app.patch(
+            &path,
+            token,
+            json!({"title": "  Renamed ", "location": null, "category": "Music"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(updated["title"], "Renamed");
+    assert_eq!(updated["location"], Value::Null);
+    assert_eq!(updated["category"], "Music");
+    assert_eq!(updated["description"], event["description"]);
+    assert_eq!(updated["created_at"], event["created_at"]);
+    assert_ne!(updated["updated_at"], event["updated_at"]);
+
+    let body = problem(
+        app.patch(&path, token, json!({"ends_at": event["starts_at"]}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(fields(&body), ["ends_at"]);
+    let past = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let body = problem(
+        app.patch(&path, token, json!({"starts_at": past})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(fields(&body).contains(&"starts_at".to_owned()));
+    let body = problem(
+        app.patch(&path, token, json!({"capacity": 0})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(fields(&body), ["capacity"]);
+    let body = problem(
+        app.patch(&path, token, json!({"capcity": 10})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("capcity"));
+    assert_eq!(
+        json_of(app.get(&path, None).await, StatusCode::OK).await["title"],
+        "Renamed"
+    );
+}
+
+async fn capacity_can_not_drop_below_seats_taken_and_growth_promotes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let id = app.event(&ada, 2, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut people = Vec::new();
+    for _ in 0..4 {
+        let u = app.user().await;
+        json_of(
+            app.post(
+                &format!("/api/events/{id}/registrations"),
+                Some(&u.access_token),
+                json!({}),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        people.push(u);
+    }
+    let path = format!("/api/events/{id}");
+    let body = problem(
+        app.patch(&path, Some(&ada.access_token), json!({"capacity": 1}))
+            .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(body["type"], "urn:rsvp:problem:capacity-below-seats-taken");
+    let grown = json_of(
+        app.patch(&path, Some(&ada.access_token), json!({"capacity": 3}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (
+            grown["seats_taken"].as_i64(),
+            grown["waitlist_length"].as_i64()
+        ),
+        (Some(3), Some(1))
+    );
+    let attendees = app
+        .walk(&format!("{path}/registrations"), Some(&ada.access_token))
+        .await;
+    let statuses: Vec<_> = attendees
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["confirmed", "confirmed", "confirmed", "waitlisted"],
+        "the oldest waiting person is promoted first"
+    );
+    assert_eq!(attendees[3]["user"]["id"], people[3].id);
+}
+
+async fn cancelled_events_stay_readable_and_refuse_changes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let id = app.event(&ada, 2, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/events/{id}");
+    assert_eq!(
+        app.delete(&path, Some(&ada.access_token)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&path, Some(&ada.access_token)).await.status(),
+        StatusCode::NO_CONTENT,
+        "cancelling is idempotent"
+    );
+    let event = json_of(app.get(&path, None).await, StatusCode::OK).await;
+    assert_eq!(event["status"], "cancelled");
+    let body = problem(
+        app.patch(&path, Some(&ada.access_token), json!({"title": "Back"}))
+            .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(body["type"], "urn:rsvp:problem:event-cancelled");
+    problem(
+        app.delete(
+            &format!("/api/events/{}", uuid::Uuid::new_v4()),
+            Some(&ada.access_token),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+async fn the_list_filters_by_time_organiser_category_location_and_status(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ada, bob) = (app.user().await, app.user().await);
+    let day = |n: i64| (Utc::now() + Duration::days(n)).to_rfc3339();
+    let at = |n: i64| json!({"starts_at": day(n), "ends_at": (Utc::now() + Duration::days(n) + Duration::hours(1)).to_rfc3339()});
+    let mut e1 = at(1);
+    crate::helpers::merge(&mut e1, json!({"category": "Music", "location": "Paris"}));
+    let e1 = app.event(&ada, 5, e1).await;
+    let mut e2 = at(3);
+    crate::helpers::merge(&mut e2, json!({"category": "music", "location": "Berlin"}));
+    let e2 = app.event(&bob, 5, e2).await;
+    let mut e3 = at(5);
+    crate::helpers::merge(&mut e3, json!({"category": "Tech", "location": "berlin"}));
+    let e3 = app.event(&ada, 5, e3).await;
+    let cancelled = app.event(&ada, 5, at(2)).await;
+    app.delete(
+        &format!("/api/events/{}", cancelled["id"].as_str().unwrap()),
+        Some(&ada.access_token),
+    )
+    .await;
+
+    let ids = |items: Vec<Value>| {
+        items
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let id = |e: &Value| e["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ids(app.walk("/api/events", None).await),
+        [id(&e1), id(&e2), id(&e3)],
+        "ordered by starts_at"
+    );
+    assert_eq!(
+        ids(app.walk("/api/events?category=MUSIC", None).await),
+        [id(&e1), id(&e2)]
+    );
+    assert_eq!(
+        ids(app.walk("/api/events?location=BERLIN", None).await),
+        [id(&e2), id(&e3)]
+    );
+    assert_eq!(
+        ids(app.walk("/api/events?location=Ber", None).await),
+        Vec::<String>::new(),
+        "exact match only"
+    );
+    assert_eq!(
+        ids(app
+            .walk(&format!("/api/events?organizer_id={}", ada.id), None)
+            .await),
+        [id(&e1), id(&e3)]
+    );
+    let from = urlencode(&day(2));
+    let to = urlencode(&day(4));
+    assert_eq!(
+        ids(app
+            .walk(&format!("/api/events?from={from}&to={to}"), None)
+            .await),
+        [id(&e2)]
+    );
+    assert_eq!(
+        ids(app.walk("/api/events?status=cancelled", None).await),
+        [id(&cancelled)]
+    );
+    assert_eq!(
+        ids(app
+            .walk(
+                &format!(
+                    "/api/events?status=scheduled&category=tech&organizer_id={}",
+                    ada.id
+                ),
+                None
+            )
+            .await),
+        [id(&e3)]
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+async fn paging_through_events_has_no_gaps_or_duplicates(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    // Several events share a start time, so the id must break ties.
+    let base = Utc::now() + Duration::days(2);
+    let mut created = Vec::new();
+    for i in 0..23 {
+        let starts = base + Duration::hours(i % 5);
+        let extra = json!({"title": format!("E{i}"), "starts_at": starts.to_rfc3339(), "ends_at": (starts + Duration::hours(1)).to_rfc3339()});
+        created.push(
+            app.event(&ada, 5, extra).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for limit in [1, 7, 23, 100] {
+        let walked: Vec<String> = app
+            .walk(&format!("/api/events?limit={limit}"), None)
+            .await
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut sorted = walked.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 23, "limit {limit}: duplicates or gaps");
+        let mut expected = created.clone();
+        expected.sort();
+        assert_eq!(sorted, expected);
+    }
+    let first = json_of(app.get("/api/events", None).await, StatusCode::OK).await;
+    assert_eq!(
+        first["items"].as_array().unwrap().len(),
+        20,
+        "default limit is 20"
+    );
+    // A page fetched after more events appeared continues where it left off.
+    let page = json_of(app.get("/api/events?limit=10", None).await, StatusCode::OK).await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let early = base - Duration::hours(5);
+    app.event(
+        &ada,
+        5,
+        json!({"starts_at": early.to_rfc3339(), "ends_at": base.to_rfc3339()}),
+    )
+    .await;
+    let rest = json_of(
+        app.get(&format!("/api/events?limit=100&cursor={cursor}"), None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 13);
+}
+
+async fn bad_query_parameters_are_400(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=ten",
+        "cursor=%%%",
+        "cursor=Zm9v",
+        "from=yesterday",
+        "organizer_id=42",
+        "status=done",
+    ] {
+        problem(
+            app.get(&format!("/api/events?{query}"), None).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}

@@ -1,0 +1,310 @@
+//! Faults of the multi-process topology, through the real binaries: a dead users service, a
+//! dead events instance behind the gateway, an unreachable broker during an account deletion,
+//! and the internal API's guard. They need a multi-process deployment, so under the monolith
+//! they say so and pass without running.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, Topology, json_of, problem, topology};
+
+crate::backend_tests!(
+    with_the_users_service_down_events_stay_readable_and_user_routes_fail_fast,
+    killing_one_of_two_events_instances_loses_no_request,
+    an_unreachable_broker_delays_the_deletion_cascade_and_loses_nothing,
+    internal_endpoints_need_the_credential_and_are_not_routed_by_the_gateway,
+);
+
+fn split_only() -> bool {
+    if topology() != Topology::Split {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED: fault test needs RSVP_TEST_TOPOLOGY=split\n",
+        );
+        return false;
+    }
+    true
+}
+
+async fn with_the_users_service_down_events_stay_readable_and_user_routes_fail_fast(
+    backend: Backend,
+) {
+    if !split_only() {
+        return;
+    }
+    let mut app = TestApp::spawn(backend).await;
+    let (ada, bob) = (app.user_named("Ada").await, app.user().await);
+    let event = app.event(&ada, 1, json!({})).await;
+    let id = event["id"].as_str().unwrap().to_owned();
+
+    app.processes().kill("users").await;
+    // Reads keep answering; the names are simply missing.
+    let read = json_of(
+        app.get(&format!("/api/events/{id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(read["organizer"]["id"], ada.id);
+    assert_eq!(read["organizer"]["name"], serde_json::Value::Null);
+    json_of(app.get("/api/events", None).await, StatusCode::OK).await;
+    // Registering needs no users service: the events service verifies tokens itself.
+    json_of(
+        app.post(
+            &format!("/api/events/{id}/registrations"),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    // User routes answer 503 with Retry-After, well within the call timeout.
+    let started = Instant::now();
+    let response = app.get("/api/users/me", Some(&ada.access_token)).await;
+    assert!(response.headers().contains_key("retry-after"));
+    problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    problem(
+        app.login(&ada.email, &ada.password).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "FIGURE users down: two 503 answers in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    // Back up, without touching the other processes.
+    app.processes().spawn("users");
+    app.processes().wait_ready("users").await;
+    app.eventually("user routes recover", || async {
+        app.get("/api/users/me", Some(&ada.access_token))
+            .await
+            .status()
+            == StatusCode::OK
+    })
+    .await;
+    let read = json_of(
+        app.get(&format!("/api/events/{id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(read["organizer"]["name"], "Ada");
+}
+
+async fn killing_one_of_two_events_instances_loses_no_request(backend: Backend) {
+    if !split_only() {
+        return;
+    }
+    let mut app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let processes = app.processes();
+    let second = processes.spawn_extra("events", "events2");
+    processes.wait_ready("events2").await;
+    let both = format!("{},{second}", processes.address("events"));
+    processes.set("gateway", "upstreams.events", &both);
+    processes.kill("gateway").await;
+    processes.spawn("gateway");
+    processes.wait_ready("gateway").await;
+
+    let id = app.event(&ada, 500, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let users = futures_util::future::join_all((0..40).map(|_| app.user())).await;
+    app.processes().kill("events").await;
+    // Right after the kill, before any health check noticed: every request still succeeds,
+    // reads and registrations alike (a refused connection never reached the dead instance).
+    let path = format!("/api/events/{id}/registrations");
+    for (i, user) in users.iter().enumerate() {
+        json_of(
+            app.get(&format!("/api/events/{id}"), None).await,
+            StatusCode::OK,
+        )
+        .await;
+        let registration = json_of(
+            app.post(&path, Some(&user.access_token), json!({})).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        assert_eq!(registration["status"], "confirmed", "request {i}");
+    }
+    let event = json_of(
+        app.get(&format!("/api/events/{id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(event["seats_taken"], 40);
+}
+
+async fn an_unreachable_broker_delays_the_deletion_cascade_and_loses_nothing(backend: Backend) {
+    if !split_only() {
+        return;
+    }
+    let mut app = TestApp::spawn(backend).await;
+    let (ada, bob, carol) = (
+        app.user_named("Ada").await,
+        app.user().await,
+        app.user().await,
+    );
+    let adas = app.event(&ada, 5, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let carols = app.event(&carol, 1, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/events/{carols}/registrations");
+    json_of(
+        app.post(&path, Some(&ada.access_token), json!({})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    json_of(
+        app.post(&path, Some(&bob.access_token), json!({})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // The users service loses the broker (a port nothing listens on).
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let processes = app.processes();
+    processes.set(
+        "users",
+        "nats.url",
+        &format!("nats://127.0.0.1:{dead_port}"),
+    );
+    processes.kill("users").await;
+    processes.spawn("users");
+    processes.wait_ready("users").await;
+    app.eventually("gateway sees users again", || async {
+        app.get("/api/users/me", Some(&bob.access_token))
+            .await
+            .status()
+            == StatusCode::OK
+    })
+    .await;
+
+    let response = app
+        .request(
+            reqwest::Method::DELETE,
+            "/api/users/me",
+            Some(&ada.access_token),
+            Some(json!({"current_password": ada.password})),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::NO_CONTENT,
+        "deletion must not depend on the broker"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let event = json_of(
+        app.get(&format!("/api/events/{adas}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        event["status"], "scheduled",
+        "nothing can have been delivered yet"
+    );
+
+    // The broker is back: the outbox drains and the cascade happens, exactly once.
+    let processes = app.processes();
+    processes.set("users", "nats.url", "nats://127.0.0.1:4222");
+    processes.kill("users").await;
+    processes.spawn("users");
+    processes.wait_ready("users").await;
+    app.eventually("Ada's event is cancelled", || async {
+        json_of(
+            app.get(&format!("/api/events/{adas}"), None).await,
+            StatusCode::OK,
+        )
+        .await["status"]
+            == "cancelled"
+    })
+    .await;
+    let event = json_of(
+        app.get(&format!("/api/events/{carols}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (
+            event["seats_taken"].as_i64(),
+            event["waitlist_length"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+    let attendees = app
+        .walk(
+            &format!("/api/events/{carols}/registrations"),
+            Some(&carol.access_token),
+        )
+        .await;
+    assert_eq!(attendees.len(), 1);
+    assert_eq!(attendees[0]["user"]["id"], bob.id);
+    assert_eq!(attendees[0]["status"], "confirmed");
+}
+
+async fn internal_endpoints_need_the_credential_and_are_not_routed_by_the_gateway(
+    backend: Backend,
+) {
+    if !split_only() {
+        return;
+    }
+    let mut app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let users = app.processes().address("users");
+    let body = json!({"ids": [ada.id]});
+    problem(
+        app.client
+            .post(format!("{users}/internal/users/profiles"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let wrong = app
+        .client
+        .post(format!("{users}/internal/users/profiles"))
+        .header("x-service-credential", "guess")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(wrong, StatusCode::UNAUTHORIZED).await;
+    let right = app
+        .client
+        .post(format!("{users}/internal/users/profiles"))
+        .header("x-service-credential", "test-service-secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let profiles = json_of(right, StatusCode::OK).await;
+    assert_eq!(profiles[0]["id"], ada.id);
+    // Through the gateway, the internal API does not exist, credential or not.
+    let via_gateway = app
+        .client
+        .post(app.url("/internal/users/profiles"))
+        .header("x-service-credential", "test-service-secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(via_gateway, StatusCode::NOT_FOUND).await;
+}

@@ -1,0 +1,189 @@
+//! The gateway's own contract: request ids, operations endpoints, metrics, OpenAPI, CORS,
+//! unknown routes, and configuration errors at start.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, json_of, problem};
+
+crate::backend_tests!(
+    request_ids_are_echoed_or_generated,
+    health_readiness_and_metrics_answer,
+    the_openapi_document_covers_the_whole_contract,
+    unknown_routes_and_methods_are_problem_json,
+    cors_is_off_by_default_and_configurable,
+    the_web_page_is_served,
+);
+
+async fn request_ids_are_echoed_or_generated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .client
+        .get(app.url("/api/events"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let generated = app.get("/healthz", None).await;
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+    // Errors carry it too, and an unusable id is replaced.
+    let response = app
+        .client
+        .get(app.url("/api/events/x"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+}
+
+async fn health_readiness_and_metrics_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    json_of(app.get("/healthz", None).await, StatusCode::OK).await;
+    json_of(app.get("/readyz", None).await, StatusCode::OK).await;
+    let id = uuid::Uuid::new_v4();
+    app.get(&format!("/api/events/{id}"), None).await;
+    app.get("/api/events", None).await;
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"rsvp_http_requests_total{method="GET",route="/api/events/{id}",status="404"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"rsvp_http_request_duration_seconds_bucket{method="GET",route="/api/events",status="200""#
+    ));
+    assert!(
+        !metrics.contains(&id.to_string()),
+        "raw paths must not become labels"
+    );
+    // The monolith reports its pool; a split gateway (no database) its upstreams.
+    assert!(
+        metrics.contains(r#"rsvp_component_gauge{component="db_pool",state="max"}"#)
+            || metrics
+                .contains(r#"rsvp_component_gauge{component="upstream_events",state="healthy"} 1"#),
+        "{metrics}"
+    );
+}
+
+async fn the_openapi_document_covers_the_whole_contract(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let doc = json_of(app.get("/api/openapi.json", None).await, StatusCode::OK).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("/api/auth/register", "post"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/refresh", "post"),
+        ("/api/auth/logout", "post"),
+        ("/api/users/me", "get"),
+        ("/api/users/me", "patch"),
+        ("/api/users/me", "delete"),
+        ("/api/users/{id}", "get"),
+        ("/api/users", "get"),
+        ("/api/users/{id}", "delete"),
+        ("/.well-known/jwks.json", "get"),
+        ("/api/events", "get"),
+        ("/api/events", "post"),
+        ("/api/events/{id}", "get"),
+        ("/api/events/{id}", "patch"),
+        ("/api/events/{id}", "delete"),
+        ("/api/events/{id}/registrations", "post"),
+        ("/api/events/{id}/registrations/me", "delete"),
+        ("/api/events/{id}/registrations", "get"),
+        ("/api/users/me/registrations", "get"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["ProblemBody"].is_object());
+}
+
+async fn unknown_routes_and_methods_are_problem_json(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    problem(app.get("/nowhere", None).await, StatusCode::NOT_FOUND).await;
+    problem(
+        app.request(reqwest::Method::PUT, "/api/events", None, Some(json!({})))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+async fn cors_is_off_by_default_and_configurable(backend: Backend) {
+    let closed = TestApp::spawn(backend).await;
+    let response = closed
+        .client
+        .get(closed.url("/api/events"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let open = TestApp::spawn_with(
+        backend,
+        &[("gateway.cors_allowed_origins", "https://app.example")],
+    )
+    .await;
+    let preflight = open
+        .client
+        .request(reqwest::Method::OPTIONS, open.url("/api/events"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let response = open
+        .client
+        .get(open.url("/api/events"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+}
+
+async fn the_web_page_is_served(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = app.get("/", None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("/api/events"));
+}

@@ -1,0 +1,528 @@
+//! The test harness: a real server on a free port with a fresh database, and a client that
+//! speaks the public API. `backend_tests!` runs each test on SQLite and on PostgreSQL.
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use reqwest::{Method, Response, StatusCode};
+use rsvp::{
+    platform::{config::Settings, telemetry},
+    topology::{AppHandle, monolith},
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `sqlite::<test>` and `postgres::<test>` for each named `async fn <test>(Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::postgres_available() {
+                        super::$name($crate::helpers::Backend::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("RSVP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Whether the PostgreSQL suite can run. Without a server it is skipped, loudly, unless
+/// `RSVP_REQUIRE_POSTGRES=1` (as in CI), where a missing server fails the test.
+pub fn postgres_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    let available = *AVAILABLE.get_or_init(|| {
+        PgConnection::establish(&format!("{}/postgres", postgres_admin_url())).is_ok()
+    });
+    if !available {
+        if std::env::var("RSVP_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+            panic!(
+                "PostgreSQL is required (RSVP_REQUIRE_POSTGRES=1) but {} is unreachable",
+                postgres_admin_url()
+            );
+        }
+        // Written straight to stderr: the test harness captures `eprintln!` of passing tests.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "SKIPPED: PostgreSQL suite (no server at {}; set RSVP_TEST_POSTGRES_URL)\n",
+                postgres_admin_url()
+            )
+            .as_bytes(),
+        );
+    }
+    available
+}
+
+/// A database that lives as long as the test.
+pub struct TestDatabase {
+    pub url: String,
+    postgres_name: Option<String>,
+    _dir: tempfile::TempDir,
+    pub dir: std::path::PathBuf,
+}
+
+impl TestDatabase {
+    pub fn create(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        match backend {
+            Backend::Sqlite => Self {
+                url: format!("sqlite://{}", path.join("rsvp.db").display()),
+                postgres_name: None,
+                _dir: dir,
+                dir: path,
+            },
+            Backend::Postgres => {
+                let name = format!("rsvp_test_{}", Uuid::new_v4().simple());
+                let mut conn =
+                    PgConnection::establish(&format!("{}/postgres", postgres_admin_url()))
+                        .expect("postgres");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .expect("create database");
+                Self {
+                    url: format!("{}/{name}", postgres_admin_url()),
+                    postgres_name: Some(name),
+                    _dir: dir,
+                    dir: path,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = &self.postgres_name
+            && let Ok(mut conn) =
+                PgConnection::establish(&format!("{}/postgres", postgres_admin_url()))
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+/// Which deployment the suite runs against: `RSVP_TEST_TOPOLOGY` = `monolith` (default),
+/// `split` (gateway + users + events binaries) or `mixed` (a gateway hosting the users module,
+/// the events service remote). The last two need `--features split`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Monolith,
+    Split,
+    Mixed,
+}
+
+pub fn topology() -> Topology {
+    match std::env::var("RSVP_TEST_TOPOLOGY").as_deref() {
+        Ok("split") => Topology::Split,
+        Ok("mixed") => Topology::Mixed,
+        Ok("monolith") | Err(_) => Topology::Monolith,
+        Ok(other) => panic!("RSVP_TEST_TOPOLOGY={other}: expected monolith, split or mixed"),
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// The database of the users module (the only one in the monolith), then the events one.
+    databases: Vec<TestDatabase>,
+    deployment: Deployment,
+}
+
+enum Deployment {
+    Monolith(AppHandle),
+    #[cfg(feature = "split")]
+    Processes(crate::processes::Processes),
+}
+
+/// One registered and logged-in account.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the deployment with test settings plus `overrides` (configuration keys).
+    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        let topology = topology();
+        let count = if topology == Topology::Monolith { 1 } else { 2 };
+        let databases: Vec<TestDatabase> =
+            (0..count).map(|_| TestDatabase::create(backend)).collect();
+        let (address, deployment) = start(topology, &databases, overrides).await;
+        Self {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            databases,
+            deployment,
+        }
+    }
+
+    /// Stops everything at once, as a crash would, and starts it again on the same databases.
+    pub async fn restart(&mut self, overrides: &[(&str, &str)]) {
+        match &mut self.deployment {
+            Deployment::Monolith(_) => {
+                self.stop().await;
+                let (address, deployment) = start(topology(), &self.databases, overrides).await;
+                self.address = address;
+                self.deployment = deployment;
+            }
+            #[cfg(feature = "split")]
+            Deployment::Processes(processes) => processes.restart_all(overrides).await,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        match &mut self.deployment {
+            Deployment::Monolith(handle) => handle.stop(false).await,
+            #[cfg(feature = "split")]
+            Deployment::Processes(processes) => processes.kill_all().await,
+        }
+    }
+
+    #[cfg(feature = "split")]
+    pub fn processes(&mut self) -> &mut crate::processes::Processes {
+        match &mut self.deployment {
+            Deployment::Processes(processes) => processes,
+            Deployment::Monolith(_) => panic!("not a multi-process deployment"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::PATCH, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::DELETE, path, token, None).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> Response {
+        self.post(
+            "/api/auth/register",
+            None,
+            json!({"email": email, "password": password, "name": name}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// A new account, logged in.
+    pub async fn user(&self) -> TestUser {
+        self.user_named(&format!(
+            "User {}",
+            &Uuid::new_v4().simple().to_string()[..6]
+        ))
+        .await
+    }
+
+    pub async fn user_named(&self, name: &str) -> TestUser {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let password = "correct horse battery".to_owned();
+        let created = json_of(
+            self.register(&email, &password, name).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let tokens = json_of(self.login(&email, &password).await, StatusCode::OK).await;
+        TestUser {
+            id: created["id"].as_str().unwrap().to_owned(),
+            email,
+            password,
+            access_token: tokens["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A new account promoted with the real `rsvp make-admin` command, logged in again so its
+    /// token carries the role.
+    pub async fn admin(&self) -> TestUser {
+        let mut user = self.user_named("Admin").await;
+        let db = &self.databases[0];
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_rsvp"))
+            .args(["make-admin", &user.email])
+            .env("RSVP__DATABASE__URL", &db.url)
+            .env("RSVP__AUTH__BCRYPT_COST", "4")
+            .env(
+                "RSVP__AUTH__SIGNING_KEY_PATH",
+                db.dir.join("signing_key.pem"),
+            )
+            .env("RSVP__LOG__LEVEL", "warn")
+            .output()
+            .await
+            .expect("rsvp make-admin runs");
+        assert!(
+            output.status.success(),
+            "make-admin failed ({}): stderr: {} stdout: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let tokens = json_of(
+            self.login(&user.email, &user.password).await,
+            StatusCode::OK,
+        )
+        .await;
+        user.access_token = tokens["access_token"].as_str().unwrap().to_owned();
+        user
+    }
+
+    /// Creates an event starting in a day; `extra` overrides fields.
+    pub async fn event(&self, organizer: &TestUser, capacity: i64, extra: Value) -> Value {
+        let mut body = event_body(capacity);
+        merge(&mut body, extra);
+        json_of(
+            self.post("/api/events", Some(&organizer.access_token), body)
+                .await,
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    /// Follows `next_cursor` from `path` to the end, returning every item.
+    pub async fn walk(&self, path: &str, token: Option<&str>) -> Vec<Value> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{path}{separator}cursor={c}"),
+                None => path.to_owned(),
+            };
+            let page = json_of(self.get(&url, token).await, StatusCode::OK).await;
+            items.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return items,
+            }
+            assert!(items.len() < 100_000, "pagination does not end");
+        }
+    }
+
+    /// Polls `check` until it holds: for effects that arrive through domain events.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop the servers and their background work before the databases go away, so nothing
+        // keeps waiting on a vanished database while the runtime shuts down.
+        #[allow(irrefutable_let_patterns)] // only one variant without the split feature
+        if let Deployment::Monolith(handle) = &self.deployment {
+            handle.stop_now();
+        }
+    }
+}
+
+/// The settings every test deployment shares, before a test's own overrides.
+pub fn test_settings(db: &TestDatabase) -> Vec<(String, String)> {
+    [
+        ("server.workers", "2".to_owned()),
+        ("database.url", db.url.clone()),
+        ("auth.bcrypt_cost", "4".to_owned()),
+        (
+            "auth.signing_key_path",
+            db.dir.join("signing_key.pem").display().to_string(),
+        ),
+        ("gateway.auth_rate_per_minute", "0".to_owned()),
+        ("outbox.poll_interval_ms", "200".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+async fn start(
+    topology: Topology,
+    databases: &[TestDatabase],
+    overrides: &[(&str, &str)],
+) -> (String, Deployment) {
+    if std::env::var("TEST_LOG").is_ok() {
+        let settings =
+            Settings::with_overrides(&[("log.format", "pretty"), ("log.level", "debug")]).unwrap();
+        telemetry::init(&settings.log);
+    }
+    match topology {
+        Topology::Monolith => {
+            let mut settings = test_settings(&databases[0]);
+            settings.push(("server.bind".into(), "127.0.0.1:0".into()));
+            settings.extend(
+                overrides
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+            let settings: Vec<(&str, &str)> = settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let app = monolith::build(Settings::with_overrides(&settings).expect("test settings"))
+                .await
+                .expect("app starts");
+            let address = format!("http://127.0.0.1:{}", app.port());
+            let handle = app.handle();
+            tokio::spawn(app.run_until_stopped());
+            (address, Deployment::Monolith(handle))
+        }
+        #[cfg(feature = "split")]
+        _ => {
+            let processes =
+                crate::processes::Processes::start(topology, databases, overrides).await;
+            (
+                processes.gateway_address(),
+                Deployment::Processes(processes),
+            )
+        }
+        #[cfg(not(feature = "split"))]
+        _ => panic!("RSVP_TEST_TOPOLOGY={topology:?} needs `--features split`"),
+    }
+}
+
+pub fn event_body(capacity: i64) -> Value {
+    let starts = chrono::Utc::now() + chrono::Duration::days(1);
+    json!({
+        "title": "Rust meetup",
+        "description": "Talks and pizza",
+        "location": "Berlin",
+        "category": "Tech",
+        "starts_at": starts.to_rfc3339(),
+        "ends_at": (starts + chrono::Duration::hours(2)).to_rfc3339(),
+        "capacity": capacity,
+    })
+}
+
+pub fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        for (k, v) in extra {
+            target.insert(k, v);
+        }
+    }
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn json_of(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Asserts an RFC 9457 problem with `status` and returns it.
+pub async fn problem(response: Response, status: StatusCode) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = json_of(response, status).await;
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/problem+json"),
+        "body: {body}"
+    );
+    assert_eq!(body["status"], status.as_u16(), "body: {body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:rsvp:problem:")),
+        "body: {body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "body: {body}"
+    );
+    body
+}
+
+/// The field names of a validation problem.
+pub fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

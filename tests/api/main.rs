@@ -1,0 +1,18 @@
+//! Black-box tests of the public HTTP contract (`shared/API.md`): a real server, real HTTP, a
+//! real database. Every test runs on SQLite and on PostgreSQL.
+
+mod helpers;
+#[cfg(feature = "split")]
+mod processes;
+
+mod auth;
+#[cfg(feature = "split")]
+mod contract;
+mod events;
+#[cfg(feature = "split")]
+mod faults;
+mod gateway;
+mod migrations;
+mod outbox;
+mod registrations;
+mod users;
