@@ -75,20 +75,7 @@ impl ManageConnection for DbConnectionManager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Sqlite(path) => {
-                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
-                    .map_err(r2d2::Error::ConnectionError)?;
-                // WAL lets readers run beside the writer; the busy timeout makes writers queue
-                // instead of failing with "database is locked".
-                // The busy timeout comes first: switching to WAL needs a lock another process
-                // (a second instance, `rsvp make-admin`) may hold for a moment.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
-                .map_err(r2d2::Error::QueryError)?;
-                Ok(DbConnection::Sqlite(conn))
-            }
+            DatabaseUrl::Sqlite(path) => open_sqlite(path).map(DbConnection::Sqlite),
             DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
                 .map(DbConnection::Postgres)
                 .map_err(r2d2::Error::ConnectionError),
@@ -103,6 +90,41 @@ impl ManageConnection for DbConnectionManager {
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
     }
+}
+
+/// How long a SQLite writer queues behind another before giving up with "database is locked".
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a SQLite file in WAL mode (readers run beside the one writer) with a busy timeout, so
+/// writers queue instead of failing.
+fn open_sqlite(path: &std::path::Path) -> Result<diesel::SqliteConnection, r2d2::Error> {
+    let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+        .map_err(r2d2::Error::ConnectionError)?;
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    ))
+    .map_err(r2d2::Error::QueryError)?;
+    // Switching a new file to WAL upgrades a read lock to a write lock. When two connections
+    // (two instances starting on one file) do it at once, SQLite answers "locked" at once
+    // instead of calling the busy handler, since waiting could deadlock; so retry here.
+    let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match conn.batch_execute("PRAGMA journal_mode = WAL") {
+            Ok(()) => return Ok(conn),
+            Err(err) if is_locked(&err) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(err) => return Err(r2d2::Error::QueryError(err)),
+        }
+    }
+}
+
+fn is_locked(err: &diesel::result::Error) -> bool {
+    matches!(err, diesel::result::Error::DatabaseError(_, info)
+        if info.message().contains("database is locked"))
 }
 
 /// Key of the PostgreSQL advisory lock that serialises migrations across processes.
@@ -290,7 +312,7 @@ pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::DatabaseUrl;
+    use super::*;
 
     #[test]
     fn urls_pick_their_backend() {
@@ -308,5 +330,30 @@ mod tests {
         ));
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+    }
+
+    /// Replicas starting on one new file race to switch it to WAL; none may fail.
+    #[test]
+    fn connections_opening_a_new_file_together_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..50 {
+            let path = dir.path().join(format!("race-{round}.db"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let barrier = barrier.clone();
+                    let manager = DbConnectionManager {
+                        url: DatabaseUrl::Sqlite(path.clone()),
+                    };
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        manager.connect().map(drop).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+        }
     }
 }
