@@ -173,12 +173,8 @@ async fn an_unreachable_broker_delays_the_deletion_cascade_and_loses_nothing(bac
     )
     .await;
 
-    // The users service loses the broker (a port nothing listens on).
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The users service loses the broker (a port reserved for this test that nothing listens on).
+    let dead_port = crate::processes::free_port();
     let processes = app.processes();
     processes.set(
         "users",

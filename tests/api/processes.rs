@@ -14,16 +14,33 @@ pub struct Processes {
     ports: HashMap<&'static str, u16>,
     nats_id: String,
     children: HashMap<&'static str, Child>,
+    /// Where each process's output goes.
+    logs: tempfile::TempDir,
     /// Each process's environment, so one can be restarted alone.
     envs: HashMap<&'static str, Vec<(String, String)>>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port no other test process will hand out while this one runs.
+///
+/// Asking the OS for port 0 and passing the number on races: until the child binds it, the port
+/// is free, and the kernel may give it to any outgoing connection (a database client, say) as
+/// its source port. So ports come from below the ephemeral range (see
+/// `/proc/sys/net/ipv4/ip_local_port_range`), and a lock file held until this test process exits
+/// keeps parallel test processes from picking the same one.
+pub fn free_port() -> u16 {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("rsvp-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        let Ok(lock) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap().push(lock);
+            return port;
+        }
+    }
 }
 
 fn env_key(key: &str) -> String {
@@ -115,6 +132,7 @@ impl Processes {
             ports,
             nats_id,
             children: HashMap::new(),
+            logs: tempfile::tempdir().unwrap(),
             envs,
         };
         for name in processes.names() {
@@ -146,17 +164,7 @@ impl Processes {
             "events" => env!("CARGO_BIN_EXE_rsvp-events"),
             _ => env!("CARGO_BIN_EXE_rsvp-gateway"),
         };
-        let log = std::env::var("TEST_LOG").is_ok();
-        let mut command = Command::new(binary);
-        command
-            .envs(self.envs[name].iter().map(|(k, v)| (env_key(k), v)))
-            .stdout(if log { Stdio::inherit() } else { Stdio::null() })
-            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
-            .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        self.children.insert(name, child);
+        self.launch(name, binary);
     }
 
     /// Starts a second instance of a service on a new port, returning its address.
@@ -170,15 +178,43 @@ impl Processes {
             "users" => env!("CARGO_BIN_EXE_rsvp-users"),
             _ => env!("CARGO_BIN_EXE_rsvp-events"),
         };
+        self.launch(as_name, binary);
+        self.address(as_name)
+    }
+
+    /// Starts `binary` as process `name`. Its output goes to the terminal with `TEST_LOG`, and
+    /// otherwise to a file whose end is shown if the process dies unexpectedly.
+    fn launch(&mut self, name: &'static str, binary: &str) {
+        let output = || -> Stdio {
+            if std::env::var("TEST_LOG").is_ok() {
+                return Stdio::inherit();
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path(name))
+                .expect("process log file");
+            file.into()
+        };
         let child = Command::new(binary)
-            .envs(self.envs[as_name].iter().map(|(k, v)| (env_key(k), v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .envs(self.envs[name].iter().map(|(k, v)| (env_key(k), v)))
+            .stdout(output())
+            .stderr(output())
             .kill_on_drop(true)
             .spawn()
-            .unwrap();
-        self.children.insert(as_name, child);
-        self.address(as_name)
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        self.children.insert(name, child);
+    }
+
+    fn log_path(&self, name: &str) -> std::path::PathBuf {
+        self.logs.path().join(format!("{name}.log"))
+    }
+
+    /// The last lines `name` printed, to explain a failure.
+    fn log_tail(&self, name: &str) -> String {
+        let log = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// Replaces (or adds) one setting of a process, for its next start.
@@ -214,10 +250,15 @@ impl Processes {
             {
                 return;
             }
-            for (process, child) in &mut self.children {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{process} exited with {status} (run with TEST_LOG=1 to see why)");
-                }
+            let exited = self
+                .children
+                .iter_mut()
+                .find_map(|(process, child)| Some((*process, child.try_wait().ok()??)));
+            if let Some((process, status)) = exited {
+                panic!(
+                    "{process} exited with {status}; its last lines:\n{}",
+                    self.log_tail(process)
+                );
             }
             assert!(
                 std::time::Instant::now() < deadline,
