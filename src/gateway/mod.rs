@@ -2,6 +2,7 @@
 //! application (request ids, access log, metrics, CORS, rate limit, body limit, error bodies,
 //! operations endpoints, OpenAPI document, web page); a topology only supplies the routes.
 
+mod client_address;
 mod metrics;
 mod openapi;
 #[cfg(feature = "split")]
@@ -21,6 +22,7 @@ use actix_web::{
 };
 use async_trait::async_trait;
 
+pub use client_address::{ClientAddress, TrustedProxies};
 pub use metrics::Metrics;
 pub use openapi::openapi_document;
 pub use rate_limit::AuthRateLimit;
@@ -44,6 +46,7 @@ pub struct Gateway {
     rate_limit: web::Data<AuthRateLimit>,
     body_limit: web::Data<BodyLimit>,
     readiness: web::Data<dyn Readiness>,
+    trusted_proxies: web::Data<TrustedProxies>,
     cors_origins: Arc<Vec<String>>,
 }
 
@@ -57,6 +60,10 @@ impl Gateway {
             )),
             body_limit: web::Data::new(BodyLimit(settings.gateway.body_limit_bytes)),
             readiness: web::Data::from(readiness),
+            trusted_proxies: web::Data::new(
+                TrustedProxies::parse(&settings.gateway.trusted_proxies)
+                    .expect("validated with the settings"),
+            ),
             cors_origins: Arc::new(settings.cors_origins()),
         }
     }
@@ -82,6 +89,7 @@ impl Gateway {
             .app_data(self.rate_limit.clone())
             .app_data(self.body_limit.clone())
             .app_data(self.readiness.clone())
+            .app_data(self.trusted_proxies.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 Problem::bad_request(format!("invalid query parameter: {err}")).into()
             }))

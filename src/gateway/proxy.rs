@@ -5,7 +5,6 @@
 //! bounded by the body limit and are buffered (so they can be retried); responses are streamed.
 
 use std::{
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -21,7 +20,7 @@ use actix_web::{
 use futures_util::StreamExt;
 
 use super::{
-    Metrics,
+    ClientAddress, Metrics,
     metrics::{RouteLabel, route_pattern},
     request_context::REQUEST_ID,
 };
@@ -279,15 +278,12 @@ impl Proxy {
                 headers.append(name, value);
             }
         }
-        // This gateway is the edge: client-sent X-Forwarded-* are not trusted, the peer is.
-        if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
-            insert(&mut headers, "x-forwarded-for", &client_ip(ip));
+        // Client-sent X-Forwarded-* were dropped above; what is passed on is what the request
+        // context resolved (the peer, or the chain a trusted proxy vouched for).
+        if let Some(client) = req.extensions().get::<ClientAddress>() {
+            insert(&mut headers, "x-forwarded-for", &client.forwarded_for);
+            insert(&mut headers, "x-forwarded-proto", &client.proto);
         }
-        insert(
-            &mut headers,
-            "x-forwarded-proto",
-            req.connection_info().scheme(),
-        );
         if let Some(host) = req.headers().get("host").and_then(|h| h.to_str().ok()) {
             insert(&mut headers, "x-forwarded-host", host);
         }
@@ -297,10 +293,6 @@ impl Proxy {
         }
         headers
     }
-}
-
-fn client_ip(ip: IpAddr) -> String {
-    ip.to_string()
 }
 
 fn insert(headers: &mut reqwest::header::HeaderMap, name: &'static str, value: &str) {

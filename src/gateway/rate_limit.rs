@@ -1,9 +1,10 @@
-//! Per-client-IP rate limit on `/api/auth/*`, where every request may cost a bcrypt hash.
+//! Per-client-IP rate limit on `/api/auth/*`, where every request may cost a bcrypt hash. The
+//! client is the peer, or whom a trusted proxy forwards for (see [`super::client_address`]).
 
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use actix_web::{
-    Error, ResponseError,
+    Error, HttpMessage, ResponseError,
     body::{EitherBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::StatusCode,
@@ -15,6 +16,7 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
+use super::ClientAddress;
 use crate::platform::problem::Problem;
 
 /// The limiter, or none when `gateway.auth_rate_per_minute` is 0.
@@ -53,10 +55,9 @@ pub async fn limit_auth_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let limited = match (req.app_data::<web::Data<AuthRateLimit>>(), req.peer_addr()) {
-        (Some(limit), Some(peer)) if req.path().starts_with("/api/auth/") => {
-            limit.wait_for(peer.ip())
-        }
+    let client = req.extensions().get::<ClientAddress>().map(|c| c.ip);
+    let limited = match (req.app_data::<web::Data<AuthRateLimit>>(), client) {
+        (Some(limit), Some(ip)) if req.path().starts_with("/api/auth/") => limit.wait_for(ip),
         _ => None,
     };
     if let Some(retry_after) = limited {

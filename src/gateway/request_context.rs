@@ -10,10 +10,12 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
+    web,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::client_address::{ClientAddress, TrustedProxies};
 use crate::platform::trace::TraceContext;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -30,12 +32,29 @@ fn caller_id(req: &ServiceRequest) -> Option<String> {
     ok.then(|| value.to_owned())
 }
 
+/// The request's client as the trusted proxies (if any) tell it; `None` only for requests that
+/// did not come over a socket (unit tests).
+fn client_address(req: &ServiceRequest) -> Option<ClientAddress> {
+    let peer = req.peer_addr()?.ip();
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let trusted = req.app_data::<web::Data<TrustedProxies>>();
+    Some(match trusted {
+        Some(trusted) => trusted.resolve(peer, req.headers(), scheme),
+        None => TrustedProxies::default().resolve(peer, req.headers(), scheme),
+    })
+}
+
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = caller_id(&req).unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let client = client_address(&req);
     let traceparent = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
     let context = TraceContext::new(id.clone(), traceparent);
     let span = tracing::info_span!(
@@ -44,7 +63,11 @@ pub async fn request_context(
         trace_id = %context.trace_id,
         method = %req.method(),
         path = %req.path(),
+        client_ip = client.as_ref().map(|c| tracing::field::display(c.ip)),
     );
+    if let Some(client) = client {
+        req.extensions_mut().insert(client);
+    }
     let started = Instant::now();
     let mut response = context
         .scope(next.call(req).instrument(span.clone()))

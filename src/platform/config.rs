@@ -97,6 +97,9 @@ pub struct GatewaySettings {
     pub body_limit_bytes: usize,
     /// Comma-separated allowed origins for CORS; empty disables CORS, `*` allows any.
     pub cors_allowed_origins: String,
+    /// Comma-separated addresses/CIDRs of the proxies in front of the gateway whose
+    /// `X-Forwarded-For`/`-Proto` are believed; empty = the gateway is the edge.
+    pub trusted_proxies: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -142,6 +145,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("gateway.auth_rate_per_minute", "30"),
     ("gateway.body_limit_bytes", "65536"),
     ("gateway.cors_allowed_origins", ""),
+    ("gateway.trusted_proxies", ""),
     ("log.format", "auto"),
     ("log.level", "info"),
     ("outbox.relay_enabled", "true"),
@@ -247,6 +251,9 @@ impl Settings {
         if self.gateway.body_limit_bytes == 0 {
             return fail("gateway.body_limit_bytes", "must be positive");
         }
+        if let Err(why) = crate::gateway::TrustedProxies::parse(&self.gateway.trusted_proxies) {
+            return fail("gateway.trusted_proxies", &why);
+        }
         if self.outbox.poll_interval_ms == 0 {
             return fail("outbox.poll_interval_ms", "must be positive");
         }
@@ -316,6 +323,8 @@ mod tests {
         assert!(err.to_string().contains("bcrypt_cost"), "{err}");
         let err = Settings::with_overrides(&[("database.url", "mysql://x")]).unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
+        let err = Settings::with_overrides(&[("gateway.trusted_proxies", "lb")]).unwrap_err();
+        assert!(err.to_string().contains("gateway.trusted_proxies"), "{err}");
         let err = Settings::with_overrides(&[("server.bind", "nowhere")]).unwrap_err();
         assert!(err.to_string().contains("server.bind"), "{err}");
     }

@@ -16,6 +16,7 @@ crate::backend_tests!(
     protected_routes_refuse_missing_forged_and_expired_tokens,
     malformed_bodies_get_400_413_415,
     auth_rate_limit_answers_429_with_retry_after,
+    the_rate_limit_believes_forwarded_for_only_from_trusted_proxies,
 );
 
 async fn register_creates_a_member_with_a_normalised_email(backend: Backend) {
@@ -389,4 +390,57 @@ async fn auth_rate_limit_answers_429_with_retry_after(backend: Backend) {
     problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
     // Only /api/auth/* is limited.
     json_of(app.get("/api/events", None).await, StatusCode::OK).await;
+}
+
+async fn the_rate_limit_believes_forwarded_for_only_from_trusted_proxies(backend: Backend) {
+    let login_from = |app: &TestApp, forwarded_for: &'static str| {
+        let request = reqwest::Client::new()
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"email": "nobody@example.com", "password": "whatever1"}));
+        async move { request.send().await.unwrap().status() }
+    };
+    // Behind a trusted load balancer (the test client, on loopback), each client has its quota.
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("gateway.auth_rate_per_minute", "2"),
+            ("gateway.trusted_proxies", "127.0.0.1, ::1"),
+        ],
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&app, "203.0.113.1").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&app, "203.0.113.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(&app, "203.0.113.2").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Forging the left part of the chain does not buy a new quota.
+    assert_eq!(
+        login_from(&app, "198.51.100.1, 203.0.113.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // At the edge (the default), the header is the client's own claim and is ignored.
+    let app = TestApp::spawn_with(backend, &[("gateway.auth_rate_per_minute", "2")]).await;
+    assert_eq!(
+        login_from(&app, "203.0.113.1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(&app, "203.0.113.2").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(&app, "203.0.113.3").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
