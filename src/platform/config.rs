@@ -87,6 +87,8 @@ pub struct AuthSettings {
     pub refresh_ttl_secs: u64,
     /// PKCS#8 PEM file with the Ed25519 signing key; generated (mode 0600) when missing.
     pub signing_key_path: PathBuf,
+    /// Comma-separated PEM files of former signing keys: published for verification only.
+    pub retired_signing_key_paths: String,
     pub issuer: String,
 }
 
@@ -141,6 +143,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("auth.access_ttl_secs", "900"),
     ("auth.refresh_ttl_secs", "2592000"),
     ("auth.signing_key_path", "data/signing_key.pem"),
+    ("auth.retired_signing_key_paths", ""),
     ("auth.issuer", "rsvp"),
     ("gateway.auth_rate_per_minute", "30"),
     ("gateway.body_limit_bytes", "65536"),

@@ -15,7 +15,9 @@ use super::{
     service_client::ServiceClient,
 };
 
-const REFRESH_COOL_DOWN: Duration = Duration::from_secs(10);
+/// Bounds the fetches that tokens with made-up key ids can cause, and how long a token signed by
+/// a key the users service just started using may be refused.
+const REFRESH_COOL_DOWN: Duration = Duration::from_secs(2);
 
 pub struct JwksVerifier {
     issuer: String,

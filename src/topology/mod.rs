@@ -40,7 +40,12 @@ pub async fn users_service(
 ) -> Result<Arc<UsersService>, String> {
     let auth = settings.auth.clone();
     let service = spawn_blocking_in_span(move || {
-        let keys = Arc::new(SigningKeys::load_or_generate(&auth.signing_key_path)?);
+        let retired: Vec<std::path::PathBuf> =
+            crate::platform::config::list(&auth.retired_signing_key_paths)
+                .into_iter()
+                .map(Into::into)
+                .collect();
+        let keys = Arc::new(SigningKeys::load(&auth.signing_key_path, &retired)?);
         UsersService::new(db, keys, auth, outbox_wakeup)
     })
     .await

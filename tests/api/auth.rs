@@ -13,6 +13,7 @@ crate::backend_tests!(
     refresh_rotates_and_a_reused_token_revokes_the_family,
     logout_revokes_the_session,
     access_tokens_verify_with_the_published_jwks,
+    signing_keys_rotate_without_logging_anyone_out,
     protected_routes_refuse_missing_forged_and_expired_tokens,
     malformed_bodies_get_400_413_415,
     auth_rate_limit_answers_429_with_retry_after,
@@ -237,6 +238,71 @@ async fn logout_revokes_the_session(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+/// The operator's rotation: the old key file becomes a retired key, a new one is generated; tokens
+/// of both verify everywhere (the events service refetches the JWKS for the new key id) until
+/// the retired key is dropped.
+async fn signing_keys_rotate_without_logging_anyone_out(backend: Backend) {
+    let keys = tempfile::tempdir().unwrap();
+    let path = |name: &str| keys.path().join(name).display().to_string();
+    let (old_key, new_key) = (path("old.pem"), path("new.pem"));
+    let mut app = TestApp::spawn_with(backend, &[("auth.signing_key_path", &old_key)]).await;
+    let before = app.user().await;
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    assert_eq!(
+        works(&app, &before.access_token).await,
+        (StatusCode::OK, StatusCode::OK)
+    );
+
+    app.restart(&[
+        ("auth.signing_key_path", &new_key),
+        ("auth.retired_signing_key_paths", &old_key),
+    ])
+    .await;
+    let after = app.user().await;
+    assert_ne!(kid(&after.access_token), kid(&before.access_token));
+    let jwks = json_of(
+        app.get("/.well-known/jwks.json", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let published: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        published,
+        [kid(&after.access_token), kid(&before.access_token)]
+    );
+    for token in [&before.access_token, &after.access_token] {
+        assert_eq!(works(&app, token).await, (StatusCode::OK, StatusCode::OK));
+    }
+
+    // Once the retired key is dropped, what it signed is refused everywhere.
+    app.restart(&[("auth.retired_signing_key_paths", "")]).await;
+    assert_eq!(
+        works(&app, &before.access_token).await,
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        works(&app, &after.access_token).await,
+        (StatusCode::OK, StatusCode::OK)
+    );
+}
+
+/// What `/api/users/me` (users module) and `/api/users/me/registrations` (events module) say to
+/// a token.
+async fn works(app: &TestApp, token: &str) -> (StatusCode, StatusCode) {
+    let me = app.get("/api/users/me", Some(token)).await.status();
+    (
+        me,
+        app.get("/api/users/me/registrations", Some(token))
+            .await
+            .status(),
+    )
 }
 
 async fn access_tokens_verify_with_the_published_jwks(backend: Backend) {

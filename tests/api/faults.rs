@@ -15,6 +15,7 @@ crate::backend_tests!(
     killing_one_of_two_events_instances_loses_no_request,
     an_unreachable_broker_delays_the_deletion_cascade_and_loses_nothing,
     internal_endpoints_need_the_credential_and_are_not_routed_by_the_gateway,
+    a_running_events_service_learns_a_rotated_signing_key,
 );
 
 fn split_only() -> bool {
@@ -303,4 +304,40 @@ async fn internal_endpoints_need_the_credential_and_are_not_routed_by_the_gatewa
         .await
         .unwrap();
     problem(via_gateway, StatusCode::NOT_FOUND).await;
+}
+
+/// The users service alone restarts with a new signing key (the old one retired): the events
+/// service, still running with the old key set cached, refetches it for the new key id.
+async fn a_running_events_service_learns_a_rotated_signing_key(backend: Backend) {
+    if !split_only() {
+        return;
+    }
+    let mut app = TestApp::spawn(backend).await;
+    let mine = "/api/users/me/registrations";
+    let ada = app.user().await;
+    json_of(app.get(mine, Some(&ada.access_token)).await, StatusCode::OK).await;
+
+    let processes = app.processes();
+    let old_key = processes.setting("users", "auth.signing_key_path").unwrap();
+    let new_key = format!("{old_key}.next");
+    processes.set("users", "auth.signing_key_path", &new_key);
+    processes.set("users", "auth.retired_signing_key_paths", &old_key);
+    processes.kill("users").await;
+    processes.spawn("users");
+    processes.wait_ready("users").await;
+
+    let bob = app.user().await;
+    let started = Instant::now();
+    app.eventually("the events service accepts the new key", || async {
+        app.get(mine, Some(&bob.access_token)).await.status() == StatusCode::OK
+    })
+    .await;
+    eprintln!(
+        "FIGURE key rotation: new tokens accepted by the events service after {} ms",
+        started.elapsed().as_millis()
+    );
+    for token in [&ada.access_token, &bob.access_token] {
+        json_of(app.get(mine, Some(token)).await, StatusCode::OK).await;
+        json_of(app.get("/api/users/me", Some(token)).await, StatusCode::OK).await;
+    }
 }

@@ -152,6 +152,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The database of the users module (the only one in the monolith), then the events one.
     databases: Vec<TestDatabase>,
+    /// The test's own settings: those it started with, then those of each restart.
+    overrides: Vec<(String, String)>,
     deployment: Deployment,
 }
 
@@ -190,16 +192,31 @@ impl TestApp {
                 .build()
                 .unwrap(),
             databases,
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             deployment,
         }
     }
 
-    /// Stops everything at once, as a crash would, and starts it again on the same databases.
+    /// Stops everything at once, as a crash would, and starts it again on the same databases,
+    /// with `overrides` on top of the settings it ran with.
     pub async fn restart(&mut self, overrides: &[(&str, &str)]) {
+        self.overrides.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         match &mut self.deployment {
             Deployment::Monolith(_) => {
                 self.stop().await;
-                let (address, deployment) = start(topology(), &self.databases, overrides).await;
+                let all: Vec<(&str, &str)> = self
+                    .overrides
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let (address, deployment) = start(topology(), &self.databases, &all).await;
                 self.address = address;
                 self.deployment = deployment;
             }

@@ -217,6 +217,15 @@ impl Processes {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// One setting a process was started with.
+    pub fn setting(&self, name: &str, key: &str) -> Option<String> {
+        self.envs[name]
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
     /// Replaces (or adds) one setting of a process, for its next start.
     pub fn set(&mut self, name: &'static str, key: &str, value: &str) {
         let env = self.envs.get_mut(name).unwrap();

@@ -1,5 +1,8 @@
 //! The Ed25519 key that signs access tokens: loaded from a PKCS#8 PEM file, or generated there
 //! (mode 0600) on first start, and published as a JWK set so any service can verify tokens.
+//!
+//! Rotation: retired keys (`auth.retired_signing_key_paths`) sign nothing but stay in the JWK
+//! set, so the tokens they signed keep working until they expire.
 
 use std::{fs, io::Write, path::Path};
 
@@ -13,15 +16,32 @@ use sha2::{Digest, Sha256};
 
 use crate::platform::auth::{ALGORITHM, Jwk, JwkSet};
 
-/// The current signing key, its id and its public half.
+/// The current signing key, its id and its public half, plus the retired keys' public halves.
 pub struct SigningKeys {
     encoding: EncodingKey,
     jwk: Jwk,
+    retired: Vec<Jwk>,
 }
 
 impl SigningKeys {
+    /// The current key (see [`SigningKeys::load_or_generate`]) and the retired ones, which must
+    /// exist: a retired key that cannot be read would log everyone it signed for out.
+    pub fn load(current: &Path, retired: &[std::path::PathBuf]) -> Result<Self, String> {
+        let mut keys = Self::load_or_generate(current)?;
+        for path in retired {
+            let pem = fs::read_to_string(path)
+                .map_err(|e| format!("cannot read retired signing key {}: {e}", path.display()))?;
+            let old = Self::from_pem(&pem)
+                .map_err(|e| format!("retired signing key {}: {e}", path.display()))?;
+            if old.jwk.kid != keys.jwk.kid && keys.retired.iter().all(|k| k.kid != old.jwk.kid) {
+                keys.retired.push(old.jwk);
+            }
+        }
+        Ok(keys)
+    }
+
     /// Reads the key at `path`, creating a new one (and its folder) when the file is missing.
-    pub fn load_or_generate(path: &Path) -> Result<Self, String> {
+    fn load_or_generate(path: &Path) -> Result<Self, String> {
         let pem = match fs::read_to_string(path) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -43,6 +63,7 @@ impl SigningKeys {
         let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
         Ok(Self {
             encoding,
+            retired: Vec::new(),
             jwk: Jwk {
                 kid: thumbprint(&x),
                 kty: "OKP".into(),
@@ -68,9 +89,13 @@ impl SigningKeys {
         header
     }
 
+    /// The public keys that verify tokens: the current one first, then the retired ones.
     pub fn jwks(&self) -> JwkSet {
         JwkSet {
-            keys: vec![self.jwk.clone()],
+            keys: std::iter::once(&self.jwk)
+                .chain(&self.retired)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -145,5 +170,37 @@ mod tests {
         )
         .unwrap();
         assert!(verifier.verify_now(&forged).is_err());
+    }
+
+    #[test]
+    fn retired_keys_verify_but_never_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_path = dir.path().join("old.pem");
+        let old = SigningKeys::load_or_generate(&old_path).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: uuid::Uuid::new_v4(),
+            role: Role::Member,
+            iss: "rsvp".into(),
+            iat: now,
+            exp: now + 60,
+            jti: uuid::Uuid::new_v4(),
+        };
+        let old_token = jsonwebtoken::encode(&old.header(), &claims, old.encoding_key()).unwrap();
+
+        let retired = vec![old_path.clone(), old_path];
+        let keys = SigningKeys::load(&dir.path().join("new.pem"), &retired).unwrap();
+        assert_ne!(keys.kid(), old.kid());
+        let kids: Vec<String> = keys.jwks().keys.into_iter().map(|k| k.kid).collect();
+        assert_eq!(
+            kids,
+            [keys.kid(), old.kid()],
+            "current first, duplicates once"
+        );
+        let verifier = KeySetVerifier::new("rsvp", &keys.jwks()).unwrap();
+        assert_eq!(verifier.verify_now(&old_token).unwrap().sub, claims.sub);
+
+        let missing = SigningKeys::load(&dir.path().join("new.pem"), &[dir.path().join("gone")]);
+        assert!(missing.is_err_and(|e| e.contains("gone")));
     }
 }
