@@ -316,3 +316,68 @@ impl Drop for Processes {
         .join();
     }
 }
+
+/// A NATS JetStream server of one test's own, so that test can stop the broker and start it
+/// again (same port, same storage) while the shared one keeps serving the other tests.
+pub struct PrivateBroker {
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> Self {
+        let mut broker = Self {
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        broker.restart().await;
+        broker
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let binary = std::env::var("RSVP_TEST_NATS_SERVER").unwrap_or("nats-server".into());
+        let child = Command::new(&binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} (set RSVP_TEST_NATS_SERVER to its path): {e}")
+            });
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
