@@ -2,7 +2,11 @@
 
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::{
+        Content, Ref, RefOr, Response,
+        path::{Operation, ParameterIn},
+        security::{Http, HttpAuthScheme, SecurityScheme},
+    },
 };
 
 use crate::modules::{events, users};
@@ -38,5 +42,69 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = PublicApi::openapi();
     doc.merge(users::ApiDoc::openapi());
     doc.merge(events::ApiDoc::openapi());
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            document_gateway_errors(path, operation);
+        }
+    }
     doc
+}
+
+/// Handlers document the errors of their domain; the answers every route can get from the
+/// gateway and the extractors in front of it are added here, so no handler can forget them.
+/// Every error is `application/problem+json`.
+fn document_gateway_errors(path: &str, operation: &mut Operation) {
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    let has_query = parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Query);
+    let has_path = parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Path);
+    let has_body = operation.request_body.is_some();
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut common = vec![(
+        "503",
+        "A module or the database is unavailable; see Retry-After",
+    )];
+    if has_body || has_query {
+        common.push(("400", "Malformed JSON body or query parameter"));
+    }
+    if has_body {
+        common.push(("413", "Body larger than the configured limit"));
+        common.push(("415", "Body is not application/json"));
+        common.push(("422", "A field is invalid; `errors` names it"));
+    }
+    if secured {
+        common.push(("401", "Missing, invalid or expired access token"));
+    }
+    if has_path {
+        common.push(("404", "No such resource"));
+    }
+    if path.starts_with("/api/auth/") {
+        common.push(("429", "Too many authentication requests; see Retry-After"));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, description) in common {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(Response::new(description)));
+    }
+    for (status, response) in responses.iter_mut() {
+        let is_error = status.parse::<u16>().is_ok_and(|code| code >= 400);
+        if let (true, RefOr::T(response)) = (is_error, response) {
+            response.content.clear();
+            response.content.insert(
+                "application/problem+json".to_owned(),
+                Content::new(Some(Ref::from_schema_name("ProblemBody"))),
+            );
+        }
+    }
 }

@@ -111,6 +111,37 @@ async fn the_openapi_document_covers_the_whole_contract(backend: Backend) {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["ProblemBody"].is_object());
+
+    // Every answer a route can give is documented, every error as problem+json.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let documents = |status: &str| responses.contains_key(status);
+            let route = format!("{method} {path}");
+            assert!(documents("503"), "{route}: 503");
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(documents(status), "{route}: {status}");
+                }
+            }
+            if operation.get("security").is_some() {
+                assert!(documents("401"), "{route}: 401");
+            }
+            if path.starts_with("/api/auth/") {
+                assert!(documents("429"), "{route}: 429");
+            }
+            for (status, response) in responses {
+                if status.as_str() >= "400" {
+                    let content = response["content"].as_object().unwrap();
+                    assert_eq!(
+                        content.keys().collect::<Vec<_>>(),
+                        ["application/problem+json"],
+                        "{route}: {status}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 async fn unknown_routes_and_methods_are_problem_json(backend: Backend) {
