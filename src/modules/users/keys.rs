@@ -129,6 +129,19 @@ mod tests {
     use super::*;
     use crate::platform::auth::{Claims, KeySetVerifier, Role};
 
+    /// A member's claims, valid for a minute from now.
+    fn member_claims() -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            sub: uuid::Uuid::new_v4(),
+            role: Role::Member,
+            iss: "rsvp".into(),
+            iat: now,
+            exp: now + 60,
+            jti: uuid::Uuid::new_v4(),
+        }
+    }
+
     #[test]
     fn a_generated_key_is_private_reloadable_and_verifies_its_tokens() {
         let dir = tempfile::tempdir().unwrap();
@@ -143,15 +156,7 @@ mod tests {
         let again = SigningKeys::load_or_generate(&path).unwrap();
         assert_eq!(keys.kid(), again.kid());
 
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            sub: uuid::Uuid::new_v4(),
-            role: Role::Member,
-            iss: "rsvp".into(),
-            iat: now,
-            exp: now + 60,
-            jti: uuid::Uuid::new_v4(),
-        };
+        let claims = member_claims();
         let token = jsonwebtoken::encode(&keys.header(), &claims, keys.encoding_key()).unwrap();
         let verifier = KeySetVerifier::new("rsvp", &keys.jwks()).unwrap();
         assert_eq!(verifier.verify_now(&token).unwrap().sub, claims.sub);
@@ -177,15 +182,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old_path = dir.path().join("old.pem");
         let old = SigningKeys::load_or_generate(&old_path).unwrap();
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            sub: uuid::Uuid::new_v4(),
-            role: Role::Member,
-            iss: "rsvp".into(),
-            iat: now,
-            exp: now + 60,
-            jti: uuid::Uuid::new_v4(),
-        };
+        let claims = member_claims();
         let old_token = jsonwebtoken::encode(&old.header(), &claims, old.encoding_key()).unwrap();
 
         let retired = vec![old_path.clone(), old_path];
