@@ -459,54 +459,48 @@ async fn auth_rate_limit_answers_429_with_retry_after(backend: Backend) {
 }
 
 async fn the_rate_limit_believes_forwarded_for_only_from_trusted_proxies(backend: Backend) {
-    let login_from = |app: &TestApp, forwarded_for: &'static str| {
-        let request = reqwest::Client::new()
-            .post(app.url("/api/auth/login"))
-            .header("x-forwarded-for", forwarded_for)
-            .json(&json!({"email": "nobody@example.com", "password": "whatever1"}));
-        async move { request.send().await.unwrap().status() }
-    };
-    // Behind a trusted load balancer (the test client, on loopback), each client has its quota.
-    let app = TestApp::spawn_with(
-        backend,
+    const OK: StatusCode = StatusCode::UNAUTHORIZED; // a login attempt that got through
+    const LIMITED: StatusCode = StatusCode::TOO_MANY_REQUESTS;
+    async fn logins(app: &TestApp, attempts: &[(&str, StatusCode)]) {
+        for (forwarded_for, expected) in attempts {
+            let status = reqwest::Client::new()
+                .post(app.url("/api/auth/login"))
+                .header("x-forwarded-for", *forwarded_for)
+                .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, *expected, "X-Forwarded-For: {forwarded_for}");
+        }
+    }
+    let limit = ("gateway.auth_rate_per_minute", "2");
+
+    // Behind a trusted load balancer (the test client, on loopback), each client has its quota,
+    // and forging the left part of the chain does not buy a new one.
+    let trusted = ("gateway.trusted_proxies", "127.0.0.1, ::1");
+    let app = TestApp::spawn_with(backend, &[limit, trusted]).await;
+    logins(
+        &app,
         &[
-            ("gateway.auth_rate_per_minute", "2"),
-            ("gateway.trusted_proxies", "127.0.0.1, ::1"),
+            ("203.0.113.1", OK),
+            ("203.0.113.1", OK),
+            ("203.0.113.1", LIMITED),
+            ("203.0.113.2", OK),
+            ("198.51.100.1, 203.0.113.1", LIMITED),
         ],
     )
     .await;
-    for _ in 0..2 {
-        assert_eq!(
-            login_from(&app, "203.0.113.1").await,
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    assert_eq!(
-        login_from(&app, "203.0.113.1").await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_eq!(
-        login_from(&app, "203.0.113.2").await,
-        StatusCode::UNAUTHORIZED
-    );
-    // Forging the left part of the chain does not buy a new quota.
-    assert_eq!(
-        login_from(&app, "198.51.100.1, 203.0.113.1").await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
 
     // At the edge (the default), the header is the client's own claim and is ignored.
-    let app = TestApp::spawn_with(backend, &[("gateway.auth_rate_per_minute", "2")]).await;
-    assert_eq!(
-        login_from(&app, "203.0.113.1").await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        login_from(&app, "203.0.113.2").await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        login_from(&app, "203.0.113.3").await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    let app = TestApp::spawn_with(backend, &[limit]).await;
+    logins(
+        &app,
+        &[
+            ("203.0.113.1", OK),
+            ("203.0.113.2", OK),
+            ("203.0.113.3", LIMITED),
+        ],
+    )
+    .await;
 }
