@@ -9,6 +9,7 @@ mod openapi;
 pub mod proxy;
 mod rate_limit;
 mod request_context;
+mod routes;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub use metrics::Metrics;
 pub use openapi::openapi_document;
 pub use rate_limit::AuthRateLimit;
 pub use request_context::{REQUEST_ID, RequestId, TRACEPARENT};
+pub use routes::{DEFAULT_ROUTES, Routes};
 
 use crate::platform::{config::Settings, json::BodyLimit, problem::Problem};
 

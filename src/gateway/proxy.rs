@@ -20,26 +20,11 @@ use actix_web::{
 use futures_util::StreamExt;
 
 use super::{
-    ClientAddress, Metrics,
+    ClientAddress, Metrics, Routes,
     metrics::{RouteLabel, route_pattern},
     request_context::REQUEST_ID,
 };
 use crate::platform::{json::BodyLimit, problem::Problem, trace::TraceContext};
-
-/// Which module serves a public path. The longest, most specific prefixes come first.
-pub fn module_of(path: &str) -> Option<&'static str> {
-    const ROUTES: &[(&str, &str)] = &[
-        ("/api/users/me/registrations", "events"),
-        ("/api/events", "events"),
-        ("/api/auth/", "users"),
-        ("/api/users", "users"),
-        ("/.well-known/", "users"),
-    ];
-    ROUTES
-        .iter()
-        .find(|(prefix, _)| path == prefix.trim_end_matches('/') || path.starts_with(prefix))
-        .map(|(_, module)| *module)
-}
 
 /// How long an idle upstream connection is kept (the services close theirs after 5 s).
 const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
@@ -116,13 +101,18 @@ impl Upstream {
 
 pub struct Proxy {
     client: reqwest::Client,
+    routes: Routes,
     upstreams: Vec<Arc<Upstream>>,
     started: Instant,
     eject_for: Duration,
 }
 
 impl Proxy {
-    pub fn new(upstreams: Vec<Upstream>, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        routes: Routes,
+        upstreams: Vec<Upstream>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .read_timeout(timeout)
@@ -135,6 +125,7 @@ impl Proxy {
             .map_err(|e| format!("proxy client: {e}"))?;
         Ok(Self {
             client,
+            routes,
             upstreams: upstreams.into_iter().map(Arc::new).collect(),
             started: Instant::now(),
             eject_for: Duration::from_secs(10),
@@ -212,8 +203,9 @@ impl Proxy {
 
     async fn forward(&self, req: &HttpRequest, body: web::Bytes) -> Result<HttpResponse, Problem> {
         let path = req.path();
-        let module = module_of(path)
-            .filter(|_| !path.starts_with("/internal"))
+        let module = self
+            .routes
+            .module_of(path)
             .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
         req.extensions_mut().insert(RouteLabel(route_pattern(path)));
         let upstream = self
@@ -359,24 +351,5 @@ pub async fn proxy_request(
             format!("the request body exceeds {limit} bytes"),
         )
         .error_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::module_of;
-
-    #[test]
-    fn paths_route_to_their_module() {
-        assert_eq!(module_of("/api/users/me/registrations"), Some("events"));
-        assert_eq!(module_of("/api/events"), Some("events"));
-        assert_eq!(module_of("/api/events/1/registrations/me"), Some("events"));
-        assert_eq!(module_of("/api/users/me"), Some("users"));
-        assert_eq!(module_of("/api/users"), Some("users"));
-        assert_eq!(module_of("/api/auth/login"), Some("users"));
-        assert_eq!(module_of("/.well-known/jwks.json"), Some("users"));
-        assert_eq!(module_of("/api/eventsx"), Some("events"));
-        assert_eq!(module_of("/internal/users/profiles"), None);
-        assert_eq!(module_of("/api/other"), None);
     }
 }

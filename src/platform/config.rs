@@ -102,6 +102,8 @@ pub struct GatewaySettings {
     /// Comma-separated addresses/CIDRs of the proxies in front of the gateway whose
     /// `X-Forwarded-For`/`-Proto` are believed; empty = the gateway is the edge.
     pub trusted_proxies: String,
+    /// Split build: comma-separated `prefix=module` pairs the gateway proxies by.
+    pub routes: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -149,6 +151,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("gateway.body_limit_bytes", "65536"),
     ("gateway.cors_allowed_origins", ""),
     ("gateway.trusted_proxies", ""),
+    ("gateway.routes", crate::gateway::DEFAULT_ROUTES),
     ("log.format", "auto"),
     ("log.level", "info"),
     ("outbox.relay_enabled", "true"),
@@ -257,6 +260,9 @@ impl Settings {
         if let Err(why) = crate::gateway::TrustedProxies::parse(&self.gateway.trusted_proxies) {
             return fail("gateway.trusted_proxies", &why);
         }
+        if let Err(why) = crate::gateway::Routes::parse(&self.gateway.routes) {
+            return fail("gateway.routes", &why);
+        }
         if self.outbox.poll_interval_ms == 0 {
             return fail("outbox.poll_interval_ms", "must be positive");
         }
@@ -320,15 +326,16 @@ mod tests {
 
     #[test]
     fn invalid_values_name_their_key() {
-        let err = Settings::with_overrides(&[("auth.bcrypt_cost", "2")]).unwrap_err();
-        assert!(err.to_string().contains("auth.bcrypt_cost"), "{err}");
-        let err = Settings::with_overrides(&[("auth.bcrypt_cost", "many")]).unwrap_err();
-        assert!(err.to_string().contains("bcrypt_cost"), "{err}");
-        let err = Settings::with_overrides(&[("database.url", "mysql://x")]).unwrap_err();
-        assert!(err.to_string().contains("database.url"), "{err}");
-        let err = Settings::with_overrides(&[("gateway.trusted_proxies", "lb")]).unwrap_err();
-        assert!(err.to_string().contains("gateway.trusted_proxies"), "{err}");
-        let err = Settings::with_overrides(&[("server.bind", "nowhere")]).unwrap_err();
-        assert!(err.to_string().contains("server.bind"), "{err}");
+        for (key, value, named) in [
+            ("auth.bcrypt_cost", "2", "auth.bcrypt_cost"),
+            ("auth.bcrypt_cost", "many", "bcrypt_cost"),
+            ("database.url", "mysql://x", "database.url"),
+            ("gateway.trusted_proxies", "lb", "gateway.trusted_proxies"),
+            ("gateway.routes", "/api/events=billing", "gateway.routes"),
+            ("server.bind", "nowhere", "server.bind"),
+        ] {
+            let err = Settings::with_overrides(&[(key, value)]).unwrap_err();
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::{Application, DatabaseReadiness, connect, users_service};
 use crate::{
     gateway::{
-        Gateway, Metrics, Readiness,
+        Gateway, Metrics, Readiness, Routes,
         proxy::{Proxy, Upstream},
     },
     modules::{
@@ -152,7 +152,9 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
         if !hosts_events {
             upstreams.push(Upstream::new("events", list(&settings.upstreams.events)));
         }
+        let routes = Routes::parse(&settings.gateway.routes)?;
         let proxy = Arc::new(Proxy::new(
+            routes,
             upstreams,
             Duration::from_millis(settings.service.call_timeout_ms.max(10_000)),
         )?);

@@ -1,0 +1,127 @@
+//! The public route table: which module serves a path prefix. A split gateway proxies by it, so
+//! it comes from configuration (`gateway.routes`): a prefix a module gains, or one an operator
+//! wants to keep private, needs no new gateway build.
+
+/// The contract's routes (`shared/API.md`). More specific prefixes win whatever their order.
+pub const DEFAULT_ROUTES: &str = "/api/users/me/registrations=events,/api/events=events,\
+                                  /api/auth=users,/api/users=users,/.well-known=users";
+
+/// The modules a route may name; each has its instances in `upstreams.<module>`.
+const MODULES: &[&str] = &["users", "events"];
+
+/// Prefixes that are never public, whatever the configuration says.
+const PRIVATE: &str = "/internal";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    /// Longest prefix first, so the most specific match is the first.
+    table: Vec<(String, &'static str)>,
+}
+
+impl Routes {
+    /// Parses `prefix=module` pairs separated by commas.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut table: Vec<(String, &'static str)> = Vec::new();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (prefix, module) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("{entry:?} is not prefix=module"))?;
+            let module = MODULES
+                .iter()
+                .find(|m| **m == module.trim())
+                .ok_or_else(|| format!("{entry:?}: the module must be users or events"))?;
+            let prefix = prefix.trim();
+            if !prefix.starts_with('/') {
+                return Err(format!("{entry:?}: the prefix must start with /"));
+            }
+            // Kept without its trailing slash: `/` becomes the empty prefix, matching every path.
+            let prefix = prefix.trim_end_matches('/');
+            if matches(PRIVATE, prefix) {
+                return Err(format!("{entry:?}: {PRIVATE} is never routed"));
+            }
+            if table.iter().any(|(p, _)| p == prefix) {
+                return Err(format!("{entry:?}: the prefix is routed twice"));
+            }
+            table.push((prefix.to_owned(), module));
+        }
+        if table.is_empty() {
+            return Err("no routes".into());
+        }
+        table.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        Ok(Self { table })
+    }
+
+    /// The module serving `path`: a prefix matches whole path segments only.
+    pub fn module_of(&self, path: &str) -> Option<&'static str> {
+        if matches(PRIVATE, path) {
+            return None;
+        }
+        self.table
+            .iter()
+            .find(|(prefix, _)| matches(prefix, path))
+            .map(|(_, module)| *module)
+    }
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self::parse(DEFAULT_ROUTES).expect("the default routes parse")
+    }
+}
+
+/// Whether `path` is `prefix` or lies below it (`/api/events/1`, not `/api/eventsx`).
+fn matches(prefix: &str, path: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_table_sends_each_contract_path_to_its_module() {
+        let routes = Routes::default();
+        for (path, module) in [
+            ("/api/users/me/registrations", Some("events")),
+            ("/api/events", Some("events")),
+            ("/api/events/1/registrations/me", Some("events")),
+            ("/api/users/me", Some("users")),
+            ("/api/users", Some("users")),
+            ("/api/auth/login", Some("users")),
+            ("/.well-known/jwks.json", Some("users")),
+            ("/api/eventsx", None),
+            ("/api/other", None),
+            ("/internal/users/profiles", None),
+            ("/", None),
+        ] {
+            assert_eq!(routes.module_of(path), module, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_most_specific_prefix_wins_in_any_order() {
+        let routes = Routes::parse("/api=users, /api/events/=events").unwrap();
+        assert_eq!(routes.module_of("/api/events/1"), Some("events"));
+        assert_eq!(routes.module_of("/api/users/me"), Some("users"));
+        // A catch-all still never reaches the internal API.
+        let everything = Routes::parse("/=users").unwrap();
+        assert_eq!(everything.module_of("/anything"), Some("users"));
+        assert_eq!(everything.module_of("/internal/users/profiles"), None);
+    }
+
+    #[test]
+    fn malformed_tables_are_refused_with_the_entry() {
+        for (spec, complaint) in [
+            ("", "no routes"),
+            ("/api/events", "is not prefix=module"),
+            ("/api/events=billing", "users or events"),
+            ("api/events=events", "must start with /"),
+            ("/internal/users=users", "never routed"),
+            ("/api/events=events,/api/events/=users", "routed twice"),
+        ] {
+            let err = Routes::parse(spec).unwrap_err();
+            assert!(err.contains(complaint), "{spec:?}: {err}");
+        }
+    }
+}
