@@ -1,6 +1,6 @@
 //! Faults of the multi-process topology, through the real binaries: a dead users service, a
 //! dead events instance behind the gateway, a stopped broker during an account deletion,
-//! the internal API's guard, and the gateway's configured route table. They need a multi-process deployment, so under the monolith
+//! and the internal API's guard. They need a multi-process deployment, so under the monolith
 //! they say so and pass without running.
 
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::{
-    helpers::{Backend, TestApp, Topology, json_of, problem, topology},
+    helpers::{Backend, TestApp, json_of, problem, split_only},
     processes::PrivateBroker,
 };
 
@@ -19,19 +19,7 @@ crate::backend_tests!(
     a_stopped_broker_delays_the_deletion_cascade_and_loses_nothing,
     internal_endpoints_need_the_credential_and_are_not_routed_by_the_gateway,
     a_running_events_service_learns_a_rotated_signing_key,
-    the_gateway_proxies_by_its_configured_route_table,
 );
-
-fn split_only() -> bool {
-    if topology() != Topology::Split {
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"SKIPPED: fault test needs RSVP_TEST_TOPOLOGY=split\n",
-        );
-        return false;
-    }
-    true
-}
 
 async fn with_the_users_service_down_events_stay_readable_and_user_routes_fail_fast(
     backend: Backend,
@@ -332,52 +320,4 @@ async fn a_running_events_service_learns_a_rotated_signing_key(backend: Backend)
         json_of(app.get(mine, Some(token)).await, StatusCode::OK).await;
         json_of(app.get("/api/users/me", Some(token)).await, StatusCode::OK).await;
     }
-}
-
-/// An operator keeps the key set off the public entry by leaving `/.well-known` out of
-/// `gateway.routes`: the gateway no longer proxies it, while the users service still serves it
-/// to the services that verify tokens, and every other route works as before.
-async fn the_gateway_proxies_by_its_configured_route_table(backend: Backend) {
-    if !split_only() {
-        return;
-    }
-    let routes = "/api/users/me/registrations=events, /api/events=events, /api/auth=users, \
-                  /api/users=users";
-    let mut app = TestApp::spawn_with(backend, &[("gateway.routes", routes)]).await;
-    let ada = app.user().await;
-    let event = app.event(&ada, 5, json!({})).await;
-    let path = format!(
-        "/api/events/{}/registrations",
-        event["id"].as_str().unwrap()
-    );
-    let signed_up = app.post(&path, Some(&ada.access_token), json!({})).await;
-    json_of(signed_up, StatusCode::CREATED).await;
-    let mine = app
-        .get("/api/users/me/registrations", Some(&ada.access_token))
-        .await;
-    assert_eq!(
-        json_of(mine, StatusCode::OK).await["items"][0]["event"]["id"],
-        event["id"]
-    );
-
-    problem(
-        app.get("/.well-known/jwks.json", None).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    // Prefixes match whole segments: a look-alike path is no route either.
-    problem(app.get("/api/eventsx", None).await, StatusCode::NOT_FOUND).await;
-    let users = app.processes().address("users");
-    let direct = app
-        .client
-        .get(format!("{users}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        !json_of(direct, StatusCode::OK).await["keys"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
 }

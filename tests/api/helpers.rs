@@ -147,6 +147,19 @@ pub fn topology() -> Topology {
     }
 }
 
+/// Whether the suite runs against the split binaries; tests of what only a multi-process
+/// deployment has say so, and pass without running, elsewhere.
+pub fn split_only() -> bool {
+    if topology() != Topology::Split {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED: this test needs RSVP_TEST_TOPOLOGY=split\n",
+        );
+        return false;
+    }
+    true
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,

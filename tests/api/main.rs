@@ -14,5 +14,7 @@ mod faults;
 mod gateway;
 mod migrations;
 mod outbox;
+#[cfg(feature = "split")]
+mod proxy;
 mod registrations;
 mod users;

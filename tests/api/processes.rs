@@ -210,9 +210,14 @@ impl Processes {
         self.logs.path().join(format!("{name}.log"))
     }
 
+    /// Everything `name` printed so far (nothing under `TEST_LOG`, which prints to the terminal).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
     /// The last lines `name` printed, to explain a failure.
     fn log_tail(&self, name: &str) -> String {
-        let log = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        let log = self.log(name);
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }

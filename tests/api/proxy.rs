@@ -1,0 +1,123 @@
+//! The split gateway as a reverse proxy, through the real binaries: it routes by its configured
+//! table, and passes on what lets one request be followed through every process's logs.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{Backend, TestApp, json_of, problem, split_only};
+
+crate::backend_tests!(
+    the_gateway_proxies_by_its_configured_route_table,
+    one_request_is_followed_through_every_process_by_its_ids,
+);
+
+/// An operator keeps the key set off the public entry by leaving `/.well-known` out of
+/// `gateway.routes`: the gateway no longer proxies it, while the users service still serves it
+/// to the services that verify tokens, and every other route works as before.
+async fn the_gateway_proxies_by_its_configured_route_table(backend: Backend) {
+    if !split_only() {
+        return;
+    }
+    let routes = "/api/users/me/registrations=events, /api/events=events, /api/auth=users, \
+                  /api/users=users";
+    let mut app = TestApp::spawn_with(backend, &[("gateway.routes", routes)]).await;
+    let ada = app.user().await;
+    let event = app.event(&ada, 5, json!({})).await;
+    let path = format!(
+        "/api/events/{}/registrations",
+        event["id"].as_str().unwrap()
+    );
+    let signed_up = app.post(&path, Some(&ada.access_token), json!({})).await;
+    json_of(signed_up, StatusCode::CREATED).await;
+    let mine = app
+        .get("/api/users/me/registrations", Some(&ada.access_token))
+        .await;
+    assert_eq!(
+        json_of(mine, StatusCode::OK).await["items"][0]["event"]["id"],
+        event["id"]
+    );
+
+    problem(
+        app.get("/.well-known/jwks.json", None).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // Prefixes match whole segments: a look-alike path is no route either.
+    problem(app.get("/api/eventsx", None).await, StatusCode::NOT_FOUND).await;
+    let users = app.processes().address("users");
+    let direct = app
+        .client
+        .get(format!("{users}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !json_of(direct, StatusCode::OK).await["keys"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A request that crosses every process (the gateway, the events service, and the users service
+/// the events service asks for names) carries the caller's `X-Request-Id` and W3C trace id into
+/// each one's log lines, so one search follows it through the deployment.
+async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backend) {
+    if !split_only() {
+        return;
+    }
+    if std::env::var("TEST_LOG").is_ok() {
+        eprintln!("skipped: with TEST_LOG the processes log to the terminal, not to files");
+        return;
+    }
+    let mut app = TestApp::spawn_with(backend, &[("log.level", "info")]).await;
+    let (ada, bob) = (app.user().await, app.user_named("Bob").await);
+    let event = app.event(&ada, 5, json!({})).await;
+    let attendees = format!(
+        "/api/events/{}/registrations",
+        event["id"].as_str().unwrap()
+    );
+    let signed_up = app
+        .post(&attendees, Some(&bob.access_token), json!({}))
+        .await;
+    json_of(signed_up, StatusCode::CREATED).await;
+
+    let request_id = format!("follow-{}", Uuid::new_v4().simple());
+    let trace_id = Uuid::new_v4().simple().to_string();
+    let response = app
+        .client
+        .get(app.url(&attendees))
+        .bearer_auth(&ada.access_token)
+        .header("x-request-id", &request_id)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], request_id.as_str());
+    let page = json_of(response, StatusCode::OK).await;
+    assert_eq!(
+        page["items"][0]["user"]["name"], "Bob",
+        "the names come from the users service"
+    );
+
+    let processes = app.processes();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for name in ["gateway", "events", "users"] {
+        // A process writes its log line when the request finishes, maybe after we got the answer.
+        while !processes
+            .log(name)
+            .lines()
+            .any(|line| line.contains(&request_id) && line.contains(&trace_id))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} logged no line with request id {request_id} and trace id {trace_id}:\n{}",
+                processes.log(name)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
