@@ -19,20 +19,23 @@ secret_file=data/split/service-credential
 export RSVP__SERVICE__CREDENTIAL="$(cat "$secret_file")"
 export RSVP__NATS__URL="${NATS_URL:-nats://127.0.0.1:4222}"
 export RSVP__UPSTREAMS__USERS="http://127.0.0.1:9091"
+# The services believe the gateway's X-Forwarded-For, so their logs name the real client.
+service_env=(RSVP__GATEWAY__TRUSTED_PROXIES=127.0.0.1)
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-RSVP__DATABASE__URL="${USERS_DATABASE_URL:-sqlite://data/split/users.db}" \
-RSVP__AUTH__SIGNING_KEY_PATH=data/split/signing_key.pem \
+env "${service_env[@]}" \
+  RSVP__DATABASE__URL="${USERS_DATABASE_URL:-sqlite://data/split/users.db}" \
+  RSVP__AUTH__SIGNING_KEY_PATH=data/split/signing_key.pem \
   "$bin/rsvp-users" & pids+=($!)
 
 events_urls=()
 for i in $(seq 1 "${EVENTS_INSTANCES:-1}"); do
   port=$((9000 + i - 1))
-  RSVP__SERVER__BIND="127.0.0.1:$port" \
-  RSVP__DATABASE__URL="${EVENTS_DATABASE_URL:-sqlite://data/split/events.db}" \
+  env "${service_env[@]}" RSVP__SERVER__BIND="127.0.0.1:$port" \
+    RSVP__DATABASE__URL="${EVENTS_DATABASE_URL:-sqlite://data/split/events.db}" \
     "$bin/rsvp-events" & pids+=($!)
   events_urls+=("http://127.0.0.1:$port")
 done

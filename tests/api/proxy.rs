@@ -64,7 +64,12 @@ async fn the_gateway_proxies_by_its_configured_route_table(backend: Backend) {
 
 /// A request that crosses every process (the gateway, the events service, and the users service
 /// the events service asks for names) carries the caller's `X-Request-Id` and W3C trace id into
-/// each one's log lines, so one search follows it through the deployment.
+/// each one's log lines, so one search follows it through the deployment. With a load balancer
+/// in front (here on loopback) that the gateway trusts, and the events service trusting the
+/// gateway, both log the client the load balancer named.
+/// The client a load balancer in front of the gateway names (TEST-NET-3).
+const CLIENT: &str = "203.0.113.9";
+
 async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backend) {
     if !split_only() {
         return;
@@ -73,7 +78,16 @@ async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backe
         eprintln!("skipped: with TEST_LOG the processes log to the terminal, not to files");
         return;
     }
-    let mut app = TestApp::spawn_with(backend, &[("log.level", "info")]).await;
+    let settings = [
+        ("log.level", "info"),
+        ("gateway.trusted_proxies", "127.0.0.1"),
+    ];
+    let mut app = TestApp::spawn_with(backend, &settings).await;
+    let events = app.processes();
+    events.kill("events").await;
+    events.set("events", "gateway.trusted_proxies", "127.0.0.1");
+    events.spawn("events");
+    events.wait_ready("events").await;
     let (ada, bob) = (app.user().await, app.user_named("Bob").await);
     let event = app.event(&ada, 5, json!({})).await;
     let attendees = format!(
@@ -93,6 +107,7 @@ async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backe
         .bearer_auth(&ada.access_token)
         .header("x-request-id", &request_id)
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .header("x-forwarded-for", CLIENT)
         .send()
         .await
         .unwrap();
@@ -105,16 +120,20 @@ async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backe
 
     let processes = app.processes();
     let deadline = Instant::now() + Duration::from_secs(10);
-    for name in ["gateway", "events", "users"] {
+    for (name, client) in [
+        ("gateway", CLIENT),
+        ("events", CLIENT),
+        ("users", "127.0.0.1"),
+    ] {
+        let client_ip = format!(r#""client_ip":"{client}""#);
         // A process writes its log line when the request finishes, maybe after we got the answer.
-        while !processes
-            .log(name)
-            .lines()
-            .any(|line| line.contains(&request_id) && line.contains(&trace_id))
-        {
+        while !processes.log(name).lines().any(|line| {
+            line.contains(&request_id) && line.contains(&trace_id) && line.contains(&client_ip)
+        }) {
             assert!(
                 Instant::now() < deadline,
-                "{name} logged no line with request id {request_id} and trace id {trace_id}:\n{}",
+                "{name} logged no line with request id {request_id}, trace id {trace_id} and \
+                 {client_ip}:\n{}",
                 processes.log(name)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
