@@ -149,6 +149,7 @@ pub fn topology() -> Topology {
 
 /// Whether the suite runs against the split binaries; tests of what only a multi-process
 /// deployment has say so, and pass without running, elsewhere.
+#[cfg(feature = "split")]
 pub fn split_only() -> bool {
     if topology() != Topology::Split {
         let _ = std::io::Write::write_all(
