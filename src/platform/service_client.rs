@@ -247,4 +247,146 @@ mod tests {
         breaker.record_failure();
         assert!(breaker.allows(), "a success resets the count");
     }
+
+    /// A callee answering from a script (one entry per call, the last one repeating) after the
+    /// scripted delay, counting the calls that reached it.
+    struct Callee {
+        address: String,
+        calls: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl Callee {
+        async fn start(script: &[(u16, u64)]) -> Self {
+            use actix_web::{App, HttpResponse, HttpServer, http::StatusCode, web};
+            let calls = std::sync::Arc::new(AtomicUsize::new(0));
+            let script = std::sync::Arc::new(script.to_vec());
+            let counter = calls.clone();
+            let server = HttpServer::new(move || {
+                let (script, counter) = (script.clone(), counter.clone());
+                App::new().default_service(web::to(move || {
+                    let (script, counter) = (script.clone(), counter.clone());
+                    async move {
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        let (status, delay_ms) = script[n.min(script.len() - 1)];
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                        HttpResponse::build(StatusCode::from_u16(status).unwrap())
+                            .json(serde_json::json!({ "call": n }))
+                    }
+                }))
+            })
+            .workers(1)
+            .bind("127.0.0.1:0")
+            .unwrap();
+            let address = format!("http://{}", server.addrs()[0]);
+            tokio::spawn(server.run());
+            Self { address, calls }
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    fn client(instances: &[&str], retries: u32, breaker_failures: u32) -> ServiceClient {
+        let settings = ServiceSettings {
+            credential: "secret".into(),
+            internal_bind: String::new(),
+            call_timeout_ms: 200,
+            retries,
+            breaker_failures,
+            breaker_open_ms: 60_000,
+        };
+        let instances = instances.iter().map(|i| i.to_string()).collect();
+        ServiceClient::new("callee", instances, &settings).unwrap()
+    }
+
+    type Answer = Result<serde_json::Value, CallError>;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idempotent_calls_are_retried_until_one_succeeds() {
+        let callee = Callee::start(&[(503, 0), (502, 0), (200, 0)]).await;
+        let answer: Answer = client(&[&callee.address], 2, 5).get_json("/x").await;
+        assert_eq!(answer.unwrap()["call"], 2);
+        assert_eq!(callee.calls(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_reached_the_callee_is_repeated_only_when_idempotent() {
+        let callee = Callee::start(&[(503, 0), (200, 0), (503, 0), (200, 0)]).await;
+        let client = client(&[&callee.address], 2, 5);
+        let once: Answer = client.post_json("/x", &(), false).await;
+        assert!(
+            matches!(once, Err(CallError::Unavailable { .. })),
+            "{once:?}"
+        );
+        assert_eq!(
+            callee.calls(),
+            1,
+            "a write that may have happened is not sent again"
+        );
+        let again: Answer = client.post_json("/x", &(), true).await;
+        assert_eq!(again.unwrap()["call"], 1);
+        let retried: Answer = client.post_json("/x", &(), true).await;
+        assert_eq!(retried.unwrap()["call"], 3);
+        assert_eq!(callee.calls(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_callee_costs_one_timeout_not_a_hang() {
+        let callee = Callee::start(&[(200, 2_000)]).await;
+        let started = Instant::now();
+        let answer: Answer = client(&[&callee.address], 0, 5).get_json("/x").await;
+        assert!(
+            matches!(answer, Err(CallError::Unavailable { .. })),
+            "{answer:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_connection_moves_on_to_the_next_instance_even_for_a_write() {
+        let callee = Callee::start(&[(200, 0)]).await;
+        // Port 9 (discard) is closed on loopback: the first instance in the rotation is dead.
+        let client = client(&["http://127.0.0.1:9", &callee.address], 1, 5);
+        let answer: Answer = client.post_json("/x", &(), false).await;
+        assert_eq!(answer.unwrap()["call"], 0);
+        assert_eq!(callee.calls(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refusals_are_not_retried_and_do_not_open_the_circuit() {
+        let callee = Callee::start(&[(404, 0)]).await;
+        let client = client(&[&callee.address], 2, 1);
+        for call in 1..=2 {
+            let answer: Answer = client.get_json("/x").await;
+            assert!(
+                matches!(answer, Err(CallError::Rejected { status, .. }) if status == 404),
+                "{answer:?}"
+            );
+            assert_eq!(callee.calls(), call);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_circuit_fails_fast_without_calling() {
+        let callee = Callee::start(&[(503, 0)]).await;
+        let client = client(&[&callee.address], 0, 2);
+        for _ in 0..2 {
+            let answer: Answer = client.get_json("/x").await;
+            assert!(answer.is_err());
+        }
+        assert_eq!(callee.calls(), 2);
+        let started = Instant::now();
+        let answer: Answer = client.get_json("/x").await;
+        let Err(CallError::Unavailable { why, .. }) = answer else {
+            panic!("{answer:?}")
+        };
+        assert!(why.contains("circuit open"), "{why}");
+        assert_eq!(callee.calls(), 2, "the open circuit spared the callee");
+        assert!(started.elapsed() < Duration::from_millis(50));
+    }
 }
