@@ -186,8 +186,9 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(0..=cap))
 }
 
-/// Opens after `threshold` consecutive failures; after `open_for`, lets calls through again and
-/// closes on the first success.
+/// Opens after `threshold` consecutive failures. After `open_for` it is half-open: one call goes
+/// through as a probe while the others still fail fast; the probe's success closes the circuit,
+/// its failure opens it again.
 struct CircuitBreaker {
     threshold: u32,
     open_for: Duration,
@@ -206,8 +207,16 @@ impl CircuitBreaker {
     }
 
     fn allows(&self) -> bool {
-        let open_until = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
-        open_until.is_none_or(|until| Instant::now() >= until)
+        let mut open_until = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        match *open_until {
+            None => true,
+            Some(until) if Instant::now() >= until => {
+                // This caller is the probe; the next ones wait for its outcome.
+                *open_until = Some(Instant::now() + self.open_for);
+                true
+            }
+            Some(_) => false,
+        }
     }
 
     fn record_success(&self) {
@@ -242,8 +251,17 @@ mod tests {
         breaker.record_failure();
         assert!(!breaker.allows());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(breaker.allows(), "half-open after the cool-down");
+        assert!(breaker.allows(), "half-open after the cool-down: one probe");
+        assert!(
+            !breaker.allows(),
+            "the others still fail fast while it runs"
+        );
+        breaker.record_failure();
+        assert!(!breaker.allows(), "a failed probe opens it again");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(breaker.allows());
         breaker.record_success();
+        assert!(breaker.allows(), "a successful probe closes it");
         breaker.record_failure();
         assert!(breaker.allows(), "a success resets the count");
     }
