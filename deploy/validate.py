@@ -77,7 +77,8 @@ for ing in by_kind.get("Ingress", []):
             svc = path["backend"]["service"]["name"]
             if svc not in services:
                 problem(f"k8s Ingress {ing['metadata']['name']}", f"routes to missing Service {svc}")
-for url_env in ("RSVP__UPSTREAMS__USERS", "RSVP__UPSTREAMS__EVENTS", "RSVP__NATS__URL"):
+for url_env in ("RSVP__UPSTREAMS__USERS", "RSVP__UPSTREAMS__EVENTS", "RSVP__NATS__URL",
+                "RSVP__GATEWAY__RATE_LIMIT_REDIS_URL"):
     for dep in deployments.values():
         for c in dep["spec"]["template"]["spec"]["containers"]:
             for env in c.get("env", []):

@@ -57,9 +57,13 @@ impl Gateway {
     pub fn new(settings: &Settings, readiness: Arc<dyn Readiness>) -> Self {
         Self {
             metrics: web::Data::new(Metrics::new()),
-            rate_limit: web::Data::new(AuthRateLimit::per_minute(
-                settings.gateway.auth_rate_per_minute,
-            )),
+            rate_limit: web::Data::new(
+                AuthRateLimit::new(
+                    settings.gateway.auth_rate_per_minute,
+                    &settings.gateway.rate_limit_redis_url,
+                )
+                .expect("validated with the settings"),
+            ),
             body_limit: web::Data::new(BodyLimit(settings.gateway.body_limit_bytes)),
             readiness: web::Data::from(readiness),
             trusted_proxies: web::Data::new(

@@ -1,7 +1,21 @@
 //! Per-client-IP rate limit on `/api/auth/*`, where every request may cost a bcrypt hash. The
 //! client is the peer, or whom a trusted proxy forwards for (see [`super::client_address`]).
+//!
+//! One gateway counts alone, in memory. Several instances behind a load balancer would each
+//! grant the whole quota, so with `gateway.rate_limit_redis_url` they count together in Redis,
+//! with the same algorithm (GCRA: a burst of `rate`, then one request per `60 s / rate`). When
+//! Redis does not answer, each instance falls back to counting alone rather than refusing logins
+//! or letting them through unchecked.
 
-use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use actix_web::{
     Error, HttpMessage, ResponseError,
@@ -15,39 +29,151 @@ use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
 };
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::ClientAddress;
 use crate::platform::problem::Problem;
 
 /// The limiter, or none when `gateway.auth_rate_per_minute` is 0.
 #[derive(Clone)]
-pub struct AuthRateLimit(Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>);
+pub struct AuthRateLimit(Option<Arc<Limiter>>);
+
+struct Limiter {
+    local: DefaultKeyedRateLimiter<IpAddr>,
+    shared: Option<SharedCount>,
+}
 
 impl AuthRateLimit {
-    pub fn per_minute(rate: u32) -> Self {
+    /// `redis_url` empty: this instance counts alone. Must run inside the tokio runtime.
+    pub fn new(rate: u32, redis_url: &str) -> Result<Self, String> {
         let Some(rate) = NonZeroU32::new(rate) else {
-            return Self(None);
+            return Ok(Self(None));
         };
-        let limiter = Arc::new(RateLimiter::keyed(Quota::per_minute(rate)));
+        let shared = match redis_url {
+            "" => None,
+            url => Some(SharedCount::new(url, rate)?),
+        };
+        let limiter = Arc::new(Limiter {
+            local: RateLimiter::keyed(Quota::per_minute(rate)),
+            shared,
+        });
         // Forget idle clients now and then so the key map does not grow without bound.
         let weak = Arc::downgrade(&limiter);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 let Some(limiter) = weak.upgrade() else { break };
-                limiter.retain_recent();
+                limiter.local.retain_recent();
             }
         });
-        Self(Some(limiter))
+        Ok(Self(Some(limiter)))
     }
 
     /// Seconds until `ip` may try again, or `None` when it may go ahead now.
-    fn wait_for(&self, ip: IpAddr) -> Option<u64> {
+    async fn wait_for(&self, ip: IpAddr) -> Option<u64> {
         let limiter = self.0.as_ref()?;
-        limiter.check_key(&ip).err().map(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        if let Some(shared) = &limiter.shared
+            && let Some(wait) = shared.wait_for(ip).await
+        {
+            return wait.map(whole_seconds);
+        }
+        limiter
+            .local
+            .check_key(&ip)
+            .err()
+            .map(|not_until| whole_seconds(not_until.wait_time_from(DefaultClock::default().now())))
+    }
+}
+
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// GCRA over Redis, atomic in one script and timed by the Redis server's clock, so instances
+/// with skewed clocks still agree. Returns the milliseconds to wait, 0 when allowed.
+const GCRA: &str = r"
+local now_parts = redis.call('TIME')
+local now = now_parts[1] * 1000 + math.floor(now_parts[2] / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait > 0 then return wait end
+tat = tat + interval
+redis.call('SET', KEYS[1], tat, 'PX', tat - now)
+return 0
+";
+
+/// How long a request may wait for Redis, and how long Redis is left alone after it failed.
+const REDIS_DEADLINE: Duration = Duration::from_millis(250);
+const REDIS_BACK_OFF: Duration = Duration::from_secs(1);
+
+struct SharedCount {
+    redis: ConnectionManager,
+    script: redis::Script,
+    interval_ms: u64,
+    burst: u32,
+    /// While set, Redis failed recently: count locally without waiting on it.
+    skip_until_ms: AtomicU64,
+    degraded: AtomicBool,
+    started: Instant,
+}
+
+impl SharedCount {
+    fn new(url: &str, rate: NonZeroU32) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_DEADLINE))
+            .set_response_timeout(Some(REDIS_DEADLINE))
+            .set_number_of_retries(1);
+        // Lazy: a gateway starts (and counts locally) while Redis is still down.
+        let redis =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| e.to_string())?;
+        Ok(Self {
+            redis,
+            script: redis::Script::new(GCRA),
+            interval_ms: 60_000 / u64::from(rate.get()),
+            burst: rate.get(),
+            skip_until_ms: AtomicU64::new(0),
+            degraded: AtomicBool::new(false),
+            started: Instant::now(),
         })
+    }
+
+    /// `Some(verdict)` from Redis, or `None` when it could not be asked.
+    async fn wait_for(&self, ip: IpAddr) -> Option<Option<Duration>> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        if now_ms < self.skip_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut redis = self.redis.clone();
+        let mut invocation = self.script.key(format!("rsvp:auth-rate:{ip}"));
+        invocation.arg(self.interval_ms).arg(self.burst);
+        let answer =
+            tokio::time::timeout(REDIS_DEADLINE, invocation.invoke_async::<u64>(&mut redis)).await;
+        match answer {
+            Ok(Ok(wait_ms)) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!("Redis answers again: the auth rate limit is shared again");
+                }
+                Some((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer in time".to_owned(),
+                };
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%why, "Redis unavailable: this gateway counts auth attempts alone");
+                }
+                self.skip_until_ms.store(
+                    now_ms + REDIS_BACK_OFF.as_millis() as u64,
+                    Ordering::Relaxed,
+                );
+                None
+            }
+        }
     }
 }
 
@@ -57,12 +183,12 @@ pub async fn limit_auth_requests(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let client = req.extensions().get::<ClientAddress>().map(|c| c.ip);
     let limited = match (req.app_data::<web::Data<AuthRateLimit>>(), client) {
-        (Some(limit), Some(ip)) if req.path().starts_with("/api/auth/") => limit.wait_for(ip),
+        (Some(limit), Some(ip)) if req.path().starts_with("/api/auth/") => limit.wait_for(ip).await,
         _ => None,
     };
     if let Some(retry_after) = limited {
         let problem = Problem {
-            retry_after_secs: Some(retry_after.max(1)),
+            retry_after_secs: Some(retry_after),
             ..Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",

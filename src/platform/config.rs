@@ -102,6 +102,8 @@ pub struct GatewaySettings {
     /// Comma-separated addresses/CIDRs of the proxies in front of the gateway whose
     /// `X-Forwarded-For`/`-Proto` are believed; empty = the gateway is the edge.
     pub trusted_proxies: String,
+    /// Redis shared by the gateway's instances for the auth rate limit; empty = count alone.
+    pub rate_limit_redis_url: String,
     /// Split build: comma-separated `prefix=module` pairs the gateway proxies by.
     pub routes: String,
 }
@@ -152,6 +154,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("gateway.cors_allowed_origins", ""),
     ("gateway.trusted_proxies", ""),
     ("gateway.routes", crate::gateway::DEFAULT_ROUTES),
+    ("gateway.rate_limit_redis_url", ""),
     ("log.format", "auto"),
     ("log.level", "info"),
     ("outbox.relay_enabled", "true"),
@@ -260,6 +263,12 @@ impl Settings {
         if let Err(why) = crate::gateway::TrustedProxies::parse(&self.gateway.trusted_proxies) {
             return fail("gateway.trusted_proxies", &why);
         }
+        let redis_url = self.gateway.rate_limit_redis_url.as_str();
+        if !redis_url.is_empty()
+            && let Err(why) = redis::Client::open(redis_url)
+        {
+            return fail("gateway.rate_limit_redis_url", &why.to_string());
+        }
         if let Err(why) = crate::gateway::Routes::parse(&self.gateway.routes) {
             return fail("gateway.routes", &why);
         }
@@ -332,6 +341,11 @@ mod tests {
             ("database.url", "mysql://x", "database.url"),
             ("gateway.trusted_proxies", "lb", "gateway.trusted_proxies"),
             ("gateway.routes", "/api/events=billing", "gateway.routes"),
+            (
+                "gateway.rate_limit_redis_url",
+                "http://redis",
+                "gateway.rate_limit_redis_url",
+            ),
             ("server.bind", "nowhere", "server.bind"),
         ] {
             let err = Settings::with_overrides(&[(key, value)]).unwrap_err();

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, fields, json_of, problem};
+use crate::helpers::{Backend, TestApp, fields, json_of, problem, redis_url};
 
 crate::backend_tests!(
     register_creates_a_member_with_a_normalised_email,
@@ -18,6 +18,7 @@ crate::backend_tests!(
     malformed_bodies_get_400_413_415,
     auth_rate_limit_answers_429_with_retry_after,
     the_rate_limit_believes_forwarded_for_only_from_trusted_proxies,
+    gateway_instances_sharing_redis_share_the_auth_rate_limit,
 );
 
 async fn register_creates_a_member_with_a_normalised_email(backend: Backend) {
@@ -458,35 +459,40 @@ async fn auth_rate_limit_answers_429_with_retry_after(backend: Backend) {
     json_of(app.get("/api/events", None).await, StatusCode::OK).await;
 }
 
-async fn the_rate_limit_believes_forwarded_for_only_from_trusted_proxies(backend: Backend) {
-    const OK: StatusCode = StatusCode::UNAUTHORIZED; // a login attempt that got through
-    const LIMITED: StatusCode = StatusCode::TOO_MANY_REQUESTS;
-    async fn logins(app: &TestApp, attempts: &[(&str, StatusCode)]) {
-        for (forwarded_for, expected) in attempts {
-            let status = reqwest::Client::new()
-                .post(app.url("/api/auth/login"))
-                .header("x-forwarded-for", *forwarded_for)
-                .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
-                .send()
-                .await
-                .unwrap()
-                .status();
-            assert_eq!(status, *expected, "X-Forwarded-For: {forwarded_for}");
-        }
+/// A login attempt that got through to the users module (and failed there).
+const LET_THROUGH: StatusCode = StatusCode::UNAUTHORIZED;
+const LIMITED: StatusCode = StatusCode::TOO_MANY_REQUESTS;
+
+/// Login attempts from the clients a trusted load balancer names in `X-Forwarded-For`.
+async fn login_attempts(app: &TestApp, attempts: &[(&str, StatusCode)]) {
+    for (forwarded_for, expected) in attempts {
+        let status = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", *forwarded_for)
+            .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, *expected, "X-Forwarded-For: {forwarded_for}");
     }
+}
+
+async fn the_rate_limit_believes_forwarded_for_only_from_trusted_proxies(backend: Backend) {
     let limit = ("gateway.auth_rate_per_minute", "2");
 
     // Behind a trusted load balancer (the test client, on loopback), each client has its quota,
     // and forging the left part of the chain does not buy a new one.
     let trusted = ("gateway.trusted_proxies", "127.0.0.1, ::1");
     let app = TestApp::spawn_with(backend, &[limit, trusted]).await;
-    logins(
+    login_attempts(
         &app,
         &[
-            ("203.0.113.1", OK),
-            ("203.0.113.1", OK),
+            ("203.0.113.1", LET_THROUGH),
+            ("203.0.113.1", LET_THROUGH),
             ("203.0.113.1", LIMITED),
-            ("203.0.113.2", OK),
+            ("203.0.113.2", LET_THROUGH),
             ("198.51.100.1, 203.0.113.1", LIMITED),
         ],
     )
@@ -494,13 +500,58 @@ async fn the_rate_limit_believes_forwarded_for_only_from_trusted_proxies(backend
 
     // At the edge (the default), the header is the client's own claim and is ignored.
     let app = TestApp::spawn_with(backend, &[limit]).await;
-    logins(
+    login_attempts(
         &app,
         &[
-            ("203.0.113.1", OK),
-            ("203.0.113.2", OK),
+            ("203.0.113.1", LET_THROUGH),
+            ("203.0.113.2", LET_THROUGH),
             ("203.0.113.3", LIMITED),
         ],
     )
     .await;
+}
+
+/// Two gateway instances behind one load balancer, sharing a Redis, grant a client one quota
+/// between them; with Redis unreachable an instance counts alone, without delaying anyone.
+async fn gateway_instances_sharing_redis_share_the_auth_rate_limit(backend: Backend) {
+    let Some(redis) = redis_url() else { return };
+    // A client of this test's own (documentation range): runs sharing the Redis never meet.
+    let mut address = *uuid::Uuid::new_v4().as_bytes();
+    address[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    let client = std::net::Ipv6Addr::from(address).to_string();
+    let client = client.as_str();
+    fn settings(redis: &str) -> [(&'static str, &str); 3] {
+        [
+            ("gateway.auth_rate_per_minute", "3"),
+            ("gateway.trusted_proxies", "127.0.0.1, ::1"),
+            ("gateway.rate_limit_redis_url", redis),
+        ]
+    }
+    let a = TestApp::spawn_with(backend, &settings(&redis)).await;
+    let b = TestApp::spawn_with(backend, &settings(&redis)).await;
+    login_attempts(&a, &[(client, LET_THROUGH), (client, LET_THROUGH)]).await;
+    login_attempts(&b, &[(client, LET_THROUGH), (client, LIMITED)]).await;
+    login_attempts(&a, &[(client, LIMITED)]).await;
+    let limited = b
+        .client
+        .post(b.url("/api/auth/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "Retry-After {retry_after}");
+    problem(limited, LIMITED).await;
+
+    let alone = TestApp::spawn_with(backend, &settings("redis://127.0.0.1:1")).await;
+    let started = std::time::Instant::now();
+    let mut attempts = vec![(client, LET_THROUGH); 3];
+    attempts.push((client, LIMITED));
+    login_attempts(&alone, &attempts).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }

@@ -51,31 +51,53 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-/// Whether the PostgreSQL suite can run. Without a server it is skipped, loudly, unless
-/// `RSVP_REQUIRE_POSTGRES=1` (as in CI), where a missing server fails the test.
+/// Whether the PostgreSQL suite can run.
 pub fn postgres_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     let available = *AVAILABLE.get_or_init(|| {
         PgConnection::establish(&format!("{}/postgres", postgres_admin_url())).is_ok()
     });
-    if !available {
-        if std::env::var("RSVP_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-            panic!(
-                "PostgreSQL is required (RSVP_REQUIRE_POSTGRES=1) but {} is unreachable",
-                postgres_admin_url()
-            );
-        }
-        // Written straight to stderr: the test harness captures `eprintln!` of passing tests.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!(
-                "SKIPPED: PostgreSQL suite (no server at {}; set RSVP_TEST_POSTGRES_URL)\n",
-                postgres_admin_url()
-            )
-            .as_bytes(),
-        );
-    }
     available
+        || missing_server(
+            "PostgreSQL suite",
+            &postgres_admin_url(),
+            "set RSVP_TEST_POSTGRES_URL",
+            "RSVP_REQUIRE_POSTGRES",
+        )
+}
+
+/// The Redis that tests of the shared rate limit use, when it answers.
+pub fn redis_url() -> Option<String> {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    let url = std::env::var("RSVP_TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
+    let available = *AVAILABLE.get_or_init(|| {
+        redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+            .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
+            .is_ok()
+    });
+    (available
+        || missing_server(
+            "Redis test",
+            &url,
+            "set RSVP_TEST_REDIS_URL",
+            "RSVP_REQUIRE_REDIS",
+        ))
+    .then_some(url)
+}
+
+/// A test whose server is missing is skipped, loudly, unless `required_by` is `1` (as in CI),
+/// where it fails instead. Always `false`: the server is not there.
+fn missing_server(suite: &str, server: &str, hint: &str, required_by: &str) -> bool {
+    if std::env::var(required_by).is_ok_and(|v| v == "1") {
+        panic!("{suite}: required ({required_by}=1) but {server} is unreachable");
+    }
+    // Written straight to stderr: the test harness captures `eprintln!` of passing tests.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED: {suite} (no server at {server}; {hint})\n").as_bytes(),
+    );
+    false
 }
 
 /// A database that lives as long as the test.
