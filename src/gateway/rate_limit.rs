@@ -133,7 +133,8 @@ impl SharedCount {
         Ok(Self {
             redis,
             script: redis::Script::new(GCRA),
-            interval_ms: 60_000 / u64::from(rate.get()),
+            // At least 1 ms: Redis refuses a zero expiry.
+            interval_ms: (60_000 / u64::from(rate.get())).max(1),
             burst: rate.get(),
             skip_until_ms: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
