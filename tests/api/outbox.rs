@@ -33,6 +33,8 @@ impl EventPublisher for CountingPublisher {
     }
 }
 
+const EVENTS: usize = 250;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_relays_on_postgres_publish_each_event_once() {
     if !postgres_available() {
@@ -51,7 +53,8 @@ async fn concurrent_relays_on_postgres_publish_each_event_once() {
     let service = topology::users_service(&settings, pool.clone(), Arc::new(Notify::new()))
         .await
         .unwrap();
-    for i in 0..60 {
+    // More than two batches (a relay claims 100 rows at a time), so both relays get work.
+    for i in 0..EVENTS {
         let user = service
             .register(&format!("o{i}@example.com"), "password1", "O")
             .await
@@ -72,12 +75,17 @@ async fn concurrent_relays_on_postgres_publish_each_event_once() {
     let (sent_a, sent_b) = tokio::join!(a.drain(), b.drain());
     let (sent_a, sent_b) = (sent_a.unwrap(), sent_b.unwrap());
     let published = publisher.0.lock().unwrap().clone();
-    assert_eq!(published.len(), 60, "every event published");
+    assert_eq!(published.len(), EVENTS, "every event published");
     assert!(
         published.values().all(|&n| n == 1),
         "an event was published twice: {published:?}"
     );
-    assert_eq!(sent_a + sent_b, 60);
+    assert_eq!(sent_a + sent_b, EVENTS);
+    // The relays split the batches between them instead of one idling.
+    assert!(
+        sent_a > 0 && sent_b > 0,
+        "one relay did all the work: {sent_a} + {sent_b}"
+    );
     eprintln!("FIGURE outbox: two concurrent relays published {sent_a} + {sent_b} events");
     // Nothing is left for a later run.
     assert_eq!(relay().drain().await.unwrap(), 0);
