@@ -7,6 +7,7 @@ use actix_web::{
     Error, HttpMessage, HttpResponse,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
+    http::Method,
     middleware::Next,
     web,
 };
@@ -91,14 +92,30 @@ impl Default for Metrics {
     }
 }
 
+/// The `method` label: a standard method by name, anything a client made up as `other`, so no
+/// client can add series by inventing methods.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Records every request under its route pattern (`/api/events/{id}`), never its raw path, so
-/// the number of series stays bounded.
+/// the number of series stays bounded. The method is taken before the request is canonical, so a
+/// `HEAD` counts as `HEAD` although it is served as `GET`.
 pub async fn record_metrics(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
@@ -113,7 +130,7 @@ pub async fn record_metrics(
             })
             .unwrap_or_else(|| "unmatched".to_owned());
         metrics.observe(
-            &method,
+            method,
             &route,
             response.status().as_u16(),
             started.elapsed().as_secs_f64(),
@@ -122,39 +139,9 @@ pub async fn record_metrics(
     Ok(response)
 }
 
-/// The route a proxied request took, set by the proxy (no local route matched it).
+/// The route pattern a proxied request belongs to, set by the proxy (no local route matched it).
 #[derive(Clone)]
 pub struct RouteLabel(pub String);
-
-#[cfg(feature = "split")]
-/// A public path as its route pattern: every segment that is not a word of the API (an id,
-/// or garbage) becomes `{id}`, so labels stay few and match the monolith's patterns.
-pub fn route_pattern(path: &str) -> String {
-    const WORDS: &[&str] = &[
-        "api",
-        "auth",
-        "register",
-        "login",
-        "refresh",
-        "logout",
-        "users",
-        "me",
-        "events",
-        "registrations",
-        ".well-known",
-        "jwks.json",
-    ];
-    path.split('/')
-        .map(|segment| {
-            if segment.is_empty() || WORDS.contains(&segment) {
-                segment
-            } else {
-                "{id}"
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
 
 pub fn text_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
@@ -162,27 +149,20 @@ pub fn text_response(body: String) -> HttpResponse {
         .body(body)
 }
 
-#[cfg(all(test, feature = "split"))]
+#[cfg(test)]
 mod tests {
-    use super::route_pattern;
+    use super::method_label;
+    use actix_web::http::Method;
 
     #[test]
-    fn paths_become_bounded_patterns() {
-        assert_eq!(
-            route_pattern("/api/events/0193-abc/registrations/me"),
-            "/api/events/{id}/registrations/me"
-        );
-        assert_eq!(
-            route_pattern("/api/users/me/registrations"),
-            "/api/users/me/registrations"
-        );
-        assert_eq!(
-            route_pattern("/.well-known/jwks.json"),
-            "/.well-known/jwks.json"
-        );
-        assert_eq!(
-            route_pattern("/api/events/x/y/z"),
-            "/api/events/{id}/{id}/{id}"
-        );
+    fn only_standard_methods_name_themselves() {
+        for standard in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            let method = Method::from_bytes(standard.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), standard);
+        }
+        for other in ["BREW", "get", "PROPFIND", "X1234", "TRACE", "CONNECT"] {
+            let method = Method::from_bytes(other.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other");
+        }
     }
 }

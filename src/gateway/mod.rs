@@ -2,7 +2,9 @@
 //! application (request ids, access log, metrics, CORS, rate limit, body limit, error bodies,
 //! operations endpoints, OpenAPI document, web page); a topology only supplies the routes.
 
+mod canonical_path;
 mod client_address;
+mod known_routes;
 mod metrics;
 mod openapi;
 #[cfg(feature = "split")]
@@ -10,6 +12,7 @@ pub mod proxy;
 mod rate_limit;
 mod request_context;
 mod routes;
+mod slow_clients;
 
 use std::sync::Arc;
 
@@ -18,12 +21,18 @@ use actix_web::{
     App, HttpRequest, HttpResponse, ResponseError,
     body::MessageBody,
     dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    http::{
+        StatusCode,
+        header::{self, HeaderValue},
+    },
     middleware::{Condition, from_fn},
     web,
 };
 use async_trait::async_trait;
 
+pub use canonical_path::{ArrivedAsHead, PathError, canonical_path};
 pub use client_address::{ClientAddress, TrustedProxies};
+pub use known_routes::KnownRoutes;
 pub use metrics::Metrics;
 pub use openapi::openapi_document;
 pub use rate_limit::AuthRateLimit;
@@ -31,6 +40,7 @@ pub use request_context::{REQUEST_ID, RequestId, TRACEPARENT};
 pub use routes::{DEFAULT_ROUTES, Routes};
 
 use crate::platform::{config::Settings, json::BodyLimit, problem::Problem};
+use slow_clients::BodyDeadline;
 
 /// What `/readyz` asks: the database, and in a split gateway the upstreams.
 #[async_trait]
@@ -47,6 +57,7 @@ pub struct Gateway {
     metrics: web::Data<Metrics>,
     rate_limit: web::Data<AuthRateLimit>,
     body_limit: web::Data<BodyLimit>,
+    body_deadline: web::Data<BodyDeadline>,
     readiness: web::Data<dyn Readiness>,
     trusted_proxies: web::Data<TrustedProxies>,
     cors_origins: Arc<Vec<String>>,
@@ -65,6 +76,7 @@ impl Gateway {
                 .expect("validated with the settings"),
             ),
             body_limit: web::Data::new(BodyLimit(settings.gateway.body_limit_bytes)),
+            body_deadline: web::Data::new(BodyDeadline(settings.server.body_timeout())),
             readiness: web::Data::from(readiness),
             trusted_proxies: web::Data::new(
                 TrustedProxies::parse(&settings.gateway.trusted_proxies)
@@ -94,6 +106,7 @@ impl Gateway {
             .app_data(self.metrics.clone())
             .app_data(self.rate_limit.clone())
             .app_data(self.body_limit.clone())
+            .app_data(self.body_deadline.clone())
             .app_data(self.readiness.clone())
             .app_data(self.trusted_proxies.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
@@ -106,11 +119,15 @@ impl Gateway {
             .configure(routes)
             .configure(operations)
             .default_service(web::to(fallback))
+            .wrap(from_fn(slow_clients::limit_body_time))
             .wrap(from_fn(rate_limit::limit_auth_requests))
             .wrap(Condition::new(
                 !self.cors_origins.is_empty(),
                 cors(&self.cors_origins),
             ))
+            // Every policy above sees the path the router routes; metrics below count even
+            // the requests refused for a path without a canonical form.
+            .wrap(from_fn(canonical_path::canonicalize_request))
             .wrap(from_fn(metrics::record_metrics))
             .wrap(from_fn(request_context::request_context))
     }
@@ -131,6 +148,7 @@ fn cors(origins: &[String]) -> Cors {
 }
 
 /// `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json` and the web page.
+/// (Their paths are [`known_routes::OPERATIONS`].)
 fn operations(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
@@ -171,9 +189,27 @@ async fn index_page() -> HttpResponse {
         .body(include_str!("static/index.html"))
 }
 
-/// What no route matched: proxied to another service when this process is a split gateway,
-/// otherwise 404.
+/// What no route matched: a known path asked with a method it does not serve is 405; anything
+/// else is proxied to another service when this process is a split gateway, otherwise 404.
 async fn fallback(req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    if let Some(route) = KnownRoutes::get().find(req.path())
+        && !route.allows(req.method())
+    {
+        let mut response = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!(
+                "{} is not served here; allowed: {}",
+                req.method(),
+                route.allow_header()
+            ),
+        )
+        .error_response();
+        if let Ok(allow) = HeaderValue::from_str(&route.allow_header()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        return response;
+    }
     #[cfg(feature = "split")]
     if let Some(proxy) = req.app_data::<web::Data<proxy::Proxy>>().cloned() {
         return proxy::proxy_request(req, payload, proxy).await;

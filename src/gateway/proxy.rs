@@ -1,8 +1,12 @@
 //! The reverse proxy of the split topology: public routes of modules this process does not
 //! host go to their upstream instances. Round-robin over healthy instances; active health checks
-//! on `/readyz`; passive ejection of an instance that refuses connections or times out; a
-//! request that never reached an instance is tried on the next one. Request bodies are already
-//! bounded by the body limit and are buffered (so they can be retried); responses are streamed.
+//! on `/readyz`; passive ejection of an instance that refuses connections, or that times out
+//! while another instance is usable (slowness under a burst is not death, and ejecting the last
+//! instance would turn a queue into failures); a request that never reached an instance is
+//! tried on the next one. Each instance takes at most `upstreams.max_in_flight` requests at
+//! once and the rest wait their turn, so a burst reuses pooled connections instead of opening
+//! a thousand at once. Request bodies are already bounded by the body limit and are buffered
+//! (so they can be retried); responses are streamed.
 
 use std::{
     sync::{
@@ -14,17 +18,25 @@ use std::{
 
 use actix_web::{
     HttpMessage, HttpRequest, HttpResponse, ResponseError,
+    error::PayloadError,
     http::{StatusCode, header::HeaderName},
     web,
 };
 use futures_util::StreamExt;
+use tokio::sync::Semaphore;
 
 use super::{
-    ClientAddress, Metrics, Routes,
-    metrics::{RouteLabel, route_pattern},
-    request_context::REQUEST_ID,
+    ClientAddress, KnownRoutes, Metrics, Routes, metrics::RouteLabel, request_context::REQUEST_ID,
 };
-use crate::platform::{json::BodyLimit, problem::Problem, trace::TraceContext};
+use crate::platform::{
+    json::{BodyLimit, unreadable_body},
+    problem::Problem,
+    trace::TraceContext,
+};
+
+/// A refused connection fails at once; this only bounds a connect that gets no answer at all
+/// (a host gone from the network), generously, since a busy host answers SYNs late.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long an idle upstream connection is kept (the services close theirs after 5 s).
 const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
@@ -49,6 +61,15 @@ struct Instance {
     healthy: AtomicBool,
     /// Passive ejection: not chosen before this instant (millis since the proxy started).
     ejected_until_ms: AtomicU64,
+    /// Requests in flight to this instance; the rest queue here.
+    in_flight: Semaphore,
+}
+
+impl Instance {
+    fn usable(&self, now_ms: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
 }
 
 /// The instances of one module.
@@ -59,13 +80,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(module: &'static str, bases: Vec<String>) -> Self {
+    /// `max_in_flight` requests at once per instance.
+    pub fn new(module: &'static str, bases: Vec<String>, max_in_flight: usize) -> Self {
         let instances = bases
             .into_iter()
             .map(|b| Instance {
                 base: b.trim_end_matches('/').to_owned(),
                 healthy: AtomicBool::new(true),
                 ejected_until_ms: AtomicU64::new(0),
+                in_flight: Semaphore::new(max_in_flight.max(1)),
             })
             .collect();
         Self {
@@ -80,22 +103,13 @@ impl Upstream {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.instances.len();
         let ordered = (0..n).map(|i| &self.instances[(start + i) % n]);
-        let (usable, rest): (Vec<_>, Vec<_>) = ordered.partition(|i| {
-            i.healthy.load(Ordering::Relaxed)
-                && i.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
-        });
+        let (usable, rest): (Vec<_>, Vec<_>) = ordered.partition(|i| i.usable(now_ms));
         // When every instance looks down, still try them: the checks may lag a recovery.
         if usable.is_empty() { rest } else { usable }
     }
 
     pub fn healthy_count(&self, now_ms: u64) -> usize {
-        self.instances
-            .iter()
-            .filter(|i| {
-                i.healthy.load(Ordering::Relaxed)
-                    && i.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
-            })
-            .count()
+        self.instances.iter().filter(|i| i.usable(now_ms)).count()
     }
 }
 
@@ -105,6 +119,8 @@ pub struct Proxy {
     upstreams: Vec<Arc<Upstream>>,
     started: Instant,
     eject_for: Duration,
+    /// How long a request may wait for its turn on an instance.
+    queue_wait: Duration,
 }
 
 impl Proxy {
@@ -114,7 +130,7 @@ impl Proxy {
         timeout: Duration,
     ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
+            .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(timeout)
             .pool_max_idle_per_host(256)
             // Below actix's 5 s keep-alive, so a pooled connection is never one the upstream
@@ -129,6 +145,7 @@ impl Proxy {
             upstreams: upstreams.into_iter().map(Arc::new).collect(),
             started: Instant::now(),
             eject_for: Duration::from_secs(10),
+            queue_wait: timeout,
         })
     }
 
@@ -207,7 +224,10 @@ impl Proxy {
             .routes
             .module_of(path)
             .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
-        req.extensions_mut().insert(RouteLabel(route_pattern(path)));
+        if let Some(route) = KnownRoutes::get().find(path) {
+            req.extensions_mut()
+                .insert(RouteLabel(route.pattern().to_owned()));
+        }
         let upstream = self
             .upstream(module)
             .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
@@ -218,6 +238,13 @@ impl Proxy {
 
         let mut last_error = String::new();
         for instance in upstream.candidates(self.now_ms()) {
+            // Wait for a turn on this instance rather than pile new connections onto it.
+            let Ok(Ok(_turn)) =
+                tokio::time::timeout(self.queue_wait, instance.in_flight.acquire()).await
+            else {
+                last_error = "every connection to it stayed busy".to_owned();
+                continue;
+            };
             let sent = self
                 .client
                 .request(
@@ -231,15 +258,21 @@ impl Proxy {
             match sent {
                 Ok(response) => return Ok(relay_back(response).await),
                 Err(err) => {
-                    // Connection refused: the request never reached it, so any method may go to
-                    // the next instance. Otherwise it may have been processed: only idempotent
-                    // methods may be sent again.
-                    instance.ejected_until_ms.store(
-                        self.now_ms() + self.eject_for.as_millis() as u64,
-                        Ordering::Relaxed,
-                    );
-                    tracing::warn!(module, instance = %instance.base, error = %err, "upstream failed; ejected");
+                    // Refused: nobody listens there, so eject it. Slow: eject only while
+                    // another instance can take its share.
+                    let refused = err.is_connect() && !err.is_timeout();
+                    if refused || upstream.healthy_count(self.now_ms()) > 1 {
+                        instance.ejected_until_ms.store(
+                            self.now_ms() + self.eject_for.as_millis() as u64,
+                            Ordering::Relaxed,
+                        );
+                        tracing::warn!(module, instance = %instance.base, error = %err, "upstream failed; ejected");
+                    } else {
+                        tracing::warn!(module, instance = %instance.base, error = %err, "upstream failed; kept, it is the last usable one");
+                    }
                     last_error = err.to_string();
+                    // A request that never reached the instance may go to the next one, whatever
+                    // its method; one that may have been processed only if it is idempotent.
                     if !err.is_connect() && !method.is_idempotent() {
                         break;
                     }
@@ -344,7 +377,10 @@ pub async fn proxy_request(
             .forward(&req, body)
             .await
             .unwrap_or_else(|p| p.error_response()),
-        Ok(Err(_)) => Problem::bad_request("the request body could not be read").error_response(),
+        Ok(Err(err)) => match err.as_error::<PayloadError>() {
+            Some(err) => unreadable_body(err).error_response(),
+            None => Problem::bad_request("the request body could not be read").error_response(),
+        },
         Err(_) => Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",

@@ -2,10 +2,17 @@
 //! (in-process keys in the monolith, a JWKS cache in a split service) and the `AuthUser`
 //! extractor that makes a handler's signature say it needs a login.
 
-use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -77,6 +84,8 @@ pub enum TokenError {
     Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("signing keys unavailable: {0}")]
     KeysUnavailable(String),
+    #[error("the token's account was deleted")]
+    AccountDeleted,
 }
 
 /// Checks access tokens. Handlers never know where the public keys come from.
@@ -123,12 +132,94 @@ impl TokenVerifier for KeySetVerifier {
     }
 }
 
+/// Accounts deleted while tokens issued to them may still be unexpired. Access tokens are
+/// stateless, so each process remembers the deletions it learnt of (the users module as it
+/// deletes, the events module from `user.deleted`) for one token lifetime, and refuses their
+/// tokens without asking anyone per request. Memory is bounded by the deletions of one lifetime.
+pub struct DeletedAccounts {
+    remember_for: chrono::Duration,
+    deleted_at: RwLock<HashMap<Uuid, DateTime<Utc>>>,
+}
+
+impl DeletedAccounts {
+    /// Remembers each deletion for `access_ttl` plus the verifier's leeway and some clock skew.
+    pub fn new(access_ttl: Duration) -> Self {
+        let slack = Duration::from_secs(LEEWAY_SECS + 60);
+        Self {
+            remember_for: chrono::Duration::from_std(access_ttl + slack)
+                .unwrap_or(chrono::Duration::MAX),
+            deleted_at: RwLock::default(),
+        }
+    }
+
+    /// The earliest deletion that still matters: older ones have no unexpired token left.
+    pub fn horizon(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.checked_sub_signed(self.remember_for)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Records a deletion, forgetting those past the horizon.
+    pub fn insert(&self, id: Uuid, deleted_at: DateTime<Utc>) {
+        let horizon = self.horizon(Utc::now());
+        let mut map = self.deleted_at.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, at| *at >= horizon);
+        if deleted_at >= horizon {
+            map.insert(id, deleted_at);
+        }
+    }
+
+    /// Takes back a deletion that did not happen (its transaction failed).
+    pub fn remove(&self, id: Uuid) {
+        let mut map = self.deleted_at.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(&id);
+    }
+
+    pub fn contains(&self, id: Uuid) -> bool {
+        let map = self.deleted_at.read().unwrap_or_else(|e| e.into_inner());
+        map.contains_key(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.deleted_at.read().map(|m| m.len()).unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A verifier that refuses the tokens of [`DeletedAccounts`]; every process's verifier is one.
+pub struct RefuseDeletedAccounts {
+    inner: Arc<dyn TokenVerifier>,
+    deleted: Arc<DeletedAccounts>,
+}
+
+impl RefuseDeletedAccounts {
+    pub fn new(inner: Arc<dyn TokenVerifier>, deleted: Arc<DeletedAccounts>) -> Self {
+        Self { inner, deleted }
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for RefuseDeletedAccounts {
+    async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.inner.verify(token).await?;
+        if self.deleted.contains(claims.sub) {
+            return Err(TokenError::AccountDeleted);
+        }
+        Ok(claims)
+    }
+}
+
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 5;
+
 /// The validation rules every verifier applies.
 pub fn validation(issuer: &str) -> Validation {
     let mut validation = Validation::new(ALGORITHM);
     validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    validation.leeway = 5;
+    validation.leeway = LEEWAY_SECS;
     validation
 }
 
@@ -189,6 +280,9 @@ impl FromRequest for AuthUser {
                     tracing::warn!(%why, "cannot verify token: keys unavailable");
                     Err(Problem::unavailable("token verification is unavailable", 5))
                 }
+                Err(TokenError::AccountDeleted) => Err(Problem::unauthorized(
+                    "the account of this token was deleted",
+                )),
                 Err(err) => {
                     tracing::debug!(error = %err, "token refused");
                     Err(Problem::unauthorized(

@@ -38,6 +38,8 @@ pub struct UpstreamSettings {
     /// Where remote callers reach the users module's internal API (default: `users`).
     pub users_internal: String,
     pub health_interval_ms: u64,
+    /// Requests the split gateway sends one instance at once; more wait for a turn.
+    pub max_in_flight: usize,
 }
 
 /// Service-to-service calls (split build).
@@ -70,6 +72,21 @@ pub struct ServerSettings {
     pub bind: String,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// How long a client may take to send a request's headers (then `408`).
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request's body, from the request's start (then
+    /// `408`).
+    pub body_timeout_ms: u64,
+}
+
+impl ServerSettings {
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +157,8 @@ pub struct ConfigError(String);
 const DEFAULTS: &[(&str, &str)] = &[
     ("server.bind", "127.0.0.1:8000"),
     ("server.workers", "0"),
+    ("server.header_timeout_ms", "5000"),
+    ("server.body_timeout_ms", "10000"),
     ("database.url", "sqlite://data/rsvp.db"),
     ("database.max_connections", "10"),
     ("database.connect_timeout_secs", "5"),
@@ -165,6 +184,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("upstreams.events", "http://127.0.0.1:9000"),
     ("upstreams.users_internal", ""),
     ("upstreams.health_interval_ms", "2000"),
+    ("upstreams.max_in_flight", "64"),
     ("service.credential", ""),
     ("service.internal_bind", ""),
     ("service.call_timeout_ms", "2000"),
@@ -242,6 +262,14 @@ impl Settings {
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return fail("server.bind", "expected an address such as 127.0.0.1:8000");
         }
+        for (key, ms) in [
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.body_timeout_ms", self.server.body_timeout_ms),
+        ] {
+            if !(1..=60_000).contains(&ms) {
+                return fail(key, "must be between 1 and 60000 (ms)");
+            }
+        }
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             return fail("auth.bcrypt_cost", "must be between 4 and 31");
         }
@@ -271,6 +299,9 @@ impl Settings {
         }
         if let Err(why) = crate::gateway::Routes::parse(&self.gateway.routes) {
             return fail("gateway.routes", &why);
+        }
+        if self.upstreams.max_in_flight == 0 {
+            return fail("upstreams.max_in_flight", "must be at least 1");
         }
         if self.outbox.poll_interval_ms == 0 {
             return fail("outbox.poll_interval_ms", "must be positive");

@@ -4,7 +4,13 @@
 
 use std::{future::Future, pin::Pin};
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{
+    FromRequest, HttpRequest,
+    dev::Payload,
+    error::PayloadError,
+    http::{StatusCode, header},
+    web,
+};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
@@ -13,6 +19,27 @@ use super::problem::{FieldError, Problem};
 /// Maximum request body size, installed as app data by the gateway.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
+
+/// What reading a body yields once the gateway's body deadline has passed: the client was too
+/// slow, which is its `408`, not a broken body.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+/// The problem a body reader answers a payload error with: `408` for the deadline, else `400`.
+pub fn unreadable_body(err: &PayloadError) -> Problem {
+    let timed_out = matches!(err, PayloadError::Io(io)
+        if io.get_ref().is_some_and(|e| e.is::<BodyTimedOut>()));
+    if timed_out {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "the request body did not arrive in time",
+        )
+    } else {
+        Problem::bad_request("the request body could not be read")
+    }
+}
 
 /// A request body parsed as JSON into `T`.
 #[derive(Debug)]
@@ -45,7 +72,7 @@ pub fn is_json_content_type(req: &HttpRequest) -> bool {
 
 fn too_large(limit: usize) -> Problem {
     Problem::new(
-        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        StatusCode::PAYLOAD_TOO_LARGE,
         "payload-too-large",
         format!("the request body exceeds {limit} bytes"),
     )
@@ -70,7 +97,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         Box::pin(async move {
             if !json {
                 return Err(Problem::new(
-                    actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported-media-type",
                     "the request body must be sent as Content-Type: application/json",
                 ));
@@ -80,8 +107,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             }
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|_| Problem::bad_request("the request body could not be read"))?;
+                let chunk = chunk.map_err(|e| unreadable_body(&e))?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large(limit));
                 }

@@ -17,6 +17,7 @@ pub mod service_auth;
 #[cfg(feature = "split")]
 pub mod service_client;
 pub mod telemetry;
+pub mod text;
 pub mod trace;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -2,7 +2,7 @@
 //! page by its sort key, so pages never skip or repeat rows while data changes.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -37,8 +37,14 @@ impl Cursor {
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        let at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        // Every time the server sorts by is an RFC 3339 time, years 1 to 9999; a cursor beyond
+        // them was not issued here, and PostgreSQL would refuse some of them outright.
+        if !(1..=9999).contains(&at.year()) {
+            return Err(invalid());
+        }
         Ok(Self {
-            at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            at,
             id: id.parse().map_err(|_| invalid())?,
         })
     }

@@ -1,8 +1,15 @@
 //! The tracing subscriber, built once per process.
 
-use std::io::IsTerminal;
+use std::{fmt::Write as _, io::IsTerminal};
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing::{Event, Level, Metadata, Subscriber, field::Field};
+use tracing_subscriber::{
+    EnvFilter,
+    filter::filter_fn,
+    fmt,
+    layer::{Context, Layer},
+    prelude::*,
+};
 
 use super::config::{LogFormat, LogSettings};
 
@@ -16,18 +23,49 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = if json {
-        registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .try_init()
+    let output = if json {
+        fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
     } else {
-        registry.with(fmt::layer()).try_init()
+        fmt::layer().boxed()
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(output.with_filter(filter_fn(|meta| !is_http_layer_error(meta))))
+        .with(HttpLayerErrors)
+        .try_init();
+}
+
+/// actix-http's connection errors, logged at ERROR whoever caused them.
+fn is_http_layer_error(meta: &Metadata<'_>) -> bool {
+    *meta.level() == Level::ERROR && meta.target().starts_with("actix_http::h1")
+}
+
+/// actix-http logs a malformed request it answered 400 or 431 (a control byte in a header,
+/// oversized headers, conflicting `Content-Length` and `Transfer-Encoding`) at ERROR, so any
+/// client could page an operator. This layer logs those again at WARN, as the client's fault,
+/// under `rsvp::http`; what actix-http reports of its own failures stays at ERROR.
+struct HttpLayerErrors;
+
+impl<S: Subscriber> Layer<S> for HttpLayerErrors {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if !is_http_layer_error(event.metadata()) {
+            return;
+        }
+        let mut message = String::new();
+        event.record(&mut |field: &Field, value: &dyn std::fmt::Debug| {
+            if field.name() == "message" {
+                let _ = write!(message, "{value:?}");
+            }
+        });
+        if message.starts_with("stream error") {
+            tracing::warn!(target: "rsvp::http", error = %message, "malformed request refused");
+        } else {
+            tracing::error!(target: "rsvp::http", error = %message, "HTTP connection failed");
+        }
+    }
 }

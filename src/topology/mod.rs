@@ -5,7 +5,7 @@ pub mod monolith;
 #[cfg(feature = "split")]
 pub mod split;
 
-use std::{net::TcpListener, sync::Arc};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::dev::Server;
 use async_trait::async_trait;
@@ -13,8 +13,12 @@ use tokio::sync::Notify;
 
 use crate::{
     gateway::{Metrics, Readiness},
-    modules::users::{SigningKeys, UsersService},
+    modules::{
+        events::EventsService,
+        users::{SigningKeys, UsersApi, UsersService},
+    },
     platform::{
+        auth::{DeletedAccounts, RefuseDeletedAccounts, TokenVerifier},
         config::Settings,
         db::{Db, ModuleMigrations, spawn_blocking_in_span},
     },
@@ -37,6 +41,7 @@ pub async fn users_service(
     settings: &Settings,
     db: Db,
     outbox_wakeup: Arc<Notify>,
+    deleted: Arc<DeletedAccounts>,
 ) -> Result<Arc<UsersService>, String> {
     let auth = settings.auth.clone();
     let service = spawn_blocking_in_span(move || {
@@ -46,11 +51,44 @@ pub async fn users_service(
                 .map(Into::into)
                 .collect();
         let keys = Arc::new(SigningKeys::load(&auth.signing_key_path, &retired)?);
-        UsersService::new(db, keys, auth, outbox_wakeup)
+        UsersService::new(db, keys, auth, outbox_wakeup, deleted)
     })
     .await
     .map_err(|e| e.to_string())??;
+    service
+        .recall_deleted_accounts()
+        .await
+        .map_err(|e| format!("cannot load deleted accounts: {e}"))?;
     Ok(Arc::new(service))
+}
+
+/// The events module, remembering the deletions it learnt of before this start.
+pub async fn events_service(
+    db: Db,
+    users: Arc<dyn UsersApi>,
+    deleted: Arc<DeletedAccounts>,
+) -> Result<Arc<EventsService>, String> {
+    let service = EventsService::new(db, users, deleted);
+    service
+        .recall_deleted_accounts()
+        .await
+        .map_err(|e| format!("cannot load deleted accounts: {e}"))?;
+    Ok(Arc::new(service))
+}
+
+/// The process's token verifier: `keys` (in process or a JWKS cache), refusing deleted accounts.
+pub fn token_verifier(
+    keys: Arc<dyn TokenVerifier>,
+    deleted: &Arc<DeletedAccounts>,
+) -> Arc<dyn TokenVerifier> {
+    Arc::new(RefuseDeletedAccounts::new(keys, deleted.clone()))
+}
+
+/// The set of deleted accounts one process shares among the modules it hosts.
+pub fn deleted_accounts(settings: &Settings) -> Arc<DeletedAccounts> {
+    Arc::new(DeletedAccounts::new(Duration::from_secs(
+        settings.auth.access_ttl_secs,
+    )))
 }
 
 /// Ready when the database (if the process has one) answers.

@@ -6,31 +6,40 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{HttpServer, web};
 use tokio::sync::Notify;
 
-use super::{Application, DatabaseReadiness, connect, users_service};
+use super::{
+    Application, DatabaseReadiness, connect, deleted_accounts, events_service, token_verifier,
+    users_service,
+};
 use crate::{
     gateway::Gateway,
     modules::{
-        events::{self, EventsService, UserDeletedHandler},
+        events::{self, UserDeletedHandler},
         users::{self, OutboxRelay, UsersApi},
     },
-    platform::{
-        auth::{KeySetVerifier, TokenVerifier},
-        config::Settings,
-        messaging::InProcessBus,
-    },
+    platform::{auth::KeySetVerifier, config::Settings, messaging::InProcessBus},
 };
 
 /// Builds and binds the monolith; call [`Application::run_until_stopped`] to serve.
 pub async fn build(settings: Settings) -> Result<Application, String> {
     let db = connect(&settings, &[&users::MIGRATIONS, &events::MIGRATIONS]).await?;
     let outbox_wakeup = Arc::new(Notify::new());
-    let users = users_service(&settings, db.clone(), outbox_wakeup.clone()).await?;
-    let verifier: Arc<dyn TokenVerifier> = Arc::new(
-        KeySetVerifier::new(&settings.auth.issuer, &users.keys().jwks())
-            .map_err(|e| e.to_string())?,
+    let deleted = deleted_accounts(&settings);
+    let users = users_service(
+        &settings,
+        db.clone(),
+        outbox_wakeup.clone(),
+        deleted.clone(),
+    )
+    .await?;
+    let verifier = token_verifier(
+        Arc::new(
+            KeySetVerifier::new(&settings.auth.issuer, &users.keys().jwks())
+                .map_err(|e| e.to_string())?,
+        ),
+        &deleted,
     );
     let users_api: Arc<dyn UsersApi> = users.clone();
-    let events = Arc::new(EventsService::new(db.clone(), users_api.clone()));
+    let events = events_service(db.clone(), users_api.clone(), deleted).await?;
 
     let relay = settings.outbox.relay_enabled.then(|| {
         let bus = InProcessBus::default().subscribe(Arc::new(UserDeletedHandler(events.clone())));
@@ -57,6 +66,7 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
                 .configure(events::configure);
         })
     });
+    server = server.client_request_timeout(settings.server.header_timeout());
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
@@ -75,7 +85,13 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
 /// Gives an existing account the admin role.
 pub async fn make_admin(settings: Settings, email: &str) -> Result<(), String> {
     let db = connect(&settings, &[&users::MIGRATIONS]).await?;
-    let users = users_service(&settings, db, Arc::new(Notify::new())).await?;
+    let users = users_service(
+        &settings,
+        db,
+        Arc::new(Notify::new()),
+        deleted_accounts(&settings),
+    )
+    .await?;
     users.promote_to_admin(email).await.map_err(|e| match e {
         users::UsersError::NotFound => format!("no account with email {email}"),
         other => other.to_string(),

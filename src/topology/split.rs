@@ -11,14 +11,17 @@ use actix_web::{HttpServer, web};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Application, DatabaseReadiness, connect, users_service};
+use super::{
+    Application, DatabaseReadiness, connect, deleted_accounts, events_service, token_verifier,
+    users_service,
+};
 use crate::{
     gateway::{
         Gateway, Metrics, Readiness, Routes,
         proxy::{Proxy, Upstream},
     },
     modules::{
-        events::{self, EventsService, UserDeletedHandler},
+        events::{self, UserDeletedHandler},
         users::{self, OutboxRelay, UsersApi, UsersClient},
     },
     platform::{
@@ -80,12 +83,14 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
 
     // The users module: here, or behind its client and its published keys.
     let outbox_wakeup = Arc::new(Notify::new());
+    let deleted = deleted_accounts(&settings);
     let (users_local, users_api, verifier): (_, Arc<dyn UsersApi>, Arc<dyn TokenVerifier>) =
         if hosts_users {
             let service = users_service(
                 &settings,
                 db.clone().expect("users has a database"),
                 outbox_wakeup.clone(),
+                deleted.clone(),
             )
             .await?;
             let verifier = KeySetVerifier::new(&settings.auth.issuer, &service.keys().jwks())
@@ -109,12 +114,18 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
             )
         };
 
-    let events_local = hosts_events.then(|| {
-        Arc::new(EventsService::new(
-            db.clone().expect("events has a database"),
-            users_api.clone(),
-        ))
-    });
+    let verifier = token_verifier(verifier, &deleted);
+    let events_local = match hosts_events {
+        true => Some(
+            events_service(
+                db.clone().expect("events has a database"),
+                users_api.clone(),
+                deleted,
+            )
+            .await?,
+        ),
+        false => None,
+    };
 
     // Domain events: in process when both modules are here, through NATS JetStream otherwise.
     if let Some(events) = &events_local
@@ -147,10 +158,18 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
     let proxy = if is_gateway {
         let mut upstreams = Vec::new();
         if !hosts_users {
-            upstreams.push(Upstream::new("users", list(&settings.upstreams.users)));
+            upstreams.push(Upstream::new(
+                "users",
+                list(&settings.upstreams.users),
+                settings.upstreams.max_in_flight,
+            ));
         }
         if !hosts_events {
-            upstreams.push(Upstream::new("events", list(&settings.upstreams.events)));
+            upstreams.push(Upstream::new(
+                "events",
+                list(&settings.upstreams.events),
+                settings.upstreams.max_in_flight,
+            ));
         }
         let routes = Routes::parse(&settings.gateway.routes)?;
         let proxy = Arc::new(Proxy::new(
@@ -198,6 +217,7 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
                 })
             })
             .workers(2)
+            .client_request_timeout(settings.server.header_timeout())
             .listen(internal)
             .map_err(|e| e.to_string())?
             .run();
@@ -235,6 +255,7 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
             }
         })
     });
+    server = server.client_request_timeout(settings.server.header_timeout());
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }

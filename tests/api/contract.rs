@@ -76,9 +76,14 @@ impl UsersSides {
         let db_handle = topology::connect(&settings, &[&users::MIGRATIONS])
             .await
             .unwrap();
-        let in_process = topology::users_service(&settings, db_handle, Arc::new(Notify::new()))
-            .await
-            .unwrap();
+        let in_process = topology::users_service(
+            &settings,
+            db_handle,
+            Arc::new(Notify::new()),
+            topology::deleted_accounts(&settings),
+        )
+        .await
+        .unwrap();
         Self {
             settings,
             address,

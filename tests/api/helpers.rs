@@ -199,6 +199,17 @@ enum Deployment {
     Processes(crate::processes::Processes),
 }
 
+/// What [`TestApp::raw`] received.
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// The status of the first response, 0 when none came.
+    pub status: u16,
+    pub text: String,
+    /// Whether the server closed the connection (rather than the wait running out).
+    pub closed: bool,
+    pub after: Duration,
+}
+
 /// One registered and logged-in account.
 #[derive(Debug, Clone)]
 pub struct TestUser {
@@ -279,6 +290,43 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// The users module's database (the only one in the monolith).
+    pub fn users_database_url(&self) -> &str {
+        &self.databases[0].url
+    }
+
+    /// Sends `request` as it is, bytes on the wire (HTTP clients would tidy a path up before
+    /// sending it), and returns what came back until the server closed or `wait` passed.
+    pub async fn raw(&self, request: &[u8], wait: Duration) -> RawAnswer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.address.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let closed = loop {
+            let left = wait.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => answer.extend_from_slice(&buffer[..n]),
+                Err(_) => break false,
+            }
+        };
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        RawAnswer {
+            status,
+            text,
+            closed,
+            after: started.elapsed(),
+        }
     }
 
     pub async fn request(

@@ -2,12 +2,14 @@
 //! real database. Every test runs on SQLite and on PostgreSQL.
 
 mod helpers;
+mod hostile_inputs;
 #[cfg(feature = "split")]
 mod processes;
 
 mod auth;
 #[cfg(feature = "split")]
 mod contract;
+mod edges;
 mod events;
 #[cfg(feature = "split")]
 mod faults;

@@ -50,9 +50,14 @@ async fn concurrent_relays_on_postgres_publish_each_event_once() {
     let pool = topology::connect(&settings, &[&users::MIGRATIONS])
         .await
         .unwrap();
-    let service = topology::users_service(&settings, pool.clone(), Arc::new(Notify::new()))
-        .await
-        .unwrap();
+    let service = topology::users_service(
+        &settings,
+        pool.clone(),
+        Arc::new(Notify::new()),
+        topology::deleted_accounts(&settings),
+    )
+    .await
+    .unwrap();
     // More than two batches (a relay claims 100 rows at a time), so both relays get work.
     for i in 0..EVENTS {
         let user = service

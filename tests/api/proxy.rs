@@ -12,6 +12,7 @@ use crate::helpers::{Backend, TestApp, json_of, problem, split_only};
 crate::backend_tests!(
     the_gateway_proxies_by_its_configured_route_table,
     one_request_is_followed_through_every_process_by_its_ids,
+    a_thousand_simultaneous_sign_ups_queue_instead_of_failing,
 );
 
 /// An operator keeps the key set off the public entry by leaving `/.well-known` out of
@@ -139,4 +140,58 @@ async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backe
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A burst on a healthy upstream queues at the gateway instead of failing: a thousand people
+/// signing up at the same moment all get an answer from the events service, none a 503.
+async fn a_thousand_simultaneous_sign_ups_queue_instead_of_failing(backend: Backend) {
+    if !split_only() || backend != Backend::Postgres {
+        return;
+    }
+    let app = TestApp::spawn_with(backend, &[("database.max_connections", "16")]).await;
+    let ada = app.user().await;
+    let event = app.event(&ada, 100, json!({})).await;
+    let path = format!(
+        "/api/events/{}/registrations",
+        event["id"].as_str().unwrap()
+    );
+    let mut people = Vec::new();
+    for _ in 0..20 {
+        people.extend(futures_util::future::join_all((0..50).map(|_| app.user())).await);
+    }
+    let started = Instant::now();
+    let answers = futures_util::future::join_all(
+        people
+            .iter()
+            .map(|p| app.post(&path, Some(&p.access_token), json!({}))),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let mut failed = std::collections::BTreeMap::new();
+    for answer in &answers {
+        if !answer.status().is_success() {
+            *failed.entry(answer.status().as_u16()).or_insert(0) += 1;
+        }
+    }
+    eprintln!(
+        "FIGURE: 1,000 simultaneous sign-ups through the split gateway: {} ms, non-2xx {failed:?}",
+        elapsed.as_millis()
+    );
+    assert!(failed.is_empty(), "non-2xx answers: {failed:?}");
+    let event = json_of(
+        app.get(
+            &format!("/api/events/{}", event["id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (
+            event["seats_taken"].as_i64(),
+            event["waitlist_length"].as_i64()
+        ),
+        (Some(100), Some(900))
+    );
 }

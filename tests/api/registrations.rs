@@ -17,6 +17,7 @@ crate::backend_tests!(
     attendee_lists_page_in_registration_order_with_names,
     my_registrations_list_events_with_status,
     two_hundred_concurrent_registrations_fill_exactly_fifty_seats,
+    a_bursts_waitlist_keeps_admission_order_with_positions,
 );
 
 async fn register(app: &TestApp, event: &str, user: &TestUser) -> Value {
@@ -419,4 +420,78 @@ async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats(backend: 
             <= chrono::DateTime::parse_from_rfc3339(&first_waiting).unwrap(),
         "someone was promoted out of order"
     );
+}
+
+/// Arrival order is admission order under the event's lock, and `created_at` says it: after a
+/// burst no waitlisted registration is older than a confirmed one, and the waitlist positions
+/// count 1, 2, 3... in that order, in the answers and in each person's own list.
+async fn a_bursts_waitlist_keeps_admission_order_with_positions(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("database.max_connections", "16")]).await;
+    let ada = app.user().await;
+    let id = app.event(&ada, 40, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let users = join_all((0..300).map(|_| app.user())).await;
+    let join_path = format!("/api/events/{id}/registrations");
+    let responses = join_all(
+        users
+            .iter()
+            .map(|u| app.post(&join_path, Some(&u.access_token), json!({}))),
+    )
+    .await;
+    let mut registrations = Vec::new();
+    for response in responses {
+        registrations.push(json_of(response, StatusCode::CREATED).await);
+    }
+    let time = |r: &Value| {
+        chrono::DateTime::parse_from_rfc3339(r["created_at"].as_str().unwrap()).unwrap()
+    };
+    let (confirmed, waiting): (Vec<&Value>, Vec<&Value>) = registrations
+        .iter()
+        .partition(|r| r["status"] == "confirmed");
+    assert_eq!((confirmed.len(), waiting.len()), (40, 260));
+    assert!(confirmed.iter().all(|r| r["position"].is_null()));
+    let last_confirmed = confirmed.iter().map(|r| time(r)).max().unwrap();
+    let inverted = waiting.iter().filter(|r| time(r) < last_confirmed).count();
+    assert_eq!(
+        inverted, 0,
+        "waitlisted registrations older than a confirmed one"
+    );
+    // Positions 1..=260, ordered as the registrations were admitted.
+    let mut by_position: Vec<&Value> = waiting.clone();
+    by_position.sort_by_key(|r| r["position"].as_i64().unwrap());
+    let positions: Vec<i64> = by_position
+        .iter()
+        .map(|r| r["position"].as_i64().unwrap())
+        .collect();
+    assert_eq!(positions, (1..=260).collect::<Vec<_>>());
+    assert!(by_position.windows(2).all(|w| time(w[0]) <= time(w[1])));
+
+    // Each person's own list says the same place; a withdrawal moves everyone behind up.
+    let tenth = by_position[9]["user_id"].as_str().unwrap();
+    let tenth = users.iter().find(|u| u.id == tenth).unwrap();
+    let place = |user: &TestUser| {
+        let app = &app;
+        let token = user.access_token.clone();
+        async move {
+            let mine = json_of(
+                app.get("/api/users/me/registrations", Some(&token)).await,
+                StatusCode::OK,
+            )
+            .await;
+            mine["items"][0]["position"].clone()
+        }
+    };
+    assert_eq!(place(tenth).await, json!(10));
+    let first = by_position[0]["user_id"].as_str().unwrap();
+    let first = users.iter().find(|u| u.id == first).unwrap();
+    let leave = app
+        .delete(&format!("{join_path}/me"), Some(&first.access_token))
+        .await;
+    assert_eq!(leave.status(), StatusCode::NO_CONTENT);
+    assert_eq!(place(tenth).await, json!(9));
+    let seated = confirmed[0]["user_id"].as_str().unwrap();
+    let seated = users.iter().find(|u| u.id == seated).unwrap();
+    assert_eq!(place(seated).await, Value::Null);
 }

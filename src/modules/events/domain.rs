@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::platform::problem::FieldError;
+use crate::platform::{
+    problem::FieldError,
+    text::{Lines, check_text},
+};
 
 pub const MAX_CAPACITY: i64 = 100_000;
 
@@ -108,10 +111,12 @@ impl EventDraft {
         let title = title.trim().to_owned();
         if !(1..=200).contains(&title.chars().count()) {
             errors.push(FieldError::new("title", "must be 1 to 200 characters"));
+        } else if let Err(e) = check_text("title", &title, Lines::Single) {
+            errors.push(e);
         }
-        let description = optional_text(errors, "description", description, 10_000);
-        let location = optional_text(errors, "location", location, 200);
-        let category = optional_text(errors, "category", category, 50);
+        let description = optional_text(errors, "description", description, 10_000, Lines::Multi);
+        let location = optional_text(errors, "location", location, 200, Lines::Single);
+        let category = optional_text(errors, "category", category, 50, Lines::Single);
         if ends_at <= starts_at {
             errors.push(FieldError::new("ends_at", "must be after starts_at"));
         }
@@ -139,6 +144,7 @@ fn optional_text(
     field: &str,
     value: Option<String>,
     max: usize,
+    lines: Lines,
 ) -> Option<String> {
     let value = value
         .map(|v| v.trim().to_owned())
@@ -148,6 +154,8 @@ fn optional_text(
             field,
             format!("must be at most {max} characters"),
         ));
+    } else if let Err(e) = check_text(field, &value, lines) {
+        errors.push(e);
     }
     Some(value)
 }

@@ -16,6 +16,7 @@ use crate::platform::{
     json::JsonBody,
     pagination::{Page, PageQuery},
     problem::{Problem, ProblemBody},
+    text::is_clean_parameter,
 };
 
 type Service = web::Data<EventsService>;
@@ -117,6 +118,14 @@ async fn list_events(
             return Err(Problem::bad_request("status must be scheduled or cancelled").into());
         }
     };
+    for (name, value) in [("category", &q.category), ("location", &q.location)] {
+        if value.as_deref().is_some_and(|v| !is_clean_parameter(v)) {
+            return Err(Problem::bad_request(format!(
+                "{name} must not contain control characters"
+            ))
+            .into());
+        }
+    }
     let filter = EventFilter {
         from: q.from,
         to: q.to,

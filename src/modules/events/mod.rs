@@ -68,6 +68,9 @@ pub struct Registration {
     pub event_id: Uuid,
     pub user_id: Uuid,
     pub status: RegistrationState,
+    /// The 1-based place in the waitlist while waitlisted, `null` otherwise.
+    #[schema(minimum = 1)]
+    pub position: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -84,6 +87,9 @@ pub struct Attendee {
 pub struct MyRegistration {
     pub event: Event,
     pub status: RegistrationState,
+    /// The 1-based place in the waitlist while waitlisted, `null` otherwise.
+    #[schema(minimum = 1)]
+    pub position: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -40,3 +40,10 @@ diesel::table! {
 
 diesel::joinable!(registrations -> events (event_id));
 diesel::allow_tables_to_appear_in_same_query!(events, registrations);
+
+diesel::table! {
+    events_deleted_users (user_id) {
+        user_id -> Text,
+        deleted_at -> Timestamp,
+    }
+}

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     modules::users::{USER_DELETED, UserDeleted, UsersApi},
     platform::{
-        auth::AuthUser,
+        auth::{AuthUser, DeletedAccounts},
         db::{Db, DbConnection, is_unique_violation},
         messaging::{DeliveryError, DomainEvent, EventHandler},
         now,
@@ -27,15 +27,29 @@ use crate::{
 pub struct EventsService {
     db: Db,
     users: Arc<dyn UsersApi>,
+    /// Deleted accounts whose access tokens this process refuses.
+    deleted: Arc<DeletedAccounts>,
 }
 
 impl EventsService {
-    pub fn new(db: Db, users: Arc<dyn UsersApi>) -> Self {
-        Self { db, users }
+    pub fn new(db: Db, users: Arc<dyn UsersApi>, deleted: Arc<DeletedAccounts>) -> Self {
+        Self { db, users, deleted }
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// Loads the deletions of the last token lifetime into [`DeletedAccounts`], so a restarted
+    /// process goes on refusing their tokens.
+    pub async fn recall_deleted_accounts(&self) -> Result<usize, EventsError> {
+        let since = self.deleted.horizon(now());
+        let rows = self
+            .db
+            .run(move |conn| store::deleted_users_since(conn, since).map_err(EventsError::from))
+            .await?;
+        for (id, at) in &rows {
+            if let Ok(id) = id.parse() {
+                self.deleted.insert(id, at.and_utc());
+            }
+        }
+        Ok(rows.len())
     }
 
     pub async fn create(&self, caller: AuthUser, input: EventInput) -> Result<Event, EventsError> {
@@ -147,12 +161,17 @@ impl EventsService {
         caller: AuthUser,
         event_id: Uuid,
     ) -> Result<Registration, EventsError> {
-        let row = self
+        let deleted = self.deleted.clone();
+        let (row, position) = self
             .db
             .write(move |conn| {
-                let at = now();
                 let mut event =
-                    store::lock_event(conn, event_id, at)?.ok_or(EventsError::EventNotFound)?;
+                    store::lock_event(conn, event_id, now())?.ok_or(EventsError::EventNotFound)?;
+                // Under the lock: arrival order is admission order, and `created_at` says it.
+                let at = now();
+                if deleted.contains(caller.id) {
+                    return Err(EventsError::AccountGone);
+                }
                 if event.is_cancelled() {
                     return Err(EventsError::RegistrationClosed("cancelled"));
                 }
@@ -163,10 +182,16 @@ impl EventsService {
                     return Err(EventsError::AlreadyRegistered);
                 }
                 let status = admit(event.seats_taken, event.capacity);
-                match status {
-                    RegistrationStatus::Confirmed => event.seats_taken += 1,
-                    RegistrationStatus::Waitlisted => event.waitlist_length += 1,
-                }
+                let position = match status {
+                    RegistrationStatus::Confirmed => {
+                        event.seats_taken += 1;
+                        None
+                    }
+                    RegistrationStatus::Waitlisted => {
+                        event.waitlist_length += 1;
+                        Some(i64::from(event.waitlist_length))
+                    }
+                };
                 let row = RegistrationRow {
                     event_id: event.id.clone(),
                     user_id: caller.id.to_string(),
@@ -180,10 +205,10 @@ impl EventsService {
                     other => other?,
                 }
                 store::save_event(conn, &event)?;
-                Ok(row)
+                Ok((row, position))
             })
             .await?;
-        Ok(to_registration(&row))
+        Ok(to_registration(&row, position))
     }
 
     /// Withdraws the caller; a freed seat goes to the longest-waiting person in the same
@@ -240,6 +265,18 @@ impl EventsService {
                 let rows = store::registrations_of_user(conn, caller.id, page)?;
                 let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
                 let events = store::find_events(conn, &ids)?;
+                let rows = rows
+                    .into_iter()
+                    .map(|row| {
+                        let position = match row.status() {
+                            RegistrationStatus::Waitlisted => {
+                                Some(store::waitlist_position(conn, &row)?)
+                            }
+                            RegistrationStatus::Confirmed => None,
+                        };
+                        Ok::<_, EventsError>((row, position))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok::<_, EventsError>((rows, events))
             })
             .await?;
@@ -247,13 +284,19 @@ impl EventsService {
         let names = self.names(&organizers).await;
         let mut events: HashMap<String, EventRow> =
             events.into_iter().map(|e| (e.id.clone(), e)).collect();
-        let mut page = into_page(rows, page, RegistrationRow::cursor_by_event, |row| {
-            events.remove(&row.event_id).map(|event| MyRegistration {
-                event: to_event(event, &names),
-                status: status_of(&row),
-                created_at: row.created_at.and_utc(),
-            })
-        });
+        let mut page = into_page(
+            rows,
+            page,
+            |(row, _)| row.cursor_by_event(),
+            |(row, position)| {
+                events.remove(&row.event_id).map(|event| MyRegistration {
+                    event: to_event(event, &names),
+                    status: status_of(&row),
+                    position,
+                    created_at: row.created_at.and_utc(),
+                })
+            },
+        );
         Ok(Page {
             items: page.items.drain(..).flatten().collect(),
             next_cursor: page.next_cursor,
@@ -266,13 +309,18 @@ impl EventsService {
         &self,
         message_id: Uuid,
         user: Uuid,
+        deleted_at: DateTime<Utc>,
     ) -> Result<bool, EventsError> {
+        // Refused from now on, before the cascade: a registration racing it can not add a seat
+        // the cascade has already passed by.
+        self.deleted.insert(user, deleted_at);
         self.db
             .write(move |conn| {
                 let at = now();
                 if !store::record_handled(conn, message_id, USER_DELETED, at)? {
                     return Ok(false);
                 }
+                store::record_deleted_user(conn, user, deleted_at)?;
                 let registered = store::events_registered_by(conn, user)?;
                 let organised = store::scheduled_events_of(conn, user)?;
                 // Lock in one global order (by id) so concurrent cascades can not deadlock.
@@ -368,11 +416,12 @@ fn status_of(row: &RegistrationRow) -> super::RegistrationState {
     }
 }
 
-fn to_registration(row: &RegistrationRow) -> Registration {
+fn to_registration(row: &RegistrationRow, position: Option<i64>) -> Registration {
     Registration {
         event_id: row.event(),
         user_id: row.user(),
         status: status_of(row),
+        position,
         created_at: row.created_at.and_utc(),
     }
 }
@@ -415,7 +464,7 @@ impl EventHandler for UserDeletedHandler {
             .map_err(|e| DeliveryError(format!("malformed {USER_DELETED} payload: {e}")))?;
         let applied = self
             .0
-            .apply_user_deleted(event.id, payload.user_id)
+            .apply_user_deleted(event.id, payload.user_id, event.occurred_at)
             .await
             .map_err(|e| DeliveryError(e.to_string()))?;
         tracing::info!(user_id = %payload.user_id, message_id = %event.id, applied, "handled user.deleted");

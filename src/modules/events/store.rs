@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{
     domain::{EventDraft, RegistrationStatus, filter_key},
-    schema::{events, events_inbox, registrations},
+    schema::{events, events_deleted_users, events_inbox, registrations},
 };
 use crate::platform::{
     db::DbConnection,
@@ -275,6 +275,24 @@ pub fn delete_registration(conn: &mut DbConnection, event: Uuid, user: Uuid) -> 
     diesel::delete(registrations::table.find((event.to_string(), user.to_string()))).execute(conn)
 }
 
+/// The 1-based place of a waitlisted registration: how many of its event's waitlisted
+/// registrations arrived before it, plus one.
+pub fn waitlist_position(conn: &mut DbConnection, row: &RegistrationRow) -> QueryResult<i64> {
+    let ahead: i64 = registrations::table
+        .filter(registrations::event_id.eq(&row.event_id))
+        .filter(registrations::status.eq(RegistrationStatus::Waitlisted.as_str()))
+        .filter(
+            registrations::created_at
+                .lt(row.created_at)
+                .or(registrations::created_at
+                    .eq(row.created_at)
+                    .and(registrations::user_id.lt(&row.user_id))),
+        )
+        .count()
+        .get_result(conn)?;
+    Ok(ahead + 1)
+}
+
 /// The `n` longest-waiting registrations of an event.
 pub fn oldest_waitlisted(
     conn: &mut DbConnection,
@@ -386,4 +404,41 @@ pub fn record_handled(
         ))
         .execute(conn)?;
     Ok(true)
+}
+
+/// Records that `user`'s account was deleted (once; later records change nothing).
+pub fn record_deleted_user(
+    conn: &mut DbConnection,
+    user: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    let known = events_deleted_users::table
+        .find(user.to_string())
+        .select(events_deleted_users::user_id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some();
+    if !known {
+        diesel::insert_into(events_deleted_users::table)
+            .values((
+                events_deleted_users::user_id.eq(user.to_string()),
+                events_deleted_users::deleted_at.eq(at.naive_utc()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Accounts learnt deleted at or after `since`, with when.
+pub fn deleted_users_since(
+    conn: &mut DbConnection,
+    since: DateTime<Utc>,
+) -> QueryResult<Vec<(String, NaiveDateTime)>> {
+    events_deleted_users::table
+        .filter(events_deleted_users::deleted_at.ge(since.naive_utc()))
+        .select((
+            events_deleted_users::user_id,
+            events_deleted_users::deleted_at,
+        ))
+        .load(conn)
 }

@@ -1,6 +1,9 @@
 //! The users module's input rules, as parsed newtypes: once a value exists, it is valid.
 
-use crate::platform::problem::FieldError;
+use crate::platform::{
+    problem::FieldError,
+    text::{Lines, check_text},
+};
 
 /// A trimmed, lower-cased email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +52,7 @@ impl Password {
         if !(8..=128).contains(&len) {
             return Err(FieldError::new(field, "must be 8 to 128 characters"));
         }
-        // bcrypt reads at most 72 bytes and stops at NUL; refuse what it would silently drop.
+        // Hashes of the former kind (plain bcrypt) stop at a NUL; no new password has one.
         if raw.contains('\0') {
             return Err(FieldError::new(field, "must not contain NUL characters"));
         }
@@ -75,12 +78,7 @@ impl DisplayName {
                 "must be 1 to 100 characters after trimming",
             ));
         }
-        if name.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
+        check_text("name", name, Lines::Single)?;
         Ok(Self(name.to_owned()))
     }
 

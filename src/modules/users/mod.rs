@@ -12,6 +12,7 @@ mod handlers;
 pub mod internal;
 mod keys;
 mod outbox;
+mod password_hash;
 mod schema;
 mod service;
 mod store;

@@ -34,3 +34,10 @@ diesel::table! {
         attempts -> Integer,
     }
 }
+
+diesel::table! {
+    users_deleted (user_id) {
+        user_id -> Text,
+        deleted_at -> Timestamp,
+    }
+}

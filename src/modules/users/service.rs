@@ -16,10 +16,11 @@ use super::{
     domain::{Checker, DisplayName, Email, Password},
     error::UsersError,
     keys::SigningKeys,
+    password_hash::{self, Verdict},
     store::{self, RefreshTokenRow, UserRow},
 };
 use crate::platform::{
-    auth::{Claims, Role},
+    auth::{Claims, DeletedAccounts, Role},
     config::AuthSettings,
     db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
     messaging::DomainEvent,
@@ -36,6 +37,8 @@ pub struct UsersService {
     outbox_wakeup: Arc<Notify>,
     /// Verified against when the email is unknown, so a login takes as long either way.
     dummy_hash: String,
+    /// Deleted accounts whose access tokens this process refuses.
+    deleted: Arc<DeletedAccounts>,
 }
 
 /// Fields a caller may change on their own account.
@@ -51,8 +54,9 @@ impl UsersService {
         keys: Arc<SigningKeys>,
         settings: AuthSettings,
         outbox_wakeup: Arc<Notify>,
+        deleted: Arc<DeletedAccounts>,
     ) -> Result<Self, String> {
-        let dummy_hash = bcrypt::hash("not a real password", settings.bcrypt_cost)
+        let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)
             .map_err(|e| format!("bcrypt: {e}"))?;
         Ok(Self {
             db,
@@ -60,7 +64,24 @@ impl UsersService {
             settings,
             outbox_wakeup,
             dummy_hash,
+            deleted,
         })
+    }
+
+    /// Loads the deletions of the last token lifetime into [`DeletedAccounts`], so a restarted
+    /// process goes on refusing their tokens.
+    pub async fn recall_deleted_accounts(&self) -> Result<usize, UsersError> {
+        let since = self.deleted.horizon(now());
+        let rows = self
+            .db
+            .run(move |conn| store::deleted_since(conn, since).map_err(UsersError::from))
+            .await?;
+        for (id, at) in &rows {
+            if let Ok(id) = id.parse() {
+                self.deleted.insert(id, at.and_utc());
+            }
+        }
+        Ok(rows.len())
     }
 
     pub fn db(&self) -> &Db {
@@ -116,11 +137,37 @@ impl UsersService {
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let matches = verify_password(password.to_owned(), hash).await?;
-        match user {
-            Some(user) if matches => self.issue_tokens(&user, Uuid::new_v4()).await,
+        let verdict = verify_password(password.to_owned(), hash).await?;
+        match (user, verdict) {
+            (Some(user), Verdict::Match { rehash }) => {
+                if rehash {
+                    self.upgrade_password_hash(&user, password).await?;
+                }
+                self.issue_tokens(&user, Uuid::new_v4()).await
+            }
             _ => Err(UsersError::InvalidCredentials),
         }
+    }
+
+    /// Rewrites a former-kind hash (see [`password_hash`]) now that the password is known.
+    async fn upgrade_password_hash(
+        &self,
+        user: &UserRow,
+        password: &str,
+    ) -> Result<(), UsersError> {
+        let cost = self.settings.bcrypt_cost;
+        let password = password.to_owned();
+        let upgraded =
+            spawn_blocking_in_span(move || password_hash::hash(&password, cost)).await??;
+        let (id, former) = (user.id.clone(), user.password_hash.clone());
+        self.db
+            .write(move |conn| {
+                store::upgrade_password_hash(conn, &id, &former, &upgraded)
+                    .map_err(UsersError::from)
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, "password hash upgraded to the full-length kind");
+        Ok(())
     }
 
     /// Rotates a refresh token. A token presented twice revokes its whole family: whoever holds
@@ -254,15 +301,27 @@ impl UsersService {
                 .map_err(|e| UsersError::Internal(e.to_string()))?,
             occurred_at: now(),
         };
-        self.db
+        let at = event.occurred_at;
+        // Refused from before the commit on, so no request acts for the account once it is gone
+        // (the 204 included); taken back if the deletion does not happen.
+        let known = self.deleted.contains(id);
+        self.deleted.insert(id, at);
+        let deleted = self
+            .db
             .write(move |conn| {
-                if store::delete_user(conn, id)? == 0 {
+                if store::delete_user(conn, id, at)? == 0 {
                     return Err(UsersError::NotFound);
                 }
                 store::insert_outbox(conn, &event)?;
                 Ok(())
             })
-            .await?;
+            .await;
+        if let Err(err) = deleted {
+            if !known {
+                self.deleted.remove(id);
+            }
+            return Err(err);
+        }
         self.outbox_wakeup.notify_one();
         tracing::info!(user_id = %id, "account deleted");
         Ok(())
@@ -321,17 +380,16 @@ impl UsersService {
         user: &UserRow,
         password: String,
     ) -> Result<(), UsersError> {
-        if verify_password(password, user.password_hash.clone()).await? {
-            Ok(())
-        } else {
-            Err(UsersError::WrongCurrentPassword)
+        match verify_password(password, user.password_hash.clone()).await? {
+            Verdict::Match { .. } => Ok(()),
+            Verdict::Mismatch => Err(UsersError::WrongCurrentPassword),
         }
     }
 
     async fn hash_password(&self, password: &Password) -> Result<String, UsersError> {
         let password = password.expose().to_owned();
         let cost = self.settings.bcrypt_cost;
-        spawn_blocking_in_span(move || bcrypt::hash(password, cost))
+        spawn_blocking_in_span(move || password_hash::hash(&password, cost))
             .await?
             .map_err(UsersError::from)
     }
@@ -406,8 +464,8 @@ impl From<UserRow> for User {
     }
 }
 
-async fn verify_password(password: String, hash: String) -> Result<bool, UsersError> {
-    spawn_blocking_in_span(move || bcrypt::verify(password, &hash))
+async fn verify_password(password: String, hash: String) -> Result<Verdict, UsersError> {
+    spawn_blocking_in_span(move || password_hash::verify(&password, &hash))
         .await?
         .map_err(UsersError::from)
 }

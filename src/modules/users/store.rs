@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::schema::{refresh_tokens, users, users_outbox};
+use super::schema::{refresh_tokens, users, users_deleted, users_outbox};
 use crate::platform::{
     auth::Role,
     db::DbConnection,
@@ -112,11 +112,50 @@ pub fn update_profile(
     }
 }
 
+/// Replaces a password hash by an equivalent one of the current kind, unless the password
+/// changed meanwhile.
+pub fn upgrade_password_hash(
+    conn: &mut DbConnection,
+    id: &str,
+    former: &str,
+    upgraded: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::password_hash.eq(former)),
+    )
+    .set(users::password_hash.eq(upgraded))
+    .execute(conn)
+}
+
 /// Deletes the user; their refresh tokens go with them (`ON DELETE CASCADE`).
-pub fn delete_user(conn: &mut DbConnection, id: Uuid) -> QueryResult<usize> {
+/// Deletes the account and its refresh tokens, leaving a record of the deletion; `0` when there
+/// was no such account.
+pub fn delete_user(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<usize> {
     diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(id.to_string())))
         .execute(conn)?;
-    diesel::delete(users::table.find(id.to_string())).execute(conn)
+    let deleted = diesel::delete(users::table.find(id.to_string())).execute(conn)?;
+    if deleted > 0 {
+        diesel::insert_into(users_deleted::table)
+            .values((
+                users_deleted::user_id.eq(id.to_string()),
+                users_deleted::deleted_at.eq(at.naive_utc()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(deleted)
+}
+
+/// Accounts deleted at or after `since`, with the time of their deletion.
+pub fn deleted_since(
+    conn: &mut DbConnection,
+    since: DateTime<Utc>,
+) -> QueryResult<Vec<(String, NaiveDateTime)>> {
+    users_deleted::table
+        .filter(users_deleted::deleted_at.ge(since.naive_utc()))
+        .select((users_deleted::user_id, users_deleted::deleted_at))
+        .load(conn)
 }
 
 pub fn set_role(conn: &mut DbConnection, email: &str, role: Role) -> QueryResult<usize> {
