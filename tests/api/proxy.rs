@@ -13,6 +13,7 @@ crate::backend_tests!(
     the_gateway_proxies_by_its_configured_route_table,
     one_request_is_followed_through_every_process_by_its_ids,
     a_thousand_simultaneous_sign_ups_queue_instead_of_failing,
+    malformed_requests_are_refused_without_error_lines,
 );
 
 /// An operator keeps the key set off the public entry by leaving `/.well-known` out of
@@ -193,5 +194,41 @@ async fn a_thousand_simultaneous_sign_ups_queue_instead_of_failing(backend: Back
             event["waitlist_length"].as_i64()
         ),
         (Some(100), Some(900))
+    );
+}
+
+/// A malformed request is the client's fault: still 400, but logged as a warning, not as an
+/// ERROR line any client could write into an operator's pager.
+async fn malformed_requests_are_refused_without_error_lines(backend: Backend) {
+    if !split_only() || backend != Backend::Sqlite {
+        return;
+    }
+    let mut app = TestApp::spawn(backend).await;
+    let wait = Duration::from_secs(5);
+    for request in [
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n"[..],
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ] {
+        let answer = app.raw(request, wait).await;
+        assert_eq!(answer.status, 400, "{answer:?}");
+    }
+    let gateway = app.processes().log("gateway");
+    let refusals: Vec<&str> = gateway
+        .lines()
+        .filter(|line| line.contains("malformed request refused"))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{gateway}");
+    assert!(
+        refusals
+            .iter()
+            .all(|line| line.contains(r#""level":"WARN""#))
+    );
+    assert!(
+        !gateway
+            .lines()
+            .any(|line| line.contains(r#""level":"ERROR""#)),
+        "{gateway}"
     );
 }
