@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
+use super::KnownRoutes;
 use actix_web::{
-    Error, HttpMessage, HttpResponse,
+    Error, HttpResponse,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
     http::Method,
@@ -119,14 +120,15 @@ pub async fn record_metrics(
     let started = Instant::now();
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
+        // The local route, else the contract's pattern of the path (a proxied request, or one
+        // answered before routing), else `unmatched`: never the path itself.
         let request = response.request();
         let route = request
             .match_pattern()
             .or_else(|| {
-                request
-                    .extensions()
-                    .get::<RouteLabel>()
-                    .map(|l| l.0.clone())
+                KnownRoutes::get()
+                    .find(request.path())
+                    .map(|route| route.pattern().to_owned())
             })
             .unwrap_or_else(|| "unmatched".to_owned());
         metrics.observe(
@@ -138,10 +140,6 @@ pub async fn record_metrics(
     }
     Ok(response)
 }
-
-/// The route pattern a proxied request belongs to, set by the proxy (no local route matched it).
-#[derive(Clone)]
-pub struct RouteLabel(pub String);
 
 pub fn text_response(body: String) -> HttpResponse {
     HttpResponse::Ok()

@@ -62,9 +62,6 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// Every error is `application/problem+json`.
 fn document_gateway_errors(path: &str, operation: &mut Operation) {
     let parameters = operation.parameters.as_deref().unwrap_or_default();
-    let has_query = parameters
-        .iter()
-        .any(|p| p.parameter_in == ParameterIn::Query);
     let has_path = parameters
         .iter()
         .any(|p| p.parameter_in == ParameterIn::Path);
@@ -74,10 +71,16 @@ fn document_gateway_errors(path: &str, operation: &mut Operation) {
         "503",
         "A module or the database is unavailable; see Retry-After",
     )];
-    if has_body || has_query {
-        common.push(("400", "Malformed JSON body or query parameter"));
-    }
+    // Any path may fail to decode cleanly (a control character, `..` above the root).
+    common.push((
+        "400",
+        "Malformed request: a path that does not decode cleanly, a malformed JSON body or query parameter",
+    ));
     if has_body {
+        common.push((
+            "408",
+            "The body did not arrive within `server.body_timeout_ms`",
+        ));
         common.push(("413", "Body larger than the configured limit"));
         common.push(("415", "Body is not application/json"));
         common.push(("422", "A field is invalid; `errors` names it"));

@@ -25,9 +25,7 @@ use actix_web::{
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::{
-    ClientAddress, KnownRoutes, Metrics, Routes, metrics::RouteLabel, request_context::REQUEST_ID,
-};
+use super::{ClientAddress, Metrics, Routes, request_context::REQUEST_ID};
 use crate::platform::{
     json::{BodyLimit, unreadable_body},
     problem::Problem,
@@ -224,10 +222,6 @@ impl Proxy {
             .routes
             .module_of(path)
             .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
-        if let Some(route) = KnownRoutes::get().find(path) {
-            req.extensions_mut()
-                .insert(RouteLabel(route.pattern().to_owned()));
-        }
         let upstream = self
             .upstream(module)
             .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
