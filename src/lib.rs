@@ -2,8 +2,10 @@
 //!
 //! Where a request goes: [`gateway`] (the public entry) → a module's handlers in
 //! [`modules::users`] or [`modules::events`] → its service (rules) → its store (diesel).
-//! [`topology`] assembles the pieces into a binary; [`platform`] is what all of them share.
+//! [`topology`] assembles the pieces into a binary from the [`config`]; [`platform`] is what all
+//! of them share.
 
+pub mod config;
 pub mod gateway;
 pub mod modules;
 pub mod platform;

@@ -1,9 +1,11 @@
 //! The `rsvp` binary: the monolith, plus operator commands.
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
 use rsvp::{
-    platform::{config::Settings, telemetry},
-    topology::monolith,
+    config::{Role, Settings},
+    topology::{self, monolith},
 };
 
 #[derive(Parser)]
@@ -28,31 +30,23 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
+    let settings = match topology::settings_or_exit(|| Settings::load(Role::Monolith)) {
         Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("rsvp: {err}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    telemetry::init(&settings.log);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match monolith::build(settings).await {
-            Ok(app) => app.run_until_stopped().await.map_err(|e| e.to_string()),
-            Err(err) => Err(err),
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => topology::run(monolith::build(settings).await).await,
+        Command::MakeAdmin { email } => match monolith::make_admin(settings, &email).await {
+            Ok(()) => {
+                println!("{email} is now an admin");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("rsvp: {err}");
+                ExitCode::FAILURE
+            }
         },
-        Command::MakeAdmin { email } => monolith::make_admin(settings, &email)
-            .await
-            .map(|()| println!("{email} is now an admin")),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "rsvp stopped");
-            eprintln!("rsvp: {err}");
-            std::process::ExitCode::FAILURE
-        }
     }
 }

@@ -2,5 +2,5 @@
 //! or hosts some modules itself when `topology.local_modules` says so.
 
 fn main() -> std::process::ExitCode {
-    rsvp::topology::split::main(rsvp::topology::split::GATEWAY_DEFAULTS)
+    rsvp::topology::split::main(rsvp::config::Role::Gateway)
 }

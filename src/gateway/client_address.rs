@@ -12,6 +12,14 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
 
+/// `gateway.trusted_proxies`: a list (or a comma-separated string) of addresses and networks.
+impl<'de> serde::Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = crate::platform::settings::list(deserializer)?;
+        Self::from_entries(&entries).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The client of one request, resolved once by the request context middleware.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAddress {
@@ -26,8 +34,16 @@ pub struct ClientAddress {
 impl TrustedProxies {
     /// Parses a comma-separated list of addresses and CIDR networks.
     pub fn parse(list: &str) -> Result<Self, String> {
-        crate::platform::config::list(list)
+        let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+        Self::from_entries(&entries)
+    }
+
+    /// Parses addresses and CIDR networks; blank entries are skipped.
+    pub fn from_entries(entries: &[impl AsRef<str>]) -> Result<Self, String> {
+        entries
             .iter()
+            .map(AsRef::as_ref)
+            .filter(|entry| !entry.is_empty())
             .map(|entry| {
                 entry
                     .parse::<IpNet>()

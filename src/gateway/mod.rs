@@ -14,7 +14,7 @@ mod request_context;
 mod routes;
 mod slow_clients;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use actix_cors::Cors;
 use actix_web::{
@@ -35,12 +35,31 @@ pub use client_address::{ClientAddress, TrustedProxies};
 pub use known_routes::KnownRoutes;
 pub use metrics::Metrics;
 pub use openapi::openapi_document;
-pub use rate_limit::AuthRateLimit;
+pub use rate_limit::{AuthRateLimit, RateLimitError};
 pub use request_context::{REQUEST_ID, RequestId, TRACEPARENT};
 pub use routes::{DEFAULT_ROUTES, Routes};
 
-use crate::platform::{config::Settings, json::BodyLimit, problem::Problem};
+use crate::platform::{json::BodyLimit, problem::Problem};
 use slow_clients::BodyDeadline;
+
+/// The `gateway` section of the configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct GatewaySettings {
+    /// Requests per minute per client IP on `/api/auth/*`; 0 turns the limit off.
+    pub auth_rate_per_minute: u32,
+    pub body_limit_bytes: usize,
+    /// Allowed origins for CORS; empty disables CORS, `*` allows any.
+    #[serde(deserialize_with = "crate::platform::settings::list")]
+    pub cors_allowed_origins: Vec<String>,
+    /// The proxies in front of the gateway whose `X-Forwarded-For`/`-Proto` are believed;
+    /// empty: the gateway is the edge.
+    pub trusted_proxies: TrustedProxies,
+    /// Redis shared by the gateway's instances for the auth rate limit; none: count alone.
+    #[serde(deserialize_with = "crate::platform::settings::optional")]
+    pub rate_limit_redis_url: Option<String>,
+    /// Split build: the `prefix=module` table the gateway proxies by.
+    pub routes: Routes,
+}
 
 /// What `/readyz` asks: the database, and in a split gateway the upstreams.
 #[async_trait]
@@ -51,9 +70,11 @@ pub trait Readiness: Send + Sync {
     fn report(&self, _metrics: &Metrics) {}
 }
 
-/// Everything the public application needs besides the routes.
+/// The HTTP shell every process serves its routes in (the monolith, the gateway and each
+/// service alike): request ids, access log, metrics, CORS, rate limit, body limits, problem+json
+/// for what no route serves, and the operations endpoints.
 #[derive(Clone)]
-pub struct Gateway {
+pub struct HttpShell {
     metrics: web::Data<Metrics>,
     rate_limit: web::Data<AuthRateLimit>,
     body_limit: web::Data<BodyLimit>,
@@ -63,27 +84,26 @@ pub struct Gateway {
     cors_origins: Arc<Vec<String>>,
 }
 
-impl Gateway {
-    /// Must run inside the tokio runtime (the rate limiter spawns its janitor).
-    pub fn new(settings: &Settings, readiness: Arc<dyn Readiness>) -> Self {
-        Self {
+impl HttpShell {
+    /// `body_timeout`: how long a request's body may take to arrive. Must run inside the tokio
+    /// runtime (the rate limiter spawns its janitor).
+    pub fn new(
+        settings: &GatewaySettings,
+        body_timeout: Duration,
+        readiness: Arc<dyn Readiness>,
+    ) -> Result<Self, RateLimitError> {
+        Ok(Self {
             metrics: web::Data::new(Metrics::new()),
-            rate_limit: web::Data::new(
-                AuthRateLimit::new(
-                    settings.gateway.auth_rate_per_minute,
-                    &settings.gateway.rate_limit_redis_url,
-                )
-                .expect("validated with the settings"),
-            ),
-            body_limit: web::Data::new(BodyLimit(settings.gateway.body_limit_bytes)),
-            body_deadline: web::Data::new(BodyDeadline(settings.server.body_timeout())),
+            rate_limit: web::Data::new(AuthRateLimit::new(
+                settings.auth_rate_per_minute,
+                settings.rate_limit_redis_url.as_deref(),
+            )?),
+            body_limit: web::Data::new(BodyLimit(settings.body_limit_bytes)),
+            body_deadline: web::Data::new(BodyDeadline(body_timeout)),
             readiness: web::Data::from(readiness),
-            trusted_proxies: web::Data::new(
-                TrustedProxies::parse(&settings.gateway.trusted_proxies)
-                    .expect("validated with the settings"),
-            ),
-            cors_origins: Arc::new(settings.cors_origins()),
-        }
+            trusted_proxies: web::Data::new(settings.trusted_proxies.clone()),
+            cors_origins: Arc::new(settings.cors_allowed_origins.clone()),
+        })
     }
 
     /// The public application: `routes` mounted behind every gateway concern.

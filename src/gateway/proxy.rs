@@ -29,6 +29,7 @@ use super::{ClientAddress, Metrics, Routes, request_context::REQUEST_ID};
 use crate::platform::{
     json::{BodyLimit, unreadable_body},
     problem::Problem,
+    service_client::ClientSetupError,
     trace::TraceContext,
 };
 
@@ -126,7 +127,7 @@ impl Proxy {
         routes: Routes,
         upstreams: Vec<Upstream>,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientSetupError> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(timeout)
@@ -136,7 +137,7 @@ impl Proxy {
             .pool_idle_timeout(UPSTREAM_IDLE)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("proxy client: {e}"))?;
+            .map_err(ClientSetupError::Http)?;
         Ok(Self {
             client,
             routes,

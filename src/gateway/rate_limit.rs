@@ -34,6 +34,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::ClientAddress;
 use crate::platform::problem::Problem;
 
+/// Why the shared rate limit could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("gateway.rate_limit_redis_url: {0}")]
+pub struct RateLimitError(#[from] redis::RedisError);
+
 /// The limiter, or none when `gateway.auth_rate_per_minute` is 0.
 #[derive(Clone)]
 pub struct AuthRateLimit(Option<Arc<Limiter>>);
@@ -44,15 +49,14 @@ struct Limiter {
 }
 
 impl AuthRateLimit {
-    /// `redis_url` empty: this instance counts alone. Must run inside the tokio runtime.
-    pub fn new(rate: u32, redis_url: &str) -> Result<Self, String> {
+    /// No `redis_url`: this instance counts alone. Must run inside the tokio runtime.
+    pub fn new(rate: u32, redis_url: Option<&str>) -> Result<Self, RateLimitError> {
         let Some(rate) = NonZeroU32::new(rate) else {
             return Ok(Self(None));
         };
-        let shared = match redis_url {
-            "" => None,
-            url => Some(SharedCount::new(url, rate)?),
-        };
+        let shared = redis_url
+            .map(|url| SharedCount::new(url, rate))
+            .transpose()?;
         let limiter = Arc::new(Limiter {
             local: RateLimiter::keyed(Quota::per_minute(rate)),
             shared,
@@ -121,15 +125,14 @@ struct SharedCount {
 }
 
 impl SharedCount {
-    fn new(url: &str, rate: NonZeroU32) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    fn new(url: &str, rate: NonZeroU32) -> Result<Self, RateLimitError> {
+        let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_DEADLINE))
             .set_response_timeout(Some(REDIS_DEADLINE))
             .set_number_of_retries(1);
         // Lazy: a gateway starts (and counts locally) while Redis is still down.
-        let redis =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| e.to_string())?;
+        let redis = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             redis,
             script: redis::Script::new(GCRA),

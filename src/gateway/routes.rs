@@ -21,8 +21,18 @@ pub struct Routes {
 impl Routes {
     /// Parses `prefix=module` pairs separated by commas.
     pub fn parse(spec: &str) -> Result<Self, String> {
+        let entries: Vec<&str> = spec.split(',').collect();
+        Self::from_entries(&entries)
+    }
+
+    /// Parses `prefix=module` entries; blank ones are skipped.
+    pub fn from_entries(entries: &[impl AsRef<str>]) -> Result<Self, String> {
         let mut table: Vec<(String, &'static str)> = Vec::new();
-        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in entries
+            .iter()
+            .map(|e| e.as_ref().trim())
+            .filter(|e| !e.is_empty())
+        {
             let (prefix, module) = entry
                 .split_once('=')
                 .ok_or_else(|| format!("{entry:?} is not prefix=module"))?;
@@ -60,6 +70,14 @@ impl Routes {
             .iter()
             .find(|(prefix, _)| matches(prefix, path))
             .map(|(_, module)| *module)
+    }
+}
+
+/// `gateway.routes`: a list (or a comma-separated string) of `prefix=module` entries.
+impl<'de> serde::Deserialize<'de> for Routes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = crate::platform::settings::list(deserializer)?;
+        Self::from_entries(&entries).map_err(serde::de::Error::custom)
     }
 }
 

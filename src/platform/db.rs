@@ -20,8 +20,18 @@ pub enum DbConnection {
     Postgres(diesel::PgConnection),
 }
 
+/// The `database` section of the configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
 /// A parsed `database.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
     Postgres(String),
@@ -41,6 +51,14 @@ impl DatabaseUrl {
             return Err("needs a file path (in-memory SQLite is not shared across a pool)".into());
         }
         Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<Self, String> {
+        Self::parse(&url)
     }
 }
 
@@ -130,10 +148,27 @@ fn is_locked(err: &diesel::result::Error) -> bool {
 /// Key of the PostgreSQL advisory lock that serialises migrations across processes.
 const MIGRATION_LOCK: i64 = 0x7273_7670; // "rsvp"
 
-impl From<DbError> for String {
-    fn from(err: DbError) -> Self {
-        err.to_string()
-    }
+/// Why the database could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot create {path}: {source}")]
+    CreateFolder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Open(#[source] r2d2::Error),
+    #[error("migration lock: {0}")]
+    MigrationLock(#[source] diesel::result::Error),
+    #[error("migrations of module {module} failed: {source}")]
+    Migrations {
+        module: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("migration transaction: {0}")]
+    Transaction(#[from] DbError),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(#[source] r2d2::PoolError),
 }
 
 /// Each module's migrations for both backends, embedded in the binary.
@@ -153,15 +188,17 @@ pub struct Db {
 impl Db {
     /// Connects (creating the SQLite file and its folder when needed) and applies `migrations`.
     pub fn connect(
-        settings: &crate::platform::config::DatabaseSettings,
+        settings: &DatabaseSettings,
         migrations: &[&ModuleMigrations],
-    ) -> Result<Self, String> {
-        let url = DatabaseUrl::parse(&settings.url)?;
+    ) -> Result<Self, DbSetupError> {
+        let url = settings.url.clone();
         let backend = match &url {
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    std::fs::create_dir_all(dir).map_err(|source| DbSetupError::CreateFolder {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
                 }
                 "sqlite"
             }
@@ -169,9 +206,7 @@ impl Db {
         };
         let manager = DbConnectionManager { url };
         // Migrate on one plain connection first, so a failure is reported before serving.
-        let mut conn = manager
-            .connect()
-            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        let mut conn = manager.connect().map_err(DbSetupError::Open)?;
         // Instances starting together (replicas, a second events service) must not both apply
         // the same migration: one transaction holds the write lock (SQLite) or an advisory lock
         // (PostgreSQL) while it checks and applies, the others wait and then find nothing to do.
@@ -179,7 +214,7 @@ impl Db {
             if let DbConnection::Postgres(c) = conn {
                 diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                     .execute(c)
-                    .map_err(|e| format!("migration lock: {e}"))?;
+                    .map_err(DbSetupError::MigrationLock)?;
             }
             for set in migrations {
                 let applied = match conn {
@@ -190,12 +225,15 @@ impl Db {
                         c.run_pending_migrations((set.postgres)()).map(|v| v.len())
                     }
                 }
-                .map_err(|e| format!("migrations of module {} failed: {e}", set.module))?;
+                .map_err(|source| DbSetupError::Migrations {
+                    module: set.module,
+                    source,
+                })?;
                 if applied > 0 {
                     tracing::info!(module = set.module, applied, backend, "applied migrations");
                 }
             }
-            Ok::<_, String>(())
+            Ok::<_, DbSetupError>(())
         })?;
         drop(conn);
         let pool = r2d2::Pool::builder()
@@ -206,7 +244,7 @@ impl Db {
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(settings.connect_timeout_secs))
             .build(manager)
-            .map_err(|e| format!("cannot build the connection pool: {e}"))?;
+            .map_err(DbSetupError::Pool)?;
         Ok(Self { pool, backend })
     }
 

@@ -18,9 +18,17 @@ pub struct DomainEvent {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// Why a domain event was not delivered (or not handled); it is delivered again later.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DeliveryError(pub String);
+#[error(transparent)]
+pub struct DeliveryError(Box<dyn std::error::Error + Send + Sync>);
+
+impl DeliveryError {
+    /// Wraps any error, or a message, keeping its chain.
+    pub fn because(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(cause.into())
+    }
+}
 
 /// Where an outbox relay hands its events: in process, or a broker in the split topology.
 #[async_trait]

@@ -1,8 +1,7 @@
-//! What every module stands on and none owns: configuration, the database layer, errors as
+//! What every module stands on and none owns: settings helpers, the database layer, errors as
 //! problem details, token verification, domain-event plumbing, pagination and logging.
 
 pub mod auth;
-pub mod config;
 pub mod db;
 pub mod json;
 #[cfg(feature = "split")]
@@ -16,6 +15,7 @@ pub mod problem;
 pub mod service_auth;
 #[cfg(feature = "split")]
 pub mod service_client;
+pub mod settings;
 pub mod telemetry;
 pub mod text;
 pub mod trace;

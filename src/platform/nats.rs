@@ -10,33 +10,69 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 
-use super::{
-    config::NatsSettings,
-    messaging::{DeliveryError, DomainEvent, EventHandler, EventPublisher},
-};
+use super::messaging::{DeliveryError, DomainEvent, EventHandler, EventPublisher};
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The `nats` section of the configuration (split build).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NatsSettings {
+    pub url: String,
+    pub stream: String,
+    /// Subjects are `<prefix>.<topic>`; streams of different deployments must not overlap.
+    pub subject_prefix: String,
+    /// Durable consumer name; instances of one service share it and split the work.
+    pub consumer: String,
+}
+
+/// What failed in a conversation with the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("nats {url}: {source}")]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    /// A JetStream call (`what` names it: the stream, the consumer, an ack...) failed.
+    #[error("{what}: {source}")]
+    JetStream {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BrokerError {
+    fn jetstream(
+        what: impl Into<String>,
+    ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> Self {
+        let what = what.into();
+        move |source| Self::JetStream { what, source }
+    }
+}
 
 fn subject(settings: &NatsSettings, topic: &str) -> String {
     format!("{}.{topic}", settings.subject_prefix)
 }
 
 /// Connects lazily: a broker that is down at start is retried in the background.
-pub async fn connect(settings: &NatsSettings) -> Result<jetstream::Context, String> {
+pub async fn connect(settings: &NatsSettings) -> Result<jetstream::Context, BrokerError> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .name("rsvp")
         .connect(&settings.url)
         .await
-        .map_err(|e| format!("nats {}: {e}", settings.url))?;
+        .map_err(|source| BrokerError::Connect {
+            url: settings.url.clone(),
+            source,
+        })?;
     Ok(jetstream::new(client))
 }
 
 async fn ensure_stream(
     js: &jetstream::Context,
     settings: &NatsSettings,
-) -> Result<stream::Stream, String> {
+) -> Result<stream::Stream, BrokerError> {
     let name = &settings.stream;
     js.get_or_create_stream(stream::Config {
         name: name.clone(),
@@ -46,7 +82,7 @@ async fn ensure_stream(
         ..Default::default()
     })
     .await
-    .map_err(|e| format!("stream {name}: {e}"))
+    .map_err(|e| BrokerError::jetstream(format!("stream {name}"))(e.into()))
 }
 
 pub struct NatsPublisher {
@@ -67,20 +103,22 @@ impl NatsPublisher {
 impl EventPublisher for NatsPublisher {
     async fn publish(&self, event: &DomainEvent) -> Result<(), DeliveryError> {
         let publish = async {
-            ensure_stream(&self.js, &self.settings).await?;
-            let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+            ensure_stream(&self.js, &self.settings)
+                .await
+                .map_err(DeliveryError::because)?;
+            let body = serde_json::to_vec(event).map_err(DeliveryError::because)?;
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
             let ack = self
                 .js
                 .publish_with_headers(subject(&self.settings, &event.topic), headers, body.into())
                 .await
-                .map_err(|e| e.to_string())?;
-            ack.await.map(drop).map_err(|e| e.to_string())
+                .map_err(DeliveryError::because)?;
+            ack.await.map(drop).map_err(DeliveryError::because)
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
-            Ok(result) => result.map_err(DeliveryError),
-            Err(_) => Err(DeliveryError("NATS did not acknowledge in time".into())),
+            Ok(result) => result,
+            Err(_) => Err(DeliveryError::because("NATS did not acknowledge in time")),
         }
     }
 }
@@ -90,7 +128,7 @@ pub fn spawn_consumer(
     js: jetstream::Context,
     settings: NatsSettings,
     handler: Arc<dyn EventHandler>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut failures = 0u32;
         loop {
@@ -103,14 +141,14 @@ pub fn spawn_consumer(
             }
             tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.clamp(1, 8)))).await;
         }
-    });
+    })
 }
 
 async fn consume(
     js: &jetstream::Context,
     settings: &NatsSettings,
     handler: &dyn EventHandler,
-) -> Result<(), String> {
+) -> Result<(), BrokerError> {
     let stream = ensure_stream(js, settings).await?;
     let consumer = stream
         .get_or_create_consumer(
@@ -123,11 +161,14 @@ async fn consume(
             },
         )
         .await
-        .map_err(|e| format!("consumer {}: {e}", settings.consumer))?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        .map_err(|e| BrokerError::jetstream(format!("consumer {}", settings.consumer))(e.into()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| BrokerError::jetstream("messages")(e.into()))?;
     tracing::info!(consumer = %settings.consumer, "consuming domain events");
     while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
+        let message = message.map_err(|e| BrokerError::jetstream("message")(e.into()))?;
         let outcome = match serde_json::from_slice::<DomainEvent>(&message.payload) {
             Ok(event) if handler.topics().contains(&event.topic.as_str()) => {
                 handler.handle(&event).await
@@ -148,7 +189,7 @@ async fn consume(
                     .await
             }
         };
-        ack.map_err(|e| format!("ack: {e}"))?;
+        ack.map_err(BrokerError::jetstream("ack"))?;
     }
     Ok(())
 }

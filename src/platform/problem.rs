@@ -1,5 +1,23 @@
 //! RFC 9457 problem details: the one shape every error response takes. Module errors convert
 //! into a [`Problem`]; nothing else writes an error body.
+//!
+//! Which error type is used where (one per boundary; each keeps its cause as `source`):
+//!
+//! | boundary | type |
+//! |---|---|
+//! | an HTTP answer | [`Problem`]; a module error becomes one through [`ToProblem`] |
+//! | a module's rules and store | `UsersError`, `EventsError` |
+//! | a call to another module | `UsersApiError` (in process or over HTTP alike) |
+//! | a call to another service | `service_client::CallError`; building the client: `ClientSetupError` |
+//! | an access token | `auth::TokenError` |
+//! | the database at run time / at start | `db::DbError` / `db::DbSetupError` |
+//! | domain events | `messaging::DeliveryError`; the relay: `RelayError`; the broker: `BrokerError` |
+//! | signing keys | `KeysError` |
+//! | configuration | `config::ConfigError` |
+//! | a process's start | `topology::StartError`, which wraps the ones above |
+//!
+//! `Result<_, String>` is kept only for a value that fails to parse (a URL, a route entry),
+//! where the message is all there is to say.
 
 use actix_web::{
     HttpResponse, ResponseError,
@@ -125,17 +143,53 @@ impl std::fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
-impl ResponseError for Problem {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
+/// An error that answers a request: the one mapping from a module's error to its HTTP answer.
+/// [`problem_response!`](crate::problem_response) implements `ResponseError` from it.
+pub trait ToProblem {
+    fn to_problem(&self) -> Problem;
+}
 
-    fn error_response(&self) -> HttpResponse {
+impl ToProblem for Problem {
+    fn to_problem(&self) -> Problem {
+        self.clone()
+    }
+}
+
+/// Implements `ResponseError` for error types that implement [`ToProblem`]; a blanket impl is
+/// not allowed for a foreign trait, so each type names itself once.
+#[macro_export]
+macro_rules! problem_response {
+    ($($error:ty),+ $(,)?) => {$(
+        impl actix_web::ResponseError for $error {
+            fn status_code(&self) -> actix_web::http::StatusCode {
+                $crate::platform::problem::ToProblem::to_problem(self).status
+            }
+
+            fn error_response(&self) -> actix_web::HttpResponse {
+                $crate::platform::problem::ToProblem::to_problem(self).into_response()
+            }
+        }
+    )+};
+}
+
+impl Problem {
+    /// The `application/problem+json` answer.
+    pub fn into_response(self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         response.json(self.body())
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.clone().into_response()
     }
 }

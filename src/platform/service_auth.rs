@@ -4,13 +4,14 @@
 use std::{future::Future, pin::Pin};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::{problem::Problem, service_client::SERVICE_CREDENTIAL};
 
-/// The configured credential, as app data.
+/// The configured credential, as app data; `Debug` never shows it.
 #[derive(Clone)]
-pub struct ServiceCredential(pub String);
+pub struct ServiceCredential(pub SecretString);
 
 /// Proof that the caller presented the service credential.
 pub struct ServiceCaller;
@@ -22,7 +23,7 @@ impl FromRequest for ServiceCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let expected = req
             .app_data::<web::Data<ServiceCredential>>()
-            .map(|c| c.0.clone());
+            .map(|c| c.0.expose_secret().to_owned());
         let presented = req
             .headers()
             .get(SERVICE_CREDENTIAL)

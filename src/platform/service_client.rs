@@ -15,7 +15,33 @@ use rand::Rng;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{config::ServiceSettings, trace::TraceContext};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::trace::TraceContext;
+
+/// The `service` section of the configuration: service-to-service calls (split build).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ServiceSettings {
+    /// Shared secret internal endpoints require in `X-Service-Credential`; never printed.
+    pub credential: SecretString,
+    /// Extra listener for internal endpoints when this process is also the public entry.
+    #[serde(deserialize_with = "super::settings::optional")]
+    pub internal_bind: Option<String>,
+    pub call_timeout_ms: u64,
+    pub retries: u32,
+    /// Consecutive failures that open the circuit, and how long it stays open.
+    pub breaker_failures: u32,
+    pub breaker_open_ms: u64,
+}
+
+/// Why a client for another service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error("no instances configured for {0}")]
+    NoInstances(&'static str),
+    #[error("http client: {0}")]
+    Http(#[source] reqwest::Error),
+}
 
 /// Header carrying the shared service credential on internal calls.
 pub const SERVICE_CREDENTIAL: &str = "x-service-credential";
@@ -39,7 +65,7 @@ pub struct ServiceClient {
     http: reqwest::Client,
     instances: Vec<String>,
     next: AtomicUsize,
-    credential: String,
+    credential: SecretString,
     retries: u32,
     breaker: CircuitBreaker,
 }
@@ -49,9 +75,9 @@ impl ServiceClient {
         service: &'static str,
         instances: Vec<String>,
         settings: &ServiceSettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientSetupError> {
         if instances.is_empty() {
-            return Err(format!("no instances configured for {service}"));
+            return Err(ClientSetupError::NoInstances(service));
         }
         let timeout = Duration::from_millis(settings.call_timeout_ms);
         let http = reqwest::Client::builder()
@@ -61,7 +87,7 @@ impl ServiceClient {
             .pool_idle_timeout(Duration::from_secs(4))
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(|e| format!("http client: {e}"))?;
+            .map_err(ClientSetupError::Http)?;
         Ok(Self {
             service,
             http,
@@ -157,7 +183,7 @@ impl ServiceClient {
 
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        if let Ok(value) = self.credential.parse() {
+        if let Ok(value) = self.credential.expose_secret().parse() {
             headers.insert(SERVICE_CREDENTIAL, value);
         }
         if let Some(context) = TraceContext::current() {
@@ -308,7 +334,7 @@ mod tests {
     fn client(instances: &[&str], retries: u32, breaker_failures: u32) -> ServiceClient {
         let settings = ServiceSettings {
             credential: "secret".into(),
-            internal_bind: String::new(),
+            internal_bind: None,
             call_timeout_ms: 200,
             retries,
             breaker_failures,

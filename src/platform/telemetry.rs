@@ -11,13 +11,44 @@ use tracing_subscriber::{
     prelude::*,
 };
 
-use super::config::{LogFormat, LogSettings};
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    Pretty,
+    Json,
+}
+
+/// The `log` section of the configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `rsvp=debug,actix_web=info`.
+    pub level: LogLevel,
+}
+
+/// A valid `EnvFilter` directive.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct LogLevel(String);
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+
+    fn try_from(directive: String) -> Result<Self, String> {
+        EnvFilter::try_new(&directive)
+            .map(|_| Self(directive))
+            .map_err(|e| format!("not a valid filter directive: {e}"))
+    }
+}
 
 /// Installs the global subscriber; `RUST_LOG` overrides `log.level` when set. A second call
 /// (tests start many apps in one process) is a no-op.
 pub fn init(settings: &LogSettings) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level.0));
     let json = match settings.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

@@ -1,64 +1,130 @@
 //! Composition roots: the only code that knows which implementation stands behind each trait
-//! (in-process call or remote client) and so which topology a binary runs.
+//! (in-process call or remote client) and so which topology a binary runs. The pieces every
+//! topology assembles live here, one function each; `monolith` and `split` compose them.
 
 pub mod monolith;
 #[cfg(feature = "split")]
 pub mod split;
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, process::ExitCode, sync::Arc, time::Duration};
 
-use actix_web::dev::Server;
+use actix_web::{HttpServer, dev::Server, web};
 use async_trait::async_trait;
-use tokio::sync::Notify;
 
 use crate::{
-    gateway::{Metrics, Readiness},
+    config::{ConfigError, ServerSettings, Settings},
+    gateway::{HttpShell, Metrics, RateLimitError, Readiness},
     modules::{
-        events::EventsService,
-        users::{SigningKeys, UsersApi, UsersService},
+        events::{EventsError, EventsService},
+        users::{KeysError, SigningKeys, UsersApi, UsersError, UsersService},
     },
     platform::{
-        auth::{DeletedAccounts, RefuseDeletedAccounts, TokenVerifier},
-        config::Settings,
-        db::{Db, ModuleMigrations, spawn_blocking_in_span},
+        auth::{DeletedAccounts, RefuseDeletedAccounts, TokenError, TokenVerifier},
+        db::{Db, DbError, DbSetupError, ModuleMigrations, spawn_blocking_in_span},
+        telemetry,
     },
 };
+
+/// Why a process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    #[error("database: {0}")]
+    Blocking(#[from] DbError),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    #[error("signing keys: {0}")]
+    PublicKeys(#[from] TokenError),
+    #[error("bcrypt: {0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("users module: {0}")]
+    Users(#[from] UsersError),
+    #[error("events module: {0}")]
+    Events(#[from] EventsError),
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "service.credential: required in the split topology (a shared secret for internal calls)"
+    )]
+    MissingCredential,
+    #[cfg(feature = "split")]
+    #[error(transparent)]
+    Broker(#[from] crate::platform::nats::BrokerError),
+    #[cfg(feature = "split")]
+    #[error(transparent)]
+    Client(#[from] crate::platform::service_client::ClientSetupError),
+}
+
+/// Runs a process to its end and says how it ended: the one `main` of every binary. A process
+/// that could not start is reported on stderr (its logging may not be up) and exits 1.
+pub async fn run(app: Result<Application, StartError>) -> ExitCode {
+    let result = match app {
+        Ok(app) => app.run_until_stopped().await.map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "rsvp stopped");
+            eprintln!("rsvp: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the settings and starts logging, or says why the configuration is unusable (exit 2).
+pub fn settings_or_exit(
+    load: impl FnOnce() -> Result<Settings, ConfigError>,
+) -> Result<Settings, ExitCode> {
+    match load() {
+        Ok(settings) => {
+            telemetry::init(&settings.log);
+            Ok(settings)
+        }
+        Err(err) => {
+            eprintln!("rsvp: {err}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
 
 /// Opens the process's database and applies the migrations of the modules it hosts.
 pub async fn connect(
     settings: &Settings,
     migrations: &[&'static ModuleMigrations],
-) -> Result<Db, String> {
+) -> Result<Db, StartError> {
     let database = settings.database.clone();
     let migrations = migrations.to_vec();
-    spawn_blocking_in_span(move || Db::connect(&database, &migrations))
-        .await
-        .map_err(|e| e.to_string())?
+    Ok(spawn_blocking_in_span(move || Db::connect(&database, &migrations)).await??)
 }
 
-/// The users module with its signing key (loaded, or generated on first start).
+/// The users module with its signing key (loaded, or generated on first start), remembering
+/// the deletions of the last token lifetime.
 pub async fn users_service(
     settings: &Settings,
     db: Db,
-    outbox_wakeup: Arc<Notify>,
     deleted: Arc<DeletedAccounts>,
-) -> Result<Arc<UsersService>, String> {
+) -> Result<Arc<UsersService>, StartError> {
     let auth = settings.auth.clone();
-    let service = spawn_blocking_in_span(move || {
-        let retired: Vec<std::path::PathBuf> =
-            crate::platform::config::list(&auth.retired_signing_key_paths)
-                .into_iter()
-                .map(Into::into)
-                .collect();
+    let service = spawn_blocking_in_span(move || -> Result<_, StartError> {
+        let retired: Vec<std::path::PathBuf> = auth
+            .retired_signing_key_paths
+            .iter()
+            .map(Into::into)
+            .collect();
         let keys = Arc::new(SigningKeys::load(&auth.signing_key_path, &retired)?);
-        UsersService::new(db, keys, auth, outbox_wakeup, deleted)
+        Ok(UsersService::new(db, keys, auth, deleted)?)
     })
-    .await
-    .map_err(|e| e.to_string())??;
-    service
-        .recall_deleted_accounts()
-        .await
-        .map_err(|e| format!("cannot load deleted accounts: {e}"))?;
+    .await??;
+    service.recall_deleted_accounts().await?;
     Ok(Arc::new(service))
 }
 
@@ -67,12 +133,9 @@ pub async fn events_service(
     db: Db,
     users: Arc<dyn UsersApi>,
     deleted: Arc<DeletedAccounts>,
-) -> Result<Arc<EventsService>, String> {
+) -> Result<Arc<EventsService>, StartError> {
     let service = EventsService::new(db, users, deleted);
-    service
-        .recall_deleted_accounts()
-        .await
-        .map_err(|e| format!("cannot load deleted accounts: {e}"))?;
+    service.recall_deleted_accounts().await?;
     Ok(Arc::new(service))
 }
 
@@ -89,6 +152,56 @@ pub fn deleted_accounts(settings: &Settings) -> Arc<DeletedAccounts> {
     Arc::new(DeletedAccounts::new(Duration::from_secs(
         settings.auth.access_ttl_secs,
     )))
+}
+
+/// The HTTP shell of a process: request ids, limits, metrics and the operations endpoints.
+pub fn http_shell(
+    settings: &Settings,
+    readiness: Arc<dyn Readiness>,
+) -> Result<HttpShell, StartError> {
+    Ok(HttpShell::new(
+        &settings.gateway,
+        settings.server.body_timeout(),
+        readiness,
+    )?)
+}
+
+/// Binds `address` now (so a test can ask for port 0 and learn the port).
+pub fn bind(address: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address).map_err(|source| StartError::Bind {
+        address: address.to_owned(),
+        source,
+    })
+}
+
+/// Serves `mount`'s routes in `shell` on `listener`, with the server settings' timeouts and
+/// workers (`workers` overrides them, for small side listeners).
+pub fn serve<F>(
+    server_settings: &ServerSettings,
+    listener: &TcpListener,
+    shell: HttpShell,
+    workers: Option<usize>,
+    mount: F,
+) -> Result<Server, StartError>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let mut server = HttpServer::new(move || shell.clone().app(mount.clone()))
+        .client_request_timeout(server_settings.header_timeout());
+    match workers {
+        Some(n) => server = server.workers(n),
+        None if server_settings.workers > 0 => server = server.workers(server_settings.workers),
+        None => {}
+    }
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "the listener".to_owned(), |a| a.to_string());
+    let bind_error = |source| StartError::Bind {
+        address: address.clone(),
+        source,
+    };
+    let listener = listener.try_clone().map_err(bind_error)?;
+    Ok(server.listen(listener).map_err(bind_error)?.run())
 }
 
 /// Ready when the database (if the process has one) answers.
@@ -151,9 +264,16 @@ impl AppHandle {
 }
 
 impl Application {
-    pub fn new(listener: &TcpListener, server: Server) -> std::io::Result<Self> {
+    pub fn new(listener: &TcpListener, server: Server) -> Result<Self, StartError> {
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                address: "the public listener".to_owned(),
+                source,
+            })?
+            .port();
         Ok(Self {
-            port: listener.local_addr()?.port(),
+            port,
             servers: vec![server],
             tasks: Vec::new(),
         })

@@ -1,41 +1,33 @@
 //! The monolith: gateway, users and events in one process on one database. Cross-module calls
 //! are plain method calls and domain events go through an in-process bus.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use actix_web::{HttpServer, web};
-use tokio::sync::Notify;
+use actix_web::web;
 
 use super::{
-    Application, DatabaseReadiness, connect, deleted_accounts, events_service, token_verifier,
-    users_service,
+    Application, DatabaseReadiness, StartError, bind, connect, deleted_accounts, events_service,
+    http_shell, serve, token_verifier, users_service,
 };
 use crate::{
-    gateway::Gateway,
+    config::Settings,
     modules::{
         events::{self, UserDeletedHandler},
-        users::{self, OutboxRelay, UsersApi},
+        users::{self, UsersApi},
     },
-    platform::{auth::KeySetVerifier, config::Settings, messaging::InProcessBus},
+    platform::{auth::KeySetVerifier, messaging::InProcessBus},
 };
 
 /// Builds and binds the monolith; call [`Application::run_until_stopped`] to serve.
-pub async fn build(settings: Settings) -> Result<Application, String> {
+pub async fn build(settings: Settings) -> Result<Application, StartError> {
     let db = connect(&settings, &[&users::MIGRATIONS, &events::MIGRATIONS]).await?;
-    let outbox_wakeup = Arc::new(Notify::new());
     let deleted = deleted_accounts(&settings);
-    let users = users_service(
-        &settings,
-        db.clone(),
-        outbox_wakeup.clone(),
-        deleted.clone(),
-    )
-    .await?;
+    let users = users_service(&settings, db.clone(), deleted.clone()).await?;
     let verifier = token_verifier(
-        Arc::new(
-            KeySetVerifier::new(&settings.auth.issuer, &users.keys().jwks())
-                .map_err(|e| e.to_string())?,
-        ),
+        Arc::new(KeySetVerifier::new(
+            &settings.auth.issuer,
+            &users.keys().jwks(),
+        )?),
         &deleted,
     );
     let users_api: Arc<dyn UsersApi> = users.clone();
@@ -44,37 +36,20 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
     let relay = settings.outbox.relay_enabled.then(|| {
         let bus = InProcessBus::default().subscribe(Arc::new(UserDeletedHandler(events.clone())));
         let poll = Duration::from_millis(settings.outbox.poll_interval_ms);
-        OutboxRelay::new(db.clone(), Arc::new(bus), outbox_wakeup, poll).spawn()
+        users.outbox_relay(Arc::new(bus), poll).spawn()
     });
 
-    let gateway = Gateway::new(&settings, Arc::new(DatabaseReadiness(Some(db))));
-    let listener = TcpListener::bind(&settings.server.bind)
-        .map_err(|e| format!("cannot bind {}: {e}", settings.server.bind))?;
-    let mut server = HttpServer::new(move || {
-        let (users, users_api, events, verifier) = (
-            users.clone(),
-            users_api.clone(),
-            events.clone(),
-            verifier.clone(),
-        );
-        gateway.clone().app(move |cfg| {
-            cfg.app_data(web::Data::from(users))
-                .app_data(web::Data::from(users_api))
-                .app_data(web::Data::from(events))
-                .app_data(web::Data::from(verifier))
-                .configure(users::configure)
-                .configure(events::configure);
-        })
-    });
-    server = server.client_request_timeout(settings.server.header_timeout());
-    if settings.server.workers > 0 {
-        server = server.workers(settings.server.workers);
-    }
-    let server = server
-        .listen(listener.try_clone().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?
-        .run();
-    let mut app = Application::new(&listener, server).map_err(|e| e.to_string())?;
+    let shell = http_shell(&settings, Arc::new(DatabaseReadiness(Some(db))))?;
+    let listener = bind(&settings.server.bind.to_string())?;
+    let server = serve(&settings.server, &listener, shell, None, move |cfg| {
+        cfg.app_data(web::Data::from(users.clone()))
+            .app_data(web::Data::from(users_api.clone()))
+            .app_data(web::Data::from(events.clone()))
+            .app_data(web::Data::from(verifier.clone()))
+            .configure(users::configure)
+            .configure(events::configure);
+    })?;
+    let mut app = Application::new(&listener, server)?;
     if let Some(relay) = &relay {
         app = app.with_task(relay);
     }
@@ -82,18 +57,23 @@ pub async fn build(settings: Settings) -> Result<Application, String> {
     Ok(app)
 }
 
+/// Why `make-admin` could not promote an account.
+#[derive(Debug, thiserror::Error)]
+pub enum MakeAdminError {
+    #[error("no account with email {0}")]
+    NoSuchAccount(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Users(users::UsersError),
+}
+
 /// Gives an existing account the admin role.
-pub async fn make_admin(settings: Settings, email: &str) -> Result<(), String> {
+pub async fn make_admin(settings: Settings, email: &str) -> Result<(), MakeAdminError> {
     let db = connect(&settings, &[&users::MIGRATIONS]).await?;
-    let users = users_service(
-        &settings,
-        db,
-        Arc::new(Notify::new()),
-        deleted_accounts(&settings),
-    )
-    .await?;
+    let users = users_service(&settings, db, deleted_accounts(&settings)).await?;
     users.promote_to_admin(email).await.map_err(|e| match e {
-        users::UsersError::NotFound => format!("no account with email {email}"),
-        other => other.to_string(),
+        users::UsersError::NotFound => MakeAdminError::NoSuchAccount(email.to_owned()),
+        other => MakeAdminError::Users(other),
     })
 }

@@ -1,33 +1,33 @@
-//! The split build's composition root. One function assembles every process of the split
-//! topology; configuration says which modules this process hosts (`topology.local_modules`) and
-//! whether it is the public entry (`topology.proxy`). A module hosted here is called in process;
-//! a module hosted elsewhere is reached through its HTTP client and, for a gateway, its routes
-//! are proxied. That gives the pure gateway, the users service, the events service and any mixed
-//! topology (say gateway + users here, events remote) from the same code.
+//! The split build's composition root. Configuration says which modules a process hosts
+//! (`topology.local_modules`) and whether it is the public entry (`topology.proxy`); [`build`]
+//! composes one function per role from that: [`host_users`] or [`remote_users`],
+//! [`host_events`], [`relay_domain_events`] and [`gateway_proxy`]. That gives the pure gateway,
+//! the users service, the events service and any mixed process (say gateway + users here,
+//! events remote) from the same code.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use actix_web::{HttpServer, web};
+use actix_web::web;
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use secrecy::ExposeSecret;
 
 use super::{
-    Application, DatabaseReadiness, connect, deleted_accounts, events_service, token_verifier,
-    users_service,
+    Application, DatabaseReadiness, StartError, bind, connect, deleted_accounts, events_service,
+    http_shell, serve, token_verifier, users_service,
 };
 use crate::{
+    config::{Module, Role, Settings},
     gateway::{
-        Gateway, Metrics, Readiness, Routes,
+        Metrics, Readiness,
         proxy::{Proxy, Upstream},
     },
     modules::{
-        events::{self, UserDeletedHandler},
-        users::{self, OutboxRelay, UsersApi, UsersClient},
+        events::{self, EventsService, UserDeletedHandler},
+        users::{self, UsersApi, UsersClient, UsersService},
     },
     platform::{
-        auth::{KeySetVerifier, TokenVerifier},
-        config::{Settings, list},
-        db::ModuleMigrations,
+        auth::{DeletedAccounts, KeySetVerifier, TokenVerifier},
+        db::{Db, ModuleMigrations},
         jwks::JwksVerifier,
         messaging::{EventPublisher, InProcessBus},
         nats::{self, NatsPublisher},
@@ -36,237 +36,236 @@ use crate::{
     },
 };
 
-/// Default settings of each split binary, applied under the operator's configuration.
-pub const GATEWAY_DEFAULTS: &[(&str, &str)] =
-    &[("topology.local_modules", ""), ("topology.proxy", "true")];
-pub const USERS_DEFAULTS: &[(&str, &str)] = &[
-    ("topology.local_modules", "users"),
-    ("server.bind", "127.0.0.1:9091"),
-    ("database.url", "sqlite://data/users.db"),
-    ("gateway.auth_rate_per_minute", "0"),
-];
-pub const EVENTS_DEFAULTS: &[(&str, &str)] = &[
-    ("topology.local_modules", "events"),
-    ("server.bind", "127.0.0.1:9000"),
-    ("database.url", "sqlite://data/events.db"),
-    ("gateway.auth_rate_per_minute", "0"),
-];
-
-/// Builds and binds one process of the split topology.
-pub async fn build(settings: Settings) -> Result<Application, String> {
-    let hosts_users = settings.hosts("users");
-    let hosts_events = settings.hosts("events");
-    let is_gateway = settings.topology.proxy;
-    if (hosts_users || !is_gateway) && settings.service.credential.is_empty() {
-        return Err("service.credential: required in the split topology (a shared secret for internal calls)".into());
-    }
-
-    let mut migrations: Vec<&'static ModuleMigrations> = Vec::new();
-    if hosts_users {
-        migrations.push(&users::MIGRATIONS);
-    }
-    if hosts_events {
-        migrations.push(&events::MIGRATIONS);
-    }
-    let db = if migrations.is_empty() {
-        None
-    } else {
-        Some(connect(&settings, &migrations).await?)
+/// The `main` of every split binary: its role's defaults under the operator's configuration.
+pub fn main(role: Role) -> std::process::ExitCode {
+    let settings = match super::settings_or_exit(|| Settings::load(role)) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
-    let client = |module: &'static str, urls: &str| -> Result<Arc<ServiceClient>, String> {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(async move { super::run(build(settings).await).await }),
+        Err(err) => {
+            eprintln!("rsvp: cannot start the runtime: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The users module as this process sees it: hosted here, or reached over HTTP.
+struct UsersSide {
+    /// Present when the module is hosted here.
+    local: Option<Arc<UsersService>>,
+    api: Arc<dyn UsersApi>,
+    keys: Arc<dyn TokenVerifier>,
+}
+
+/// The users role: the module in process, its own keys verifying tokens.
+async fn host_users(
+    settings: &Settings,
+    db: Db,
+    deleted: Arc<DeletedAccounts>,
+) -> Result<UsersSide, StartError> {
+    let service = users_service(settings, db, deleted).await?;
+    let keys = KeySetVerifier::new(&settings.auth.issuer, &service.keys().jwks())?;
+    Ok(UsersSide {
+        local: Some(service.clone()),
+        api: service,
+        keys: Arc::new(keys),
+    })
+}
+
+/// The users module elsewhere: profiles from its internal API, keys from its public JWKS.
+fn remote_users(settings: &Settings) -> Result<UsersSide, StartError> {
+    let upstreams = &settings.upstreams;
+    let internal = if upstreams.users_internal.is_empty() {
+        &upstreams.users
+    } else {
+        &upstreams.users_internal
+    };
+    let client = |urls: &[String]| -> Result<_, StartError> {
         Ok(Arc::new(ServiceClient::new(
-            module,
-            list(urls),
+            "users",
+            urls.to_vec(),
             &settings.service,
         )?))
     };
+    Ok(UsersSide {
+        local: None,
+        api: Arc::new(UsersClient::new(client(internal)?)),
+        keys: Arc::new(JwksVerifier::new(
+            settings.auth.issuer.clone(),
+            client(&upstreams.users)?,
+        )),
+    })
+}
 
-    // The users module: here, or behind its client and its published keys.
-    let outbox_wakeup = Arc::new(Notify::new());
-    let deleted = deleted_accounts(&settings);
-    let (users_local, users_api, verifier): (_, Arc<dyn UsersApi>, Arc<dyn TokenVerifier>) =
-        if hosts_users {
-            let service = users_service(
-                &settings,
-                db.clone().expect("users has a database"),
-                outbox_wakeup.clone(),
-                deleted.clone(),
-            )
-            .await?;
-            let verifier = KeySetVerifier::new(&settings.auth.issuer, &service.keys().jwks())
-                .map_err(|e| e.to_string())?;
-            (Some(service.clone()), service, Arc::new(verifier))
-        } else {
-            // Profiles come from the internal API; the signing keys from the public JWKS.
-            let internal = if settings.upstreams.users_internal.is_empty() {
-                &settings.upstreams.users
-            } else {
-                &settings.upstreams.users_internal
-            };
-            let verifier = JwksVerifier::new(
-                settings.auth.issuer.clone(),
-                client("users", &settings.upstreams.users)?,
-            );
-            (
-                None,
-                Arc::new(UsersClient::new(client("users", internal)?)),
-                Arc::new(verifier),
-            )
-        };
+/// The events role: the module in process, asking `users` for names.
+async fn host_events(
+    db: Db,
+    users: &UsersSide,
+    deleted: Arc<DeletedAccounts>,
+) -> Result<Arc<EventsService>, StartError> {
+    events_service(db, users.api.clone(), deleted).await
+}
 
-    let verifier = token_verifier(verifier, &deleted);
-    let events_local = match hosts_events {
-        true => Some(
-            events_service(
-                db.clone().expect("events has a database"),
-                users_api.clone(),
-                deleted,
-            )
-            .await?,
-        ),
-        false => None,
-    };
-
-    // Domain events: in process when both modules are here, through NATS JetStream otherwise.
-    if let Some(events) = &events_local
-        && !hosts_users
-    {
+/// Domain events between the modules: in process when both are here, through NATS JetStream
+/// when one is. Returns the background tasks it started.
+async fn relay_domain_events(
+    settings: &Settings,
+    users: Option<&Arc<UsersService>>,
+    events: Option<&Arc<EventsService>>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    let consumer = |events: &Arc<EventsService>| Arc::new(UserDeletedHandler(events.clone()));
+    let mut tasks = Vec::new();
+    if let (Some(events), None) = (events, users) {
         let js = nats::connect(&settings.nats).await?;
-        nats::spawn_consumer(
+        tasks.push(nats::spawn_consumer(
             js,
             settings.nats.clone(),
-            Arc::new(UserDeletedHandler(events.clone())),
-        );
+            consumer(events),
+        ));
     }
-    if let Some(users) = &users_local
+    if let Some(users) = users
         && settings.outbox.relay_enabled
     {
-        let publisher: Arc<dyn EventPublisher> = match &events_local {
-            Some(events) => Arc::new(
-                InProcessBus::default().subscribe(Arc::new(UserDeletedHandler(events.clone()))),
-            ),
+        let publisher: Arc<dyn EventPublisher> = match events {
+            Some(events) => Arc::new(InProcessBus::default().subscribe(consumer(events))),
             None => Arc::new(NatsPublisher::new(
                 nats::connect(&settings.nats).await?,
                 &settings.nats,
             )),
         };
         let poll = Duration::from_millis(settings.outbox.poll_interval_ms);
-        OutboxRelay::new(users.db().clone(), publisher, outbox_wakeup, poll).spawn();
+        tasks.push(users.outbox_relay(publisher, poll).spawn());
     }
+    Ok(tasks)
+}
 
-    // The gateway role: proxy the public routes of the modules hosted elsewhere.
-    let proxy = if is_gateway {
-        let mut upstreams = Vec::new();
-        if !hosts_users {
-            upstreams.push(Upstream::new(
-                "users",
-                list(&settings.upstreams.users),
-                settings.upstreams.max_in_flight,
-            ));
-        }
-        if !hosts_events {
-            upstreams.push(Upstream::new(
-                "events",
-                list(&settings.upstreams.events),
-                settings.upstreams.max_in_flight,
-            ));
-        }
-        let routes = Routes::parse(&settings.gateway.routes)?;
-        let proxy = Arc::new(Proxy::new(
-            routes,
-            upstreams,
-            Duration::from_millis(settings.service.call_timeout_ms.max(10_000)),
-        )?);
-        proxy.spawn_health_checks(Duration::from_millis(settings.upstreams.health_interval_ms));
-        Some(proxy)
-    } else {
-        None
+/// The gateway role: proxy the public routes of the modules hosted elsewhere, with health
+/// checks on their instances.
+fn gateway_proxy(settings: &Settings) -> Result<Arc<Proxy>, StartError> {
+    let topology = &settings.topology;
+    let upstreams = &settings.upstreams;
+    let remote = [
+        (Module::Users, "users", &upstreams.users),
+        (Module::Events, "events", &upstreams.events),
+    ]
+    .into_iter()
+    .filter(|(module, ..)| !topology.hosts(*module))
+    .map(|(_, name, urls)| Upstream::new(name, urls.clone(), upstreams.max_in_flight))
+    .collect();
+    let proxy = Arc::new(Proxy::new(
+        settings.gateway.routes.clone(),
+        remote,
+        Duration::from_millis(settings.service.call_timeout_ms.max(10_000)),
+    )?);
+    proxy.spawn_health_checks(Duration::from_millis(upstreams.health_interval_ms));
+    Ok(proxy)
+}
+
+/// Builds and binds one process of the split topology, composed from its roles.
+pub async fn build(settings: Settings) -> Result<Application, StartError> {
+    let topology = &settings.topology;
+    let (hosts_users, hosts_events) = (
+        topology.hosts(Module::Users),
+        topology.hosts(Module::Events),
+    );
+    let is_gateway = topology.proxy;
+    if (hosts_users || !is_gateway) && settings.service.credential.expose_secret().is_empty() {
+        return Err(StartError::MissingCredential);
+    }
+    let migrations: Vec<&'static ModuleMigrations> = [
+        (hosts_users, &users::MIGRATIONS),
+        (hosts_events, &events::MIGRATIONS),
+    ]
+    .into_iter()
+    .filter_map(|(hosted, set)| hosted.then_some(set))
+    .collect();
+    let db = match migrations.is_empty() {
+        true => None,
+        false => Some(connect(&settings, &migrations).await?),
     };
+
+    let deleted = deleted_accounts(&settings);
+    let users = match &db {
+        Some(db) if hosts_users => host_users(&settings, db.clone(), deleted.clone()).await?,
+        _ => remote_users(&settings)?,
+    };
+    let events = match &db {
+        Some(db) if hosts_events => Some(host_events(db.clone(), &users, deleted.clone()).await?),
+        _ => None,
+    };
+    let tasks = relay_domain_events(&settings, users.local.as_ref(), events.as_ref()).await?;
+    let proxy = is_gateway.then(|| gateway_proxy(&settings)).transpose()?;
 
     let readiness = Arc::new(SplitReadiness {
         database: DatabaseReadiness(db),
         proxy: proxy.clone(),
     });
-    let gateway = Gateway::new(&settings, readiness);
-    let listener = TcpListener::bind(&settings.server.bind)
-        .map_err(|e| format!("cannot bind {}: {e}", settings.server.bind))?;
-    // Internal endpoints never share the public entry's listener: a gateway hosting the users
-    // module serves them on `service.internal_bind` only.
-    let internal_listener = match (
-        is_gateway && hosts_users,
-        settings.service.internal_bind.as_str(),
-    ) {
-        (true, "") => None,
-        (true, bind) => {
-            Some(TcpListener::bind(bind).map_err(|e| format!("cannot bind {bind}: {e}"))?)
-        }
-        (false, _) => None,
-    };
-    let serve_internal = hosts_users && !is_gateway;
+    let shell = http_shell(&settings, readiness)?;
     let credential = web::Data::new(ServiceCredential(settings.service.credential.clone()));
-
-    let internal_server = match (internal_listener, &users_local) {
-        (Some(internal), Some(users)) => {
-            let (users, credential, gateway) = (users.clone(), credential.clone(), gateway.clone());
-            let server = HttpServer::new(move || {
-                let (users, credential) = (users.clone(), credential.clone());
-                gateway.clone().app(move |cfg| {
-                    cfg.app_data(web::Data::from(users))
-                        .app_data(credential)
-                        .configure(users::internal::configure);
-                })
-            })
-            .workers(2)
-            .client_request_timeout(settings.server.header_timeout())
-            .listen(internal)
-            .map_err(|e| e.to_string())?
-            .run();
-            Some(server)
-        }
-        _ => None,
-    };
-
-    let mut server = HttpServer::new(move || {
-        let (users_local, events_local, users_api, verifier, proxy, credential) = (
-            users_local.clone(),
-            events_local.clone(),
-            users_api.clone(),
-            verifier.clone(),
+    let verifier = token_verifier(users.keys.clone(), &deleted);
+    // Internal endpoints never share the public entry's listener: a gateway hosting the users
+    // module serves them on `service.internal_bind` only, a users service on its own listener.
+    let serve_internal = hosts_users && !is_gateway;
+    let listener = bind(&settings.server.bind.to_string())?;
+    let public = {
+        let (users_local, users_api, events, proxy, credential) = (
+            users.local.clone(),
+            users.api.clone(),
+            events.clone(),
             proxy.clone(),
             credential.clone(),
         );
-        gateway.clone().app(move |cfg| {
-            cfg.app_data(web::Data::from(verifier))
-                .app_data(web::Data::from(users_api))
-                .app_data(credential);
-            if let Some(proxy) = proxy {
-                cfg.app_data(web::Data::from(proxy));
-            }
-            if let Some(users) = users_local {
-                cfg.app_data(web::Data::from(users))
-                    .configure(users::configure);
-                if serve_internal {
-                    cfg.configure(users::internal::configure);
+        serve(
+            &settings.server,
+            &listener,
+            shell.clone(),
+            None,
+            move |cfg| {
+                cfg.app_data(web::Data::from(verifier.clone()))
+                    .app_data(web::Data::from(users_api.clone()))
+                    .app_data(credential.clone());
+                if let Some(proxy) = &proxy {
+                    cfg.app_data(web::Data::from(proxy.clone()));
                 }
-            }
-            if let Some(events) = events_local {
-                cfg.app_data(web::Data::from(events))
-                    .configure(events::configure);
-            }
-        })
-    });
-    server = server.client_request_timeout(settings.server.header_timeout());
-    if settings.server.workers > 0 {
-        server = server.workers(settings.server.workers);
+                if let Some(users) = &users_local {
+                    cfg.app_data(web::Data::from(users.clone()))
+                        .configure(users::configure);
+                    if serve_internal {
+                        cfg.configure(users::internal::configure);
+                    }
+                }
+                if let Some(events) = &events {
+                    cfg.app_data(web::Data::from(events.clone()))
+                        .configure(events::configure);
+                }
+            },
+        )?
+    };
+    let mut app = Application::new(&listener, public)?;
+    if let (true, Some(users), Some(address)) = (
+        is_gateway,
+        users.local.clone(),
+        settings.service.internal_bind.as_deref(),
+    ) {
+        let internal = bind(address)?;
+        app = app.with(serve(
+            &settings.server,
+            &internal,
+            shell,
+            Some(2),
+            move |cfg| {
+                cfg.app_data(web::Data::from(users.clone()))
+                    .app_data(credential.clone())
+                    .configure(users::internal::configure);
+            },
+        )?);
     }
-    server = server
-        .listen(listener.try_clone().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    let mut app = Application::new(&listener, server.run()).map_err(|e| e.to_string())?;
-    if let Some(internal) = internal_server {
-        app = app.with(internal);
+    for task in &tasks {
+        app = app.with_task(task);
     }
-    tracing::info!(port = app.port(), modules = %settings.topology.local_modules, gateway = is_gateway, topology = "split", "listening");
+    tracing::info!(port = app.port(), modules = ?topology.local_modules, gateway = is_gateway, topology = "split", "listening");
     Ok(app)
 }
 
@@ -288,37 +287,4 @@ impl Readiness for SplitReadiness {
             proxy.report(metrics);
         }
     }
-}
-
-/// The `main` of every split binary: its defaults, then the operator's configuration.
-pub fn main(defaults: &[(&str, &str)]) -> std::process::ExitCode {
-    let settings = match Settings::load_for(defaults) {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("rsvp: {err}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("rsvp: cannot start the runtime: {err}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        crate::platform::telemetry::init(&settings.log);
-        let result = match build(settings).await {
-            Ok(app) => app.run_until_stopped().await.map_err(|e| e.to_string()),
-            Err(err) => Err(err),
-        };
-        match result {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!(error = %err, "rsvp stopped");
-                eprintln!("rsvp: {err}");
-                std::process::ExitCode::FAILURE
-            }
-        }
-    })
 }

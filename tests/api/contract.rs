@@ -18,10 +18,10 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use rsvp::{
+    config::Settings,
     modules::users::{self, SigningKeys, UsersApi, UsersClient, UsersService},
     platform::{
         auth::{Claims, KeySetVerifier, Role, TokenError, TokenVerifier},
-        config::Settings,
         jwks::JwksVerifier,
         messaging::{DeliveryError, DomainEvent, EventHandler, EventPublisher, InProcessBus},
         nats::{self, NatsPublisher},
@@ -30,7 +30,6 @@ use rsvp::{
     topology::{self, split},
 };
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestDatabase, json_of, test_settings};
@@ -76,14 +75,10 @@ impl UsersSides {
         let db_handle = topology::connect(&settings, &[&users::MIGRATIONS])
             .await
             .unwrap();
-        let in_process = topology::users_service(
-            &settings,
-            db_handle,
-            Arc::new(Notify::new()),
-            topology::deleted_accounts(&settings),
-        )
-        .await
-        .unwrap();
+        let in_process =
+            topology::users_service(&settings, db_handle, topology::deleted_accounts(&settings))
+                .await
+                .unwrap();
         Self {
             settings,
             address,
@@ -360,7 +355,7 @@ impl EventHandler for Recorder {
 
     async fn handle(&self, event: &DomainEvent) -> Result<(), DeliveryError> {
         if self.fail_first_attempt.lock().unwrap().remove(&event.id) {
-            return Err(DeliveryError("first attempt fails".into()));
+            return Err(DeliveryError::because("first attempt fails"));
         }
         self.handled.lock().unwrap().push(event.clone());
         Ok(())
@@ -426,8 +421,8 @@ async fn event_buses_agree() {
     let id = Uuid::new_v4().simple().to_string();
     let stream = format!("T_{id}");
     let settings = Settings::with_overrides(&[
-        ("nats.stream", &stream),
-        ("nats.subject_prefix", &format!("t_{id}")),
+        ("nats.stream", stream.as_str()),
+        ("nats.subject_prefix", format!("t_{id}").as_str()),
         ("nats.consumer", "contract"),
     ])
     .unwrap()

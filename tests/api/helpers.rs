@@ -9,7 +9,8 @@ use std::{
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use reqwest::{Method, Response, StatusCode};
 use rsvp::{
-    platform::{config::Settings, telemetry},
+    config::Settings,
+    platform::telemetry,
     topology::{AppHandle, monolith},
 };
 use serde_json::{Value, json};

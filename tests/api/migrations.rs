@@ -2,8 +2,8 @@
 //! exactly one applies the migrations, the others find nothing left to do.
 
 use rsvp::{
+    config::Settings,
     modules::{events, users},
-    platform::config::Settings,
     topology,
 };
 

@@ -9,11 +9,9 @@ use std::{
 
 use async_trait::async_trait;
 use rsvp::{
+    config::Settings,
     modules::users::{self, OutboxRelay},
-    platform::{
-        config::Settings,
-        messaging::{DeliveryError, DomainEvent, EventPublisher},
-    },
+    platform::messaging::{DeliveryError, DomainEvent, EventPublisher},
     topology,
 };
 use tokio::sync::Notify;
@@ -53,7 +51,6 @@ async fn concurrent_relays_on_postgres_publish_each_event_once() {
     let service = topology::users_service(
         &settings,
         pool.clone(),
-        Arc::new(Notify::new()),
         topology::deleted_accounts(&settings),
     )
     .await

@@ -1,10 +1,10 @@
 //! The events module's one error type and its mapping to problem details.
 
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use actix_web::http::StatusCode;
 
 use crate::platform::{
     db::DbError,
-    problem::{FieldError, Problem},
+    problem::{FieldError, Problem, ToProblem},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +41,8 @@ impl From<diesel::result::Error> for EventsError {
     }
 }
 
-impl EventsError {
-    pub fn to_problem(&self) -> Problem {
+impl ToProblem for EventsError {
+    fn to_problem(&self) -> Problem {
         let conflict = |code, detail: String| Problem::new(StatusCode::CONFLICT, code, detail);
         match self {
             EventsError::Validation(errors) => Problem::validation(errors.clone()),
@@ -89,12 +89,4 @@ impl EventsError {
     }
 }
 
-impl ResponseError for EventsError {
-    fn status_code(&self) -> StatusCode {
-        self.to_problem().status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        self.to_problem().error_response()
-    }
-}
+crate::problem_response!(EventsError);

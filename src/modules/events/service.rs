@@ -460,13 +460,14 @@ impl EventHandler for UserDeletedHandler {
     }
 
     async fn handle(&self, event: &DomainEvent) -> Result<(), DeliveryError> {
-        let payload: UserDeleted = serde_json::from_value(event.payload.clone())
-            .map_err(|e| DeliveryError(format!("malformed {USER_DELETED} payload: {e}")))?;
+        let payload: UserDeleted = serde_json::from_value(event.payload.clone()).map_err(|e| {
+            DeliveryError::because(format!("malformed {USER_DELETED} payload: {e}"))
+        })?;
         let applied = self
             .0
             .apply_user_deleted(event.id, payload.user_id, event.occurred_at)
             .await
-            .map_err(|e| DeliveryError(e.to_string()))?;
+            .map_err(DeliveryError::because)?;
         tracing::info!(user_id = %payload.user_id, message_id = %event.id, applied, "handled user.deleted");
         Ok(())
     }

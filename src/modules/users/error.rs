@@ -1,10 +1,10 @@
 //! The users module's one error type and its mapping to problem details.
 
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use actix_web::http::StatusCode;
 
 use crate::platform::{
     db::DbError,
-    problem::{FieldError, Problem},
+    problem::{FieldError, Problem, ToProblem},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +51,8 @@ impl From<jsonwebtoken::errors::Error> for UsersError {
     }
 }
 
-impl UsersError {
-    pub fn to_problem(&self) -> Problem {
+impl ToProblem for UsersError {
+    fn to_problem(&self) -> Problem {
         match self {
             UsersError::Validation(errors) => Problem::validation(errors.clone()),
             UsersError::EmailTaken => Problem::new(
@@ -92,12 +92,4 @@ impl UsersError {
     }
 }
 
-impl ResponseError for UsersError {
-    fn status_code(&self) -> StatusCode {
-        self.to_problem().status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        self.to_problem().error_response()
-    }
-}
+crate::problem_response!(UsersError);

@@ -4,7 +4,11 @@
 //! Rotation: retired keys (`auth.retired_signing_key_paths`) sign nothing but stay in the JWK
 //! set, so the tokens they signed keep working until they expire.
 
-use std::{fs, io::Write, path::Path};
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{
@@ -17,6 +21,30 @@ use sha2::{Digest, Sha256};
 use crate::platform::auth::{ALGORITHM, Jwk, JwkSet};
 
 /// The current signing key, its id and its public half, plus the retired keys' public halves.
+/// Why the signing keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write signing key {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {path}: not an Ed25519 PKCS#8 key: {reason}")]
+    NotAKey {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot generate a signing key: {0}")]
+    Generate(String),
+}
+
 pub struct SigningKeys {
     encoding: EncodingKey,
     jwk: Jwk,
@@ -26,13 +54,20 @@ pub struct SigningKeys {
 impl SigningKeys {
     /// The current key (see [`SigningKeys::load_or_generate`]) and the retired ones, which must
     /// exist: a retired key that cannot be read would log everyone it signed for out.
-    pub fn load(current: &Path, retired: &[std::path::PathBuf]) -> Result<Self, String> {
+    pub fn load(current: &Path, retired: &[PathBuf]) -> Result<Self, KeysError> {
         let mut keys = Self::load_or_generate(current)?;
         for path in retired {
-            let pem = fs::read_to_string(path)
-                .map_err(|e| format!("cannot read retired signing key {}: {e}", path.display()))?;
-            let old = Self::from_pem(&pem)
-                .map_err(|e| format!("retired signing key {}: {e}", path.display()))?;
+            const WHAT: &str = "retired signing key";
+            let pem = fs::read_to_string(path).map_err(|source| KeysError::Read {
+                what: WHAT,
+                path: path.clone(),
+                source,
+            })?;
+            let old = Self::from_pem(&pem).map_err(|reason| KeysError::NotAKey {
+                what: WHAT,
+                path: path.clone(),
+                reason,
+            })?;
             if old.jwk.kid != keys.jwk.kid && keys.retired.iter().all(|k| k.kid != old.jwk.kid) {
                 keys.retired.push(old.jwk);
             }
@@ -41,24 +76,36 @@ impl SigningKeys {
     }
 
     /// Reads the key at `path`, creating a new one (and its folder) when the file is missing.
-    fn load_or_generate(path: &Path) -> Result<Self, String> {
+    fn load_or_generate(path: &Path) -> Result<Self, KeysError> {
+        const WHAT: &str = "signing key";
         let pem = match fs::read_to_string(path) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let pem = generate_pem()?;
-                write_private(path, &pem)
-                    .map_err(|e| format!("cannot write signing key {}: {e}", path.display()))?;
+                let pem = generate_pem().map_err(KeysError::Generate)?;
+                write_private(path, &pem).map_err(|source| KeysError::Write {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 tracing::info!(path = %path.display(), "generated a new token signing key");
                 pem
             }
-            Err(e) => return Err(format!("cannot read signing key {}: {e}", path.display())),
+            Err(source) => {
+                return Err(KeysError::Read {
+                    what: WHAT,
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         };
-        Self::from_pem(&pem).map_err(|e| format!("signing key {}: {e}", path.display()))
+        Self::from_pem(&pem).map_err(|reason| KeysError::NotAKey {
+            what: WHAT,
+            path: path.to_owned(),
+            reason,
+        })
     }
 
     pub fn from_pem(pem: &str) -> Result<Self, String> {
-        let signing = SigningKey::from_pkcs8_pem(pem)
-            .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
+        let signing = SigningKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())?;
         let encoding = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
         let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
         Ok(Self {
@@ -198,6 +245,6 @@ mod tests {
         assert_eq!(verifier.verify_now(&old_token).unwrap().sub, claims.sub);
 
         let missing = SigningKeys::load(&dir.path().join("new.pem"), &[dir.path().join("gone")]);
-        assert!(missing.is_err_and(|e| e.contains("gone")));
+        assert!(missing.is_err_and(|e| e.to_string().contains("gone")));
     }
 }

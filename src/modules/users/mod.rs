@@ -28,7 +28,7 @@ use uuid::Uuid;
 pub use client::UsersClient;
 pub use error::UsersError;
 pub use handlers::{ApiDoc, configure};
-pub use keys::SigningKeys;
+pub use keys::{KeysError, SigningKeys};
 pub use outbox::OutboxRelay;
 pub use service::UsersService;
 
@@ -75,6 +75,30 @@ pub struct TokenPair {
     pub token_type: String,
     /// Lifetime of the access token in seconds.
     pub expires_in: u64,
+}
+
+/// The `auth` section of the configuration: what the users module needs to hash passwords and
+/// issue tokens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub bcrypt_cost: u32,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    /// PKCS#8 PEM file with the Ed25519 signing key; generated (mode 0600) when missing.
+    pub signing_key_path: std::path::PathBuf,
+    /// PEM files of former signing keys: published for verification only.
+    #[serde(deserialize_with = "crate::platform::settings::list")]
+    pub retired_signing_key_paths: Vec<String>,
+    pub issuer: String,
+}
+
+/// The `outbox` section of the configuration: the relay of the users module's domain events.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    /// Whether this process relays its outbox; off only for instances that must not publish.
+    pub relay_enabled: bool,
+    /// How often the relay looks for rows it was not woken for (after a crash or a failure).
+    pub poll_interval_ms: u64,
 }
 
 /// Topic of [`UserDeleted`].

@@ -9,11 +9,26 @@ use tokio::sync::Notify;
 use super::store;
 use crate::platform::{
     db::{Db, DbError},
-    messaging::EventPublisher,
+    messaging::{DeliveryError, EventPublisher},
     now,
 };
 
 const BATCH: i64 = 100;
+
+/// Why the relay stopped short; it tries again at the next wake-up or poll.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("outbox row {id} is unreadable: {why}")]
+    Unreadable { id: String, why: String },
+    #[error("delivery of {id} ({topic}) failed: {source}")]
+    Delivery {
+        id: uuid::Uuid,
+        topic: String,
+        source: DeliveryError,
+    },
+}
 
 pub struct OutboxRelay {
     db: Db,
@@ -56,7 +71,7 @@ impl OutboxRelay {
     }
 
     /// Publishes pending rows in order; stops at the first failure so order is kept.
-    pub async fn drain(&self) -> Result<usize, String> {
+    pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut sent = 0;
         loop {
             let (batch_sent, batch_len) = if self.db.backend() == "postgres" {
@@ -73,12 +88,11 @@ impl OutboxRelay {
 
     /// One batch without row locks: SQLite has a single writer, and holding its write lock
     /// while publishing would block the very handlers an in-process publish calls.
-    async fn drain_batch(&self) -> Result<(usize, usize), String> {
+    async fn drain_batch(&self) -> Result<(usize, usize), RelayError> {
         let rows = self
             .db
             .run(|conn| store::pending_outbox(conn, BATCH).map_err(DbError::from))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let len = rows.len();
         let mut sent = 0;
         for row in rows {
@@ -95,13 +109,13 @@ impl OutboxRelay {
                     }
                     .map_err(DbError::from)
                 })
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Err(err) = delivered {
-                return Err(format!(
-                    "delivery of {} ({}) failed: {err}",
-                    event.id, event.topic
-                ));
+                .await?;
+            if let Err(source) = delivered {
+                return Err(RelayError::Delivery {
+                    id: event.id,
+                    topic: event.topic,
+                    source,
+                });
             }
             sent += 1;
         }
@@ -110,7 +124,7 @@ impl OutboxRelay {
 
     /// One batch claimed with `FOR UPDATE SKIP LOCKED` (PostgreSQL): the rows stay locked while
     /// they are published and marked, so concurrent relays split the work instead of doubling it.
-    async fn drain_claimed_batch(&self) -> Result<(usize, usize), String> {
+    async fn drain_claimed_batch(&self) -> Result<(usize, usize), RelayError> {
         let publisher = self.publisher.clone();
         let runtime = tokio::runtime::Handle::current();
         let (sent, len, failure) = self
@@ -121,24 +135,26 @@ impl OutboxRelay {
                 for row in &rows {
                     let event = match row.to_event() {
                         Ok(event) => event,
-                        Err(why) => return Ok((sent, rows.len(), Some(why))),
+                        Err(failure) => return Ok((sent, rows.len(), Some(failure))),
                     };
                     // On the blocking pool, so waiting for the publish here blocks no worker.
-                    if let Err(err) = runtime.block_on(publisher.publish(&event)) {
+                    if let Err(source) = runtime.block_on(publisher.publish(&event)) {
                         store::record_failed_attempt(conn, &row.id)?;
-                        let why =
-                            format!("delivery of {} ({}) failed: {err}", event.id, event.topic);
-                        return Ok((sent, rows.len(), Some(why)));
+                        let failure = RelayError::Delivery {
+                            id: event.id,
+                            topic: event.topic,
+                            source,
+                        };
+                        return Ok((sent, rows.len(), Some(failure)));
                     }
                     store::mark_published(conn, &row.id, now())?;
                     sent += 1;
                 }
                 Ok::<_, DbError>((sent, rows.len(), None))
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         match failure {
-            Some(why) => Err(why),
+            Some(failure) => Err(failure),
             None => Ok((sent, len)),
         }
     }

@@ -12,18 +12,19 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    PublicProfile, TokenPair, USER_DELETED, User, UserDeleted, UsersApi, UsersApiError,
+    AuthSettings, PublicProfile, TokenPair, USER_DELETED, User, UserDeleted, UsersApi,
+    UsersApiError,
     domain::{Checker, DisplayName, Email, Password},
     error::UsersError,
     keys::SigningKeys,
+    outbox::OutboxRelay,
     password_hash::{self, Verdict},
     store::{self, RefreshTokenRow, UserRow},
 };
 use crate::platform::{
     auth::{Claims, DeletedAccounts, Role},
-    config::AuthSettings,
     db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
-    messaging::DomainEvent,
+    messaging::{DomainEvent, EventPublisher},
     now,
     pagination::{Page, PageRequest, into_page},
 };
@@ -49,23 +50,37 @@ pub struct ProfileChange {
 }
 
 impl UsersService {
+    /// Blocks (a bcrypt hash): call it off the async runtime.
     pub fn new(
         db: Db,
         keys: Arc<SigningKeys>,
         settings: AuthSettings,
-        outbox_wakeup: Arc<Notify>,
         deleted: Arc<DeletedAccounts>,
-    ) -> Result<Self, String> {
-        let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)
-            .map_err(|e| format!("bcrypt: {e}"))?;
+    ) -> Result<Self, bcrypt::BcryptError> {
+        let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)?;
         Ok(Self {
             db,
             keys,
             settings,
-            outbox_wakeup,
+            outbox_wakeup: Arc::new(Notify::new()),
             dummy_hash,
             deleted,
         })
+    }
+
+    /// The relay of this module's outbox to `publisher`, woken by every domain event this
+    /// service commits and otherwise polling every `poll_interval`.
+    pub fn outbox_relay(
+        &self,
+        publisher: Arc<dyn EventPublisher>,
+        poll_interval: std::time::Duration,
+    ) -> OutboxRelay {
+        OutboxRelay::new(
+            self.db.clone(),
+            publisher,
+            self.outbox_wakeup.clone(),
+            poll_interval,
+        )
     }
 
     /// Loads the deletions of the last token lifetime into [`DeletedAccounts`], so a restarted
@@ -82,10 +97,6 @@ impl UsersService {
             }
         }
         Ok(rows.len())
-    }
-
-    pub fn db(&self) -> &Db {
-        &self.db
     }
 
     pub fn keys(&self) -> &SigningKeys {

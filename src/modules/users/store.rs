@@ -4,7 +4,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::schema::{refresh_tokens, users, users_deleted, users_outbox};
+use super::{
+    outbox::RelayError,
+    schema::{refresh_tokens, users, users_deleted, users_outbox},
+};
 use crate::platform::{
     auth::Role,
     db::DbConnection,
@@ -274,12 +277,20 @@ impl OutboxRow {
         }
     }
 
-    pub fn to_event(&self) -> Result<DomainEvent, String> {
+    /// The domain event this row holds; a row that does not parse is reported, not skipped.
+    pub fn to_event(&self) -> Result<DomainEvent, RelayError> {
+        let unreadable = |why: String| RelayError::Unreadable {
+            id: self.id.clone(),
+            why,
+        };
         Ok(DomainEvent {
-            id: self.id.parse().map_err(|e| format!("outbox id: {e}"))?,
+            id: self
+                .id
+                .parse()
+                .map_err(|e| unreadable(format!("id: {e}")))?,
             topic: self.topic.clone(),
             payload: serde_json::from_str(&self.payload)
-                .map_err(|e| format!("outbox payload: {e}"))?,
+                .map_err(|e| unreadable(format!("payload: {e}")))?,
             occurred_at: self.created_at.and_utc(),
         })
     }

@@ -1,0 +1,389 @@
+//! Configuration, layered: built-in defaults (every one of them in [`DEFAULTS`] and
+//! [`Role::defaults`], nowhere else), `config/default.toml`, the file named by `RSVP_CONFIG`,
+//! then `RSVP__SECTION__KEY` environment variables.
+//!
+//! Each section's type belongs to the layer that uses it (the database settings to
+//! `platform::db`, the gateway's to `gateway`, ...) and deserializes into typed values: URLs,
+//! route tables, address lists and secrets are parsed once, here, and a value that does not
+//! parse stops the start with a message naming its key. Only the composition (this file and
+//! `topology`) sees the whole [`Settings`].
+
+use config::{Config, ConfigBuilder, Environment, File, builder::DefaultState};
+use serde::Deserialize;
+
+#[cfg(feature = "split")]
+use crate::platform::{nats::NatsSettings, service_client::ServiceSettings};
+use crate::{
+    gateway::{DEFAULT_ROUTES, GatewaySettings},
+    modules::users::{AuthSettings, OutboxSettings},
+    platform::{db::DatabaseSettings, telemetry::LogSettings},
+};
+
+/// Every setting of a process, grouped by the section names operators see.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub gateway: GatewaySettings,
+    pub log: LogSettings,
+    pub outbox: OutboxSettings,
+    #[cfg(feature = "split")]
+    pub topology: TopologySettings,
+    #[cfg(feature = "split")]
+    pub upstreams: UpstreamSettings,
+    #[cfg(feature = "split")]
+    pub service: ServiceSettings,
+    #[cfg(feature = "split")]
+    pub nats: NatsSettings,
+}
+
+/// The HTTP server of a process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Address the public listener binds; port 0 picks a free one.
+    pub bind: std::net::SocketAddr,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// How long a client may take to send a request's headers (then `408`).
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request's body, from the request's start (then
+    /// `408`).
+    pub body_timeout_ms: u64,
+}
+
+impl ServerSettings {
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_timeout_ms)
+    }
+}
+
+/// A module a split process may host.
+#[cfg(feature = "split")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Module {
+    Users,
+    Events,
+}
+
+/// Which modules a split process hosts, and whether it is the public entry.
+#[cfg(feature = "split")]
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopologySettings {
+    /// `users`, `events`, both, or none for a pure gateway.
+    #[serde(deserialize_with = "modules")]
+    pub local_modules: Vec<Module>,
+    /// Whether this process is the public entry, proxying routes of modules it does not host.
+    pub proxy: bool,
+}
+
+#[cfg(feature = "split")]
+impl TopologySettings {
+    pub fn hosts(&self, module: Module) -> bool {
+        self.local_modules.contains(&module)
+    }
+}
+
+#[cfg(feature = "split")]
+fn modules<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Module>, D::Error> {
+    use serde::de::{Error, IntoDeserializer};
+    crate::platform::settings::list(deserializer)?
+        .into_iter()
+        .map(|name| {
+            Module::deserialize(name.as_str().into_deserializer()).map_err(
+                |_: serde::de::value::Error| {
+                    D::Error::custom(format!("{name:?}: expected users and/or events"))
+                },
+            )
+        })
+        .collect()
+}
+
+/// Instances of each remote module (base URLs), for the proxy and the clients.
+#[cfg(feature = "split")]
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamSettings {
+    #[serde(deserialize_with = "crate::platform::settings::list")]
+    pub users: Vec<String>,
+    #[serde(deserialize_with = "crate::platform::settings::list")]
+    pub events: Vec<String>,
+    /// Where remote callers reach the users module's internal API, when not at `users`.
+    #[serde(deserialize_with = "crate::platform::settings::list")]
+    pub users_internal: Vec<String>,
+    pub health_interval_ms: u64,
+    /// Requests the split gateway sends one instance at once; more wait for a turn.
+    pub max_in_flight: usize,
+}
+
+/// A configuration that can not be used, naming the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read, or a value not deserialized (the message names the key).
+    #[error("invalid configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value deserialized but breaks a rule.
+    #[error("invalid configuration: {key}: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+/// The built-in defaults of every process; a role's own come on top ([`Role::defaults`]).
+/// `config/default.toml` documents each of them.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("server.bind", "127.0.0.1:8000"),
+    ("server.workers", "0"),
+    ("server.header_timeout_ms", "5000"),
+    ("server.body_timeout_ms", "10000"),
+    ("database.url", "sqlite://data/rsvp.db"),
+    ("database.max_connections", "10"),
+    ("database.connect_timeout_secs", "5"),
+    ("auth.bcrypt_cost", "12"),
+    ("auth.access_ttl_secs", "900"),
+    ("auth.refresh_ttl_secs", "2592000"),
+    ("auth.signing_key_path", "data/signing_key.pem"),
+    ("auth.retired_signing_key_paths", ""),
+    ("auth.issuer", "rsvp"),
+    ("gateway.auth_rate_per_minute", "30"),
+    ("gateway.body_limit_bytes", "65536"),
+    ("gateway.cors_allowed_origins", ""),
+    ("gateway.trusted_proxies", ""),
+    ("gateway.routes", DEFAULT_ROUTES),
+    ("gateway.rate_limit_redis_url", ""),
+    ("log.format", "auto"),
+    ("log.level", "info"),
+    ("outbox.relay_enabled", "true"),
+    ("outbox.poll_interval_ms", "1000"),
+    ("topology.local_modules", "users,events"),
+    ("topology.proxy", "false"),
+    ("upstreams.users", "http://127.0.0.1:9091"),
+    ("upstreams.events", "http://127.0.0.1:9000"),
+    ("upstreams.users_internal", ""),
+    ("upstreams.health_interval_ms", "2000"),
+    ("upstreams.max_in_flight", "64"),
+    ("service.credential", ""),
+    ("service.internal_bind", ""),
+    ("service.call_timeout_ms", "2000"),
+    ("service.retries", "2"),
+    ("service.breaker_failures", "5"),
+    ("service.breaker_open_ms", "5000"),
+    ("nats.url", "nats://127.0.0.1:4222"),
+    ("nats.stream", "RSVP"),
+    ("nats.subject_prefix", "rsvp"),
+    ("nats.consumer", "events-service"),
+];
+
+/// What a binary runs as; each role has defaults of its own under the operator's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `rsvp`: everything in one process.
+    Monolith,
+    /// `rsvp-gateway`: the public entry of the split topology.
+    #[cfg(feature = "split")]
+    Gateway,
+    /// `rsvp-users`: the users service.
+    #[cfg(feature = "split")]
+    Users,
+    /// `rsvp-events`: the events service.
+    #[cfg(feature = "split")]
+    Events,
+}
+
+impl Role {
+    /// The role's defaults over [`DEFAULTS`]: a service's port, database file and modules.
+    pub fn defaults(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Role::Monolith => &[],
+            #[cfg(feature = "split")]
+            Role::Gateway => &[("topology.local_modules", ""), ("topology.proxy", "true")],
+            #[cfg(feature = "split")]
+            Role::Users => &[
+                ("topology.local_modules", "users"),
+                ("server.bind", "127.0.0.1:9091"),
+                ("database.url", "sqlite://data/users.db"),
+                ("gateway.auth_rate_per_minute", "0"),
+            ],
+            #[cfg(feature = "split")]
+            Role::Events => &[
+                ("topology.local_modules", "events"),
+                ("server.bind", "127.0.0.1:9000"),
+                ("database.url", "sqlite://data/events.db"),
+                ("gateway.auth_rate_per_minute", "0"),
+            ],
+        }
+    }
+}
+
+impl Settings {
+    /// The operators' layering for `role`: defaults, `config/default.toml`, `$RSVP_CONFIG`,
+    /// environment.
+    pub fn load(role: Role) -> Result<Self, ConfigError> {
+        let mut builder = Self::defaults(role)?
+            .add_source(File::with_name("config/default.toml").required(false));
+        if let Ok(path) = std::env::var("RSVP_CONFIG") {
+            builder = builder.add_source(File::with_name(&path).required(true));
+        }
+        let builder = builder.add_source(
+            Environment::with_prefix("RSVP")
+                .separator("__")
+                .try_parsing(true),
+        );
+        Self::finish(builder)
+    }
+
+    /// The monolith's defaults plus explicit overrides and nothing from files or the
+    /// environment: for tests and tools.
+    pub fn with_overrides(overrides: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let mut builder = Self::defaults(Role::Monolith)?;
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, *value)?;
+        }
+        Self::finish(builder)
+    }
+
+    fn defaults(role: Role) -> Result<ConfigBuilder<DefaultState>, ConfigError> {
+        let mut builder = Config::builder();
+        for (key, value) in DEFAULTS.iter().chain(role.defaults()) {
+            builder = builder.set_default(*key, *value)?;
+        }
+        Ok(builder)
+    }
+
+    fn finish(builder: ConfigBuilder<DefaultState>) -> Result<Self, ConfigError> {
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The rules a value's type does not already carry.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, why: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                why: why.to_owned(),
+            })
+        };
+        for (key, ms) in [
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.body_timeout_ms", self.server.body_timeout_ms),
+        ] {
+            if !(1..=60_000).contains(&ms) {
+                return invalid(key, "must be between 1 and 60000 (ms)");
+            }
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return invalid("auth.bcrypt_cost", "must be between 4 and 31");
+        }
+        if self.auth.access_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
+            return invalid(
+                "auth.access_ttl_secs / auth.refresh_ttl_secs",
+                "must be positive",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.gateway.body_limit_bytes == 0 {
+            return invalid("gateway.body_limit_bytes", "must be positive");
+        }
+        if let Some(url) = &self.gateway.rate_limit_redis_url
+            && let Err(why) = redis::Client::open(url.as_str())
+        {
+            return invalid("gateway.rate_limit_redis_url", &why.to_string());
+        }
+        if self.outbox.poll_interval_ms == 0 {
+            return invalid("outbox.poll_interval_ms", "must be positive");
+        }
+        #[cfg(feature = "split")]
+        {
+            if self.service.call_timeout_ms == 0 || self.upstreams.health_interval_ms == 0 {
+                return invalid(
+                    "service.call_timeout_ms / upstreams.health_interval_ms",
+                    "must be positive",
+                );
+            }
+            if self.upstreams.max_in_flight == 0 {
+                return invalid("upstreams.max_in_flight", "must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::with_overrides(&[]).unwrap();
+        assert_eq!(s.server.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(
+            s.database.url,
+            crate::platform::db::DatabaseUrl::Sqlite("data/rsvp.db".into())
+        );
+        assert_eq!(s.auth.bcrypt_cost, 12);
+        assert_eq!(s.auth.access_ttl_secs, 900);
+        assert_eq!(s.auth.refresh_ttl_secs, 2_592_000);
+        assert_eq!(s.gateway.auth_rate_per_minute, 30);
+        assert!(s.gateway.cors_allowed_origins.is_empty());
+        assert_eq!(s.gateway.rate_limit_redis_url, None);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (key, value, named) in [
+            ("auth.bcrypt_cost", "2", "auth.bcrypt_cost"),
+            ("auth.bcrypt_cost", "many", "bcrypt_cost"),
+            ("database.url", "mysql://x", "database.url"),
+            ("gateway.trusted_proxies", "lb", "gateway.trusted_proxies"),
+            ("gateway.routes", "/api/events=billing", "gateway.routes"),
+            (
+                "gateway.rate_limit_redis_url",
+                "http://redis",
+                "gateway.rate_limit_redis_url",
+            ),
+            ("server.bind", "nowhere", "server.bind"),
+            ("log.level", "info,=[", "log.level"),
+            ("server.body_timeout_ms", "0", "server.body_timeout_ms"),
+        ] {
+            let err = Settings::with_overrides(&[(key, value)]).unwrap_err();
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn lists_come_as_comma_separated_strings_or_arrays() {
+        let s = Settings::with_overrides(&[
+            (
+                "gateway.cors_allowed_origins",
+                "https://a.example, https://b.example",
+            ),
+            ("gateway.trusted_proxies", "10.0.0.0/8,192.168.1.1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.gateway.cors_allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[cfg(feature = "split")]
+    #[test]
+    fn each_role_has_its_own_defaults_and_the_credential_never_prints() {
+        let users = Settings::load(Role::Users).unwrap();
+        assert_eq!(users.topology.local_modules, [Module::Users]);
+        assert_eq!(users.server.bind.port(), 9091);
+        let gateway = Settings::load(Role::Gateway).unwrap();
+        assert!(gateway.topology.proxy && gateway.topology.local_modules.is_empty());
+        let with_secret =
+            Settings::with_overrides(&[("service.credential", "hunter2-secret")]).unwrap();
+        assert!(!format!("{with_secret:?}").contains("hunter2"));
+        let err =
+            Settings::with_overrides(&[("topology.local_modules", "users,billing")]).unwrap_err();
+        assert!(err.to_string().contains("billing"), "{err}");
+    }
+}
