@@ -118,6 +118,8 @@ pub struct UpstreamSettings {
     pub health_interval_ms: u64,
     /// Requests the split gateway sends one instance at once; more wait for a turn.
     pub max_in_flight: usize,
+    /// How long a request may wait for that turn before it is answered `503`.
+    pub queue_timeout_ms: u64,
 }
 
 /// A configuration that can not be used, naming the offending key.
@@ -164,6 +166,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("upstreams.users_internal", ""),
     ("upstreams.health_interval_ms", "2000"),
     ("upstreams.max_in_flight", "64"),
+    ("upstreams.queue_timeout_ms", "30000"),
     ("service.credential", ""),
     ("service.internal_bind", ""),
     ("service.call_timeout_ms", "2000"),

@@ -62,6 +62,8 @@ struct Instance {
     ejected_until_ms: AtomicU64,
     /// Requests in flight to this instance; the rest queue here.
     in_flight: Semaphore,
+    /// When it last answered a proxied request (millis since the proxy started).
+    last_answer_ms: AtomicU64,
 }
 
 impl Instance {
@@ -88,6 +90,7 @@ impl Upstream {
                 healthy: AtomicBool::new(true),
                 ejected_until_ms: AtomicU64::new(0),
                 in_flight: Semaphore::new(max_in_flight.max(1)),
+                last_answer_ms: AtomicU64::new(0),
             })
             .collect();
         Self {
@@ -123,10 +126,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// `timeout`: how long an upstream may take to answer; `queue_wait`: how long a request may
+    /// wait for its turn on an instance during a burst.
     pub fn new(
         routes: Routes,
         upstreams: Vec<Upstream>,
         timeout: Duration,
+        queue_wait: Duration,
     ) -> Result<Self, ClientSetupError> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -144,7 +150,7 @@ impl Proxy {
             upstreams: upstreams.into_iter().map(Arc::new).collect(),
             started: Instant::now(),
             eject_for: Duration::from_secs(10),
-            queue_wait: timeout,
+            queue_wait,
         })
     }
 
@@ -168,13 +174,20 @@ impl Proxy {
                 for upstream in &proxy.upstreams {
                     for instance in &upstream.instances {
                         let url = format!("{}/readyz", instance.base);
-                        let ok = proxy
+                        let checked = proxy
                             .client
                             .get(url)
                             .timeout(Duration::from_secs(1))
                             .send()
-                            .await
-                            .is_ok_and(|r| r.status().is_success());
+                            .await;
+                        // A check that only timed out while the instance keeps answering real
+                        // requests means it is busy, not down.
+                        let busy = checked.as_ref().is_err_and(reqwest::Error::is_timeout)
+                            && proxy
+                                .now_ms()
+                                .saturating_sub(instance.last_answer_ms.load(Ordering::Relaxed))
+                                < 2 * interval.as_millis() as u64 + 1_000;
+                        let ok = busy || checked.is_ok_and(|r| r.status().is_success());
                         if ok != instance.healthy.swap(ok, Ordering::Relaxed) {
                             if ok {
                                 tracing::info!(module = upstream.module, instance = %instance.base, "upstream healthy");
@@ -251,7 +264,12 @@ impl Proxy {
                 .send()
                 .await;
             match sent {
-                Ok(response) => return Ok(relay_back(response).await),
+                Ok(response) => {
+                    instance
+                        .last_answer_ms
+                        .store(self.now_ms(), Ordering::Relaxed);
+                    return Ok(relay_back(response).await);
+                }
                 Err(err) => {
                     // Refused: nobody listens there, so eject it. Slow: eject only while
                     // another instance can take its share.

@@ -158,6 +158,7 @@ fn gateway_proxy(settings: &Settings) -> Result<Arc<Proxy>, StartError> {
         settings.gateway.routes.clone(),
         remote,
         Duration::from_millis(settings.service.call_timeout_ms.max(10_000)),
+        Duration::from_millis(upstreams.queue_timeout_ms),
     )?);
     proxy.spawn_health_checks(Duration::from_millis(upstreams.health_interval_ms));
     Ok(proxy)

@@ -1,6 +1,7 @@
 //! Black-box tests of the public HTTP contract (`shared/API.md`): a real server, real HTTP, a
 //! real database. Every test runs on SQLite and on PostgreSQL.
 
+mod architecture;
 mod helpers;
 mod hostile_inputs;
 #[cfg(feature = "split")]

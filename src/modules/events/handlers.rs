@@ -7,9 +7,8 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    Attendee, Event, EventsError, EventsService, MyRegistration, Person, Registration,
+    Attendee, Event, EventFilter, EventsError, EventsService, MyRegistration, Person, Registration,
     domain::{EventInput, EventPatch},
-    store::EventFilter,
 };
 use crate::platform::{
     auth::AuthUser,

@@ -93,6 +93,18 @@ pub struct MyRegistration {
     pub created_at: DateTime<Utc>,
 }
 
+/// Filters of the public event list (`GET /api/events`), all optional; `cancelled` lists the
+/// cancelled events instead of the scheduled ones.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub organizer_id: Option<Uuid>,
+    pub category: Option<String>,
+    pub location: Option<String>,
+    pub cancelled: bool,
+}
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/events/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/events/postgres");
 

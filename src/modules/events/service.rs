@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Attendee, Event, EventStatus, MyRegistration, Person, Registration,
+    Attendee, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
     domain::{EventDraft, EventInput, EventPatch, RegistrationStatus, admit, seats_to_fill},
     error::EventsError,
-    store::{self, CANCELLED, EventFilter, EventRow, RegistrationRow},
+    store::{self, CANCELLED, EventRow, RegistrationRow},
 };
 use crate::{
     modules::users::{USER_DELETED, UserDeleted, UsersApi},

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::{
+    EventFilter,
     domain::{EventDraft, RegistrationStatus, filter_key},
     schema::{events, events_deleted_users, events_inbox, registrations},
 };
@@ -142,17 +143,6 @@ impl RegistrationRow {
             id: self.event(),
         }
     }
-}
-
-/// Filters of the public event list.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    pub organizer_id: Option<Uuid>,
-    pub category: Option<String>,
-    pub location: Option<String>,
-    pub cancelled: bool,
 }
 
 pub fn insert_event(conn: &mut DbConnection, row: &EventRow) -> QueryResult<()> {
