@@ -2,8 +2,8 @@
 //! SQLite and PostgreSQL, with a bare actix-web handler and the services addressed directly as
 //! baselines. Writes results.json, results.md and chart.svg and prints the table.
 //!
-//! Run it as `cargo run --release --features bench --bin rsvp-bench -- compare`: it builds the
-//! other binaries in the same profile, then starts them.
+//! Run it as `cargo run --release -p rsvp-bench -- compare`: it builds the product's binaries
+//! in the same profile, then starts them.
 
 mod deployment;
 mod load;
@@ -105,11 +105,13 @@ fn build_binaries(bins: &std::path::Path) -> Result<(), String> {
     let mut command = std::process::Command::new(cargo);
     command.args([
         "build",
+        "-p",
+        "rsvp",
         "--features",
-        "bench",
+        "split",
         "--bins",
         "--manifest-path",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"),
     ]);
     if release {
         command.arg("--release");

@@ -213,7 +213,7 @@ impl Deployment {
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| format!("cannot start {}: {e} (build with `cargo build --release --features bench`)", process.binary))?;
+                .map_err(|e| format!("cannot start {}: {e} (build them with `cargo build --release --features split`)", process.binary))?;
             process.child = Some(child);
         }
         let client = reqwest::Client::new();
