@@ -168,6 +168,17 @@ impl DeletedAccounts {
         }
     }
 
+    /// Records the deletions a module kept in its own table (`id`, when), skipping ids that do
+    /// not parse; returns how many it read.
+    pub fn insert_recorded(&self, rows: &[(String, chrono::NaiveDateTime)]) -> usize {
+        for (id, at) in rows {
+            if let Ok(id) = id.parse() {
+                self.insert(id, at.and_utc());
+            }
+        }
+        rows.len()
+    }
+
     /// Takes back a deletion that did not happen (its transaction failed).
     pub fn remove(&self, id: Uuid) {
         let mut map = self.deleted_at.write().unwrap_or_else(|e| e.into_inner());

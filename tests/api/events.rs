@@ -1,7 +1,7 @@
 //! Publishing, reading, changing and cancelling events; listing with filters and pagination.
 
 use chrono::{Duration, Utc};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, event_body, fields, json_of, problem};
@@ -127,21 +127,17 @@ async fn invalid_events_are_422_naming_each_field(backend: Backend) {
 async fn only_the_organiser_or_an_admin_may_change_or_cancel(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (ada, mallory) = (app.user().await, app.user().await);
-    let id = app.event(&ada, 5, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 5).await;
     let path = format!("/api/events/{id}");
-    let body = problem(
-        app.patch(
+    let body = app
+        .expect_problem(
+            Method::PATCH,
             &path,
-            Some(&mallory.access_token),
+            Some(&mallory),
             json!({"title": "Mine now"}),
+            StatusCode::FORBIDDEN,
         )
-        .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+        .await;
     assert_eq!(body["type"], "urn:rsvp:problem:forbidden");
     problem(
         app.delete(&path, Some(&mallory.access_token)).await,
@@ -189,13 +185,11 @@ async fn only_the_organiser_or_an_admin_may_change_or_cancel(backend: Backend) {
         app.delete(&path, Some(&admin.access_token)).await.status(),
         StatusCode::NO_CONTENT
     );
-    problem(
-        app.patch(
-            &format!("/api/events/{}", uuid::Uuid::new_v4()),
-            Some(&ada.access_token),
-            json!({}),
-        )
-        .await,
+    app.expect_problem(
+        Method::PATCH,
+        &format!("/api/events/{}", uuid::Uuid::new_v4()),
+        Some(&ada),
+        json!({}),
         StatusCode::NOT_FOUND,
     )
     .await;
@@ -259,10 +253,7 @@ async fn updates_validate_merge_and_clear_fields(backend: Backend) {
 async fn capacity_can_not_drop_below_seats_taken_and_growth_promotes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ada = app.user().await;
-    let id = app.event(&ada, 2, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 2).await;
     let mut people = Vec::new();
     for _ in 0..4 {
         let u = app.user().await;
@@ -317,10 +308,7 @@ async fn capacity_can_not_drop_below_seats_taken_and_growth_promotes(backend: Ba
 async fn cancelled_events_stay_readable_and_refuse_changes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ada = app.user().await;
-    let id = app.event(&ada, 2, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 2).await;
     let path = format!("/api/events/{id}");
     assert_eq!(
         app.delete(&path, Some(&ada.access_token)).await.status(),

@@ -453,6 +453,33 @@ impl TestApp {
         .await
     }
 
+    /// A new event by `organizer` with `capacity` seats, starting in a day; its id.
+    pub async fn event_id(&self, organizer: &TestUser, capacity: i64) -> String {
+        let event = self.event(organizer, capacity, json!({})).await;
+        event["id"].as_str().unwrap().to_owned()
+    }
+
+    /// An event's `(seats_taken, waitlist_length)`.
+    pub async fn seat_counts(&self, event: &str) -> (i64, i64) {
+        let path = format!("/api/events/{event}");
+        let event = json_of(self.get(&path, None).await, StatusCode::OK).await;
+        let count = |field: &str| event[field].as_i64().expect("a count");
+        (count("seats_taken"), count("waitlist_length"))
+    }
+
+    /// Sends a request as `user` (or anonymously) and asserts a problem with `status`.
+    pub async fn expect_problem(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&TestUser>,
+        body: Value,
+        status: StatusCode,
+    ) -> Value {
+        let token = user.map(|u| u.access_token.as_str());
+        problem(self.request(method, path, token, Some(body)).await, status).await
+    }
+
     /// Follows `next_cursor` from `path` to the end, returning every item.
     pub async fn walk(&self, path: &str, token: Option<&str>) -> Vec<Value> {
         let separator = if path.contains('?') { '&' } else { '?' };

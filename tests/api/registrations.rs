@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use futures_util::future::join_all;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, TestUser, json_of, problem};
@@ -36,10 +36,7 @@ async fn register(app: &TestApp, event: &str, user: &TestUser) -> Value {
 async fn seats_are_confirmed_then_waitlisted(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ada = app.user().await;
-    let id = app.event(&ada, 2, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 2).await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let u = app.user().await;
@@ -53,31 +50,18 @@ async fn seats_are_confirmed_then_waitlisted(backend: Backend) {
         statuses,
         ["confirmed", "confirmed", "waitlisted", "waitlisted"]
     );
-    let event = json_of(
-        app.get(&format!("/api/events/{id}"), None).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        (
-            event["seats_taken"].as_i64(),
-            event["waitlist_length"].as_i64()
-        ),
-        (Some(2), Some(2))
-    );
+    assert_eq!(app.seat_counts(&id).await, (2, 2));
     problem(
         app.post(&format!("/api/events/{id}/registrations"), None, json!({}))
             .await,
         StatusCode::UNAUTHORIZED,
     )
     .await;
-    problem(
-        app.post(
-            &format!("/api/events/{}/registrations", uuid::Uuid::new_v4()),
-            Some(&ada.access_token),
-            json!({}),
-        )
-        .await,
+    app.expect_problem(
+        Method::POST,
+        &format!("/api/events/{}/registrations", uuid::Uuid::new_v4()),
+        Some(&ada),
+        json!({}),
         StatusCode::NOT_FOUND,
     )
     .await;
@@ -86,39 +70,31 @@ async fn seats_are_confirmed_then_waitlisted(backend: Backend) {
 async fn registering_twice_or_for_a_closed_event_is_409(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (ada, bob) = (app.user().await, app.user().await);
-    let id = app.event(&ada, 2, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 2).await;
     register(&app, &id, &bob).await;
-    let body = problem(
-        app.post(
+    let body = app
+        .expect_problem(
+            Method::POST,
             &format!("/api/events/{id}/registrations"),
-            Some(&bob.access_token),
+            Some(&bob),
             json!({}),
+            StatusCode::CONFLICT,
         )
-        .await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+        .await;
     assert_eq!(body["type"], "urn:rsvp:problem:already-registered");
 
-    let cancelled = app.event(&ada, 2, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cancelled = app.event_id(&ada, 2).await;
     app.delete(&format!("/api/events/{cancelled}"), Some(&ada.access_token))
         .await;
-    let body = problem(
-        app.post(
+    let body = app
+        .expect_problem(
+            Method::POST,
             &format!("/api/events/{cancelled}/registrations"),
-            Some(&bob.access_token),
+            Some(&bob),
             json!({}),
+            StatusCode::CONFLICT,
         )
-        .await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+        .await;
     assert_eq!(body["type"], "urn:rsvp:problem:registration-closed");
 
     let soon = Utc::now() + Duration::milliseconds(1500);
@@ -143,10 +119,7 @@ async fn registering_twice_or_for_a_closed_event_is_409(backend: Backend) {
 async fn withdrawing_promotes_the_longest_waiting_registration(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ada = app.user().await;
-    let id = app.event(&ada, 1, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 1).await;
     let mut people = Vec::new();
     for _ in 0..3 {
         let u = app.user().await;
@@ -182,18 +155,7 @@ async fn withdrawing_promotes_the_longest_waiting_registration(backend: Backend)
     assert_eq!(attendees.len(), 1);
     assert_eq!(attendees[0]["user"]["id"], people[1].id);
     assert_eq!(attendees[0]["status"], "confirmed");
-    let event = json_of(
-        app.get(&format!("/api/events/{id}"), None).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        (
-            event["seats_taken"].as_i64(),
-            event["waitlist_length"].as_i64()
-        ),
-        (Some(1), Some(0))
-    );
+    assert_eq!(app.seat_counts(&id).await, (1, 0));
     // Registering again after leaving is allowed, at the back of the line.
     let again = register(&app, &id, &people[0]).await;
     assert_eq!(again["status"], "waitlisted");
@@ -202,10 +164,7 @@ async fn withdrawing_promotes_the_longest_waiting_registration(backend: Backend)
 async fn attendee_lists_page_in_registration_order_with_names(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ada = app.user().await;
-    let id = app.event(&ada, 5, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 5).await;
     let mut expected = Vec::new();
     for i in 0..8 {
         let u = app.user_named(&format!("Guest {i}")).await;
@@ -302,10 +261,7 @@ async fn my_registrations_list_events_with_status(backend: Backend) {
 async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("database.max_connections", "16")]).await;
     let ada = app.user().await;
-    let id = app.event(&ada, 50, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 50).await;
     let users = join_all((0..200).map(|_| app.user())).await;
 
     let (join_path, leave_path) = (
@@ -332,18 +288,7 @@ async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats(backend: 
         elapsed.as_millis()
     );
     assert_eq!(confirmed, 50);
-    let event = json_of(
-        app.get(&format!("/api/events/{id}"), None).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        (
-            event["seats_taken"].as_i64(),
-            event["waitlist_length"].as_i64()
-        ),
-        (Some(50), Some(150))
-    );
+    assert_eq!(app.seat_counts(&id).await, (50, 150));
 
     // Now 30 confirmed people leave while 30 newcomers register, all at once: the seats stay
     // full, nobody waits beside a free seat and the counters match the rows.
@@ -389,18 +334,7 @@ async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats(backend: 
         .filter(|a| a["status"] == "waitlisted")
         .count();
     assert_eq!((confirmed, waiting), (50, 150));
-    let event = json_of(
-        app.get(&format!("/api/events/{id}"), None).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        (
-            event["seats_taken"].as_i64(),
-            event["waitlist_length"].as_i64()
-        ),
-        (Some(50), Some(150))
-    );
+    assert_eq!(app.seat_counts(&id).await, (50, 150));
     // The waitlist is served first come, first served: every confirmed registration is older
     // than every waiting one.
     let last_confirmed = attendees
@@ -428,10 +362,7 @@ async fn two_hundred_concurrent_registrations_fill_exactly_fifty_seats(backend: 
 async fn a_bursts_waitlist_keeps_admission_order_with_positions(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("database.max_connections", "16")]).await;
     let ada = app.user().await;
-    let id = app.event(&ada, 40, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.event_id(&ada, 40).await;
     let users = join_all((0..300).map(|_| app.user())).await;
     let join_path = format!("/api/events/{id}/registrations");
     let responses = join_all(

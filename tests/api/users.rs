@@ -1,7 +1,7 @@
 //! The caller's account, public profiles, admin listing and deletion, and the deletion cascade
 //! into the events module through the outbox.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, json_of, problem};
@@ -35,30 +35,29 @@ async fn changing_the_name_needs_the_current_password(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = app.user().await;
     let token = Some(user.access_token.as_str());
-    let body = problem(
-        app.patch(
+    let body = app
+        .expect_problem(
+            Method::PATCH,
             "/api/users/me",
-            token,
+            Some(&user),
             json!({"name": "New", "current_password": "wrong-password"}),
+            StatusCode::FORBIDDEN,
         )
-        .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+        .await;
     assert_eq!(body["type"], "urn:rsvp:problem:wrong-current-password");
-    problem(
-        app.patch("/api/users/me", token, json!({"name": "New"}))
-            .await,
+    app.expect_problem(
+        Method::PATCH,
+        "/api/users/me",
+        Some(&user),
+        json!({"name": "New"}),
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
-    problem(
-        app.patch(
-            "/api/users/me",
-            token,
-            json!({"name": " ", "current_password": user.password}),
-        )
-        .await,
+    app.expect_problem(
+        Method::PATCH,
+        "/api/users/me",
+        Some(&user),
+        json!({"name": " ", "current_password": user.password}),
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
@@ -87,13 +86,11 @@ async fn changing_the_password_revokes_every_refresh_token(backend: Backend) {
     let second_session =
         json_of(app.login(&user.email, &user.password).await, StatusCode::OK).await;
     let token = Some(user.access_token.as_str());
-    problem(
-        app.patch(
-            "/api/users/me",
-            token,
-            json!({"password": "short", "current_password": user.password}),
-        )
-        .await,
+    app.expect_problem(
+        Method::PATCH,
+        "/api/users/me",
+        Some(&user),
+        json!({"password": "short", "current_password": user.password}),
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
@@ -238,14 +235,8 @@ async fn cascade_scene(
         app.user_named("Bob").await,
         app.user_named("Carol").await,
     );
-    let adas_event = app.event(&ada, 10, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let carols_event = app.event(&carol, 1, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let adas_event = app.event_id(&ada, 10).await;
+    let carols_event = app.event_id(&carol, 1).await;
     let path = format!("/api/events/{carols_event}/registrations");
     json_of(
         app.post(&path, Some(&ada.access_token), json!({})).await,
@@ -286,18 +277,7 @@ async fn assert_cascaded(
         event["status"] == "cancelled"
     })
     .await;
-    let event = json_of(
-        app.get(&format!("/api/events/{carols_event}"), None).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        (
-            event["seats_taken"].as_i64(),
-            event["waitlist_length"].as_i64()
-        ),
-        (Some(1), Some(0))
-    );
+    assert_eq!(app.seat_counts(carols_event).await, (1, 0));
     let mine = json_of(
         app.get("/api/users/me/registrations", Some(&bob.access_token))
             .await,

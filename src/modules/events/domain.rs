@@ -2,6 +2,8 @@
 //! a seat and how many waitlisted people a freed or added seat promotes.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 
 use crate::platform::{
     problem::FieldError,
@@ -22,28 +24,53 @@ pub struct EventDraft {
     pub capacity: i32,
 }
 
-/// The fields of a create request, as received.
-#[derive(Debug, Clone)]
+/// The body of a create request, as received (`POST /api/events`); [`EventDraft::create`]
+/// decides whether it is a valid event.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = CreateEventRequest)]
 pub struct EventInput {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
+    #[schema(max_length = 200)]
     pub location: Option<String>,
+    #[schema(max_length = 50)]
     pub category: Option<String>,
+    /// Must be in the future.
     pub starts_at: DateTime<Utc>,
+    /// Must be after `starts_at`.
     pub ends_at: DateTime<Utc>,
+    #[schema(minimum = 1, maximum = 100000)]
     pub capacity: i64,
 }
 
-/// A partial update; `Some(None)` clears an optional text field.
-#[derive(Debug, Clone, Default)]
+/// The body of an update (`PATCH /api/events/{id}`): any of the create fields; `null` clears
+/// `description`, `location` or `category` (`Some(None)`), a field left out stays (`None`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateEventRequest)]
 pub struct EventPatch {
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub category: Option<Option<String>>,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub capacity: Option<i64>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl EventDraft {

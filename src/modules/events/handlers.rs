@@ -2,8 +2,8 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
 use super::{
@@ -31,50 +31,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(unregister)
         .service(attendees)
         .service(my_registrations);
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateEventRequest {
-    #[schema(min_length = 1, max_length = 200)]
-    title: String,
-    #[schema(max_length = 10000)]
-    description: Option<String>,
-    #[schema(max_length = 200)]
-    location: Option<String>,
-    #[schema(max_length = 50)]
-    category: Option<String>,
-    /// Must be in the future.
-    starts_at: DateTime<Utc>,
-    /// Must be after `starts_at`.
-    ends_at: DateTime<Utc>,
-    #[schema(minimum = 1, maximum = 100000)]
-    capacity: i64,
-}
-
-/// Any of the create fields; `null` clears `description`, `location` or `category`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateEventRequest {
-    title: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    location: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    category: Option<Option<String>>,
-    starts_at: Option<DateTime<Utc>>,
-    ends_at: Option<DateTime<Utc>>,
-    capacity: Option<i64>,
-}
-
-/// Tells a field sent as `null` (Some(None)) from a field left out (None).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -137,26 +93,16 @@ async fn list_events(
 }
 
 /// Publish an event; the caller becomes its organiser.
-#[utoipa::path(post, path = "/api/events", tag = "events", security(("bearer" = [])), request_body = CreateEventRequest,
+#[utoipa::path(post, path = "/api/events", tag = "events", security(("bearer" = [])), request_body = EventInput,
     responses((status = 201, body = Event), (status = 401, body = ProblemBody), (status = 422, body = ProblemBody)))]
 #[post("/api/events")]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id))]
 async fn create_event(
     service: Service,
     caller: AuthUser,
-    body: JsonBody<CreateEventRequest>,
+    body: JsonBody<EventInput>,
 ) -> Result<HttpResponse, EventsError> {
-    let b = body.into_inner();
-    let input = EventInput {
-        title: b.title,
-        description: b.description,
-        location: b.location,
-        category: b.category,
-        starts_at: b.starts_at,
-        ends_at: b.ends_at,
-        capacity: b.capacity,
-    };
-    Ok(HttpResponse::Created().json(service.create(caller, input).await?))
+    Ok(HttpResponse::Created().json(service.create(caller, body.into_inner()).await?))
 }
 
 #[utoipa::path(get, path = "/api/events/{id}", tag = "events",
@@ -169,7 +115,7 @@ async fn get_event(service: Service, id: web::Path<Uuid>) -> Result<HttpResponse
 
 /// Change an event (organiser or admin). Capacity can not go below `seats_taken`; a larger
 /// capacity promotes waitlisted registrations at once.
-#[utoipa::path(patch, path = "/api/events/{id}", tag = "events", security(("bearer" = [])), request_body = UpdateEventRequest,
+#[utoipa::path(patch, path = "/api/events/{id}", tag = "events", security(("bearer" = [])), request_body = EventPatch,
     responses((status = 200, body = Event), (status = 403, body = ProblemBody), (status = 404, body = ProblemBody),
         (status = 409, body = ProblemBody), (status = 422, body = ProblemBody)))]
 #[patch("/api/events/{id}")]
@@ -178,19 +124,13 @@ async fn update_event(
     service: Service,
     caller: AuthUser,
     id: web::Path<Uuid>,
-    body: JsonBody<UpdateEventRequest>,
+    body: JsonBody<EventPatch>,
 ) -> Result<HttpResponse, EventsError> {
-    let b = body.into_inner();
-    let patch = EventPatch {
-        title: b.title,
-        description: b.description,
-        location: b.location,
-        category: b.category,
-        starts_at: b.starts_at,
-        ends_at: b.ends_at,
-        capacity: b.capacity,
-    };
-    Ok(HttpResponse::Ok().json(service.update(caller, id.into_inner(), patch).await?))
+    Ok(HttpResponse::Ok().json(
+        service
+            .update(caller, id.into_inner(), body.into_inner())
+            .await?,
+    ))
 }
 
 /// Cancel an event (organiser or admin). It stays readable with status `cancelled`.
@@ -283,8 +223,8 @@ async fn my_registrations(
         Registration,
         Attendee,
         MyRegistration,
-        CreateEventRequest,
-        UpdateEventRequest,
+        EventInput,
+        EventPatch,
         ProblemBody
     ))
 )]

@@ -11,7 +11,7 @@ use super::{
     Attendee, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
     domain::{EventDraft, EventInput, EventPatch, RegistrationStatus, admit, seats_to_fill},
     error::EventsError,
-    store::{self, CANCELLED, EventRow, RegistrationRow},
+    store::{self, CANCELLED, EventRow, RegistrationRow, RegistrationsOf},
 };
 use crate::{
     modules::users::{USER_DELETED, UserDeleted, UsersApi},
@@ -44,12 +44,7 @@ impl EventsService {
             .db
             .run(move |conn| store::deleted_users_since(conn, since).map_err(EventsError::from))
             .await?;
-        for (id, at) in &rows {
-            if let Ok(id) = id.parse() {
-                self.deleted.insert(id, at.and_utc());
-            }
-        }
-        Ok(rows.len())
+        Ok(self.deleted.insert_recorded(&rows))
     }
 
     pub async fn create(&self, caller: AuthUser, input: EventInput) -> Result<Event, EventsError> {
@@ -237,7 +232,11 @@ impl EventsService {
             .run(move |conn| {
                 let event = store::find_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
                 ensure_organizer(&caller, &event)?;
-                Ok::<_, EventsError>(store::registrations_of_event(conn, event_id, page)?)
+                Ok::<_, EventsError>(store::registrations_page(
+                    conn,
+                    RegistrationsOf::Event(event_id),
+                    page,
+                )?)
             })
             .await?;
         let users: Vec<Uuid> = rows.iter().map(RegistrationRow::user).collect();
@@ -262,7 +261,7 @@ impl EventsService {
         let (rows, events) = self
             .db
             .run(move |conn| {
-                let rows = store::registrations_of_user(conn, caller.id, page)?;
+                let rows = store::registrations_page(conn, RegistrationsOf::User(caller.id), page)?;
                 let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
                 let events = store::find_events(conn, &ids)?;
                 let rows = rows

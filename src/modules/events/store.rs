@@ -307,56 +307,53 @@ pub fn confirm(conn: &mut DbConnection, event: &str, user: &str) -> QueryResult<
         .execute(conn)
 }
 
-pub fn registrations_of_event(
-    conn: &mut DbConnection,
-    event: Uuid,
-    page: PageRequest,
-) -> QueryResult<Vec<RegistrationRow>> {
-    let mut query = registrations::table
-        .filter(registrations::event_id.eq(event.to_string()))
-        .order((
-            registrations::created_at.asc(),
-            registrations::user_id.asc(),
-        ))
-        .limit(page.limit + 1)
-        .select(RegistrationRow::as_select())
-        .into_boxed();
-    if let Some(after) = page.after {
-        let at = after.at.naive_utc();
-        query = query.filter(
-            registrations::created_at
-                .gt(at)
-                .or(registrations::created_at
-                    .eq(at)
-                    .and(registrations::user_id.gt(after.id.to_string()))),
-        );
-    }
-    query.load(conn)
+/// Whose registrations a page lists.
+#[derive(Debug, Clone, Copy)]
+pub enum RegistrationsOf {
+    /// One event's, in arrival order, ties broken by user id.
+    Event(Uuid),
+    /// One user's, in arrival order, ties broken by event id.
+    User(Uuid),
 }
 
-pub fn registrations_of_user(
+/// One keyset page of registrations (`limit + 1` rows: the extra one says more follow).
+pub fn registrations_page(
     conn: &mut DbConnection,
-    user: Uuid,
+    of: RegistrationsOf,
     page: PageRequest,
 ) -> QueryResult<Vec<RegistrationRow>> {
+    use registrations::{created_at, event_id, user_id};
+    let after = page.after.map(|c| (c.at.naive_utc(), c.id.to_string()));
     let mut query = registrations::table
-        .filter(registrations::user_id.eq(user.to_string()))
-        .order((
-            registrations::created_at.asc(),
-            registrations::event_id.asc(),
-        ))
-        .limit(page.limit + 1)
         .select(RegistrationRow::as_select())
+        .order(created_at.asc())
+        .limit(page.limit + 1)
         .into_boxed();
-    if let Some(after) = page.after {
-        let at = after.at.naive_utc();
-        query = query.filter(
-            registrations::created_at
-                .gt(at)
-                .or(registrations::created_at
-                    .eq(at)
-                    .and(registrations::event_id.gt(after.id.to_string()))),
-        );
+    match of {
+        RegistrationsOf::Event(event) => {
+            query = query
+                .filter(event_id.eq(event.to_string()))
+                .then_order_by(user_id.asc());
+            if let Some((at, user)) = after {
+                query = query.filter(
+                    created_at
+                        .gt(at)
+                        .or(created_at.eq(at).and(user_id.gt(user))),
+                );
+            }
+        }
+        RegistrationsOf::User(user) => {
+            query = query
+                .filter(user_id.eq(user.to_string()))
+                .then_order_by(event_id.asc());
+            if let Some((at, event)) = after {
+                query = query.filter(
+                    created_at
+                        .gt(at)
+                        .or(created_at.eq(at).and(event_id.gt(event))),
+                );
+            }
+        }
     }
     query.load(conn)
 }

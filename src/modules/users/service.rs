@@ -91,12 +91,7 @@ impl UsersService {
             .db
             .run(move |conn| store::deleted_since(conn, since).map_err(UsersError::from))
             .await?;
-        for (id, at) in &rows {
-            if let Ok(id) = id.parse() {
-                self.deleted.insert(id, at.and_utc());
-            }
-        }
-        Ok(rows.len())
+        Ok(self.deleted.insert_recorded(&rows))
     }
 
     pub fn keys(&self) -> &SigningKeys {
