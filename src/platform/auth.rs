@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::problem::Problem;
+use super::{ids::UserId, problem::Problem};
 
 /// The only algorithm accepted: pinning it rules out `none` and HMAC-with-public-key tricks.
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
@@ -237,7 +237,7 @@ pub fn validation(issuer: &str) -> Validation {
 /// The caller of a request that carried a valid access token.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
-    pub id: Uuid,
+    pub id: UserId,
     pub role: Role,
 }
 
@@ -284,7 +284,7 @@ impl FromRequest for AuthUser {
                 .into_inner();
             match verifier.verify(&token).await {
                 Ok(claims) => Ok(AuthUser {
-                    id: claims.sub,
+                    id: claims.sub.into(),
                     role: claims.role,
                 }),
                 Err(TokenError::KeysUnavailable(why)) => {

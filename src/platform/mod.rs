@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod db;
+pub mod ids;
 pub mod json;
 #[cfg(feature = "split")]
 pub mod jwks;

@@ -1,11 +1,14 @@
-//! The events module's rules, free of I/O: what a valid event is, how a patch applies, who gets
-//! a seat and how many waitlisted people a freed or added seat promotes.
+//! The events module's rules, free of I/O: what a valid event is, how a patch applies, and the
+//! event aggregate, whose methods are the only way seats, waitlist and status change: who gets a
+//! seat, who waits, and how many waitlisted people a freed or added seat promotes.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
+use super::RegistrationStatus;
 use crate::platform::{
+    ids::UserId,
     problem::FieldError,
     text::{Lines, check_text},
 };
@@ -192,41 +195,202 @@ pub fn filter_key(value: &str) -> String {
     value.trim().to_lowercase()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegistrationStatus {
-    Confirmed,
-    Waitlisted,
+crate::uuid_id!(
+    /// An event, as the events module issued it.
+    EventId
+);
+
+/// An event: its fields and the state of its seats. Every change to seats, waitlist or status is
+/// one of its methods, so the rules live here and the service only loads, calls and saves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: EventId,
+    pub organizer: UserId,
+    pub draft: EventDraft,
+    seats_taken: i32,
+    waitlist_length: i32,
+    cancelled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
-impl RegistrationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Confirmed => "confirmed",
-            Self::Waitlisted => "waitlisted",
+/// A registration as the aggregate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub event: EventId,
+    pub user: UserId,
+    pub status: RegistrationStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Event {
+    /// A new, scheduled event with no one registered.
+    pub fn new(organizer: UserId, draft: EventDraft, now: DateTime<Utc>) -> Self {
+        Self {
+            id: EventId::generate(),
+            organizer,
+            draft,
+            seats_taken: 0,
+            waitlist_length: 0,
+            cancelled: false,
+            created_at: now,
+            updated_at: now,
         }
     }
 
-    pub fn parse(s: &str) -> Self {
-        if s == "confirmed" {
-            Self::Confirmed
+    /// An event as stored; the store is the only caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn restore(
+        id: EventId,
+        organizer: UserId,
+        draft: EventDraft,
+        seats_taken: i32,
+        waitlist_length: i32,
+        cancelled: bool,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            organizer,
+            draft,
+            seats_taken,
+            waitlist_length,
+            cancelled,
+            created_at,
+            updated_at,
+        }
+    }
+
+    pub fn seats_taken(&self) -> i32 {
+        self.seats_taken
+    }
+
+    pub fn waitlist_length(&self) -> i32 {
+        self.waitlist_length
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
+    }
+
+    /// Whether `user` may change it: its organiser or an admin.
+    pub fn may_be_changed_by(&self, user: UserId, is_admin: bool) -> bool {
+        is_admin || self.organizer == user
+    }
+
+    /// Applies `patch`. A cancelled event is not changed; capacity never drops below the seats
+    /// taken. A larger capacity may leave seats to fill ([`Event::seats_to_fill`]).
+    pub fn revise(&mut self, patch: EventPatch, now: DateTime<Utc>) -> Result<(), Refusal> {
+        if self.cancelled {
+            return Err(Refusal::EventCancelled);
+        }
+        let draft = self.draft.apply(patch, now).map_err(Refusal::Invalid)?;
+        if draft.capacity < self.seats_taken {
+            return Err(Refusal::CapacityBelowSeatsTaken {
+                seats_taken: self.seats_taken,
+            });
+        }
+        self.draft = draft;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Cancels it; `false` when it already was.
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> bool {
+        if self.cancelled {
+            return false;
+        }
+        self.cancelled = true;
+        self.updated_at = now;
+        true
+    }
+
+    /// Whether registration is open at `now`: not cancelled, not started.
+    pub fn ensure_open(&self, now: DateTime<Utc>) -> Result<(), Refusal> {
+        if self.cancelled {
+            return Err(Refusal::RegistrationClosed("cancelled"));
+        }
+        if self.draft.starts_at <= now {
+            return Err(Refusal::RegistrationClosed("already started"));
+        }
+        Ok(())
+    }
+
+    /// Admits a newcomer at `now`: a seat while one is free, else the end of the waitlist.
+    /// Returns the status and the waitlist position.
+    pub fn admit(&mut self, now: DateTime<Utc>) -> Result<Admission, Refusal> {
+        self.ensure_open(now)?;
+        self.updated_at = now;
+        if self.seats_taken < self.draft.capacity {
+            self.seats_taken += 1;
+            Ok(Admission::Confirmed)
         } else {
-            Self::Waitlisted
+            self.waitlist_length += 1;
+            Ok(Admission::Waitlisted {
+                position: i64::from(self.waitlist_length),
+            })
         }
     }
-}
 
-/// A newcomer gets a seat while one is free, otherwise a place on the waitlist.
-pub fn admit(seats_taken: i32, capacity: i32) -> RegistrationStatus {
-    if seats_taken < capacity {
-        RegistrationStatus::Confirmed
-    } else {
-        RegistrationStatus::Waitlisted
+    /// A registration with `status` left: its seat or its waitlist place is free.
+    pub fn release(&mut self, status: RegistrationStatus, now: DateTime<Utc>) {
+        match status {
+            RegistrationStatus::Confirmed => self.seats_taken -= 1,
+            RegistrationStatus::Waitlisted => self.waitlist_length -= 1,
+        }
+        self.updated_at = now;
+    }
+
+    /// How many waitlisted registrations to confirm so that nobody waits beside a free seat.
+    pub fn seats_to_fill(&self) -> i32 {
+        (self.draft.capacity - self.seats_taken).clamp(0, self.waitlist_length.max(0))
+    }
+
+    /// The longest-waiting registration got a seat.
+    pub fn promote_one(&mut self) {
+        self.seats_taken += 1;
+        self.waitlist_length -= 1;
     }
 }
 
-/// How many waitlisted registrations to confirm so that nobody waits beside a free seat.
-pub fn seats_to_fill(capacity: i32, seats_taken: i32, waitlist_length: i32) -> i32 {
-    (capacity - seats_taken).clamp(0, waitlist_length.max(0))
+/// Why the event refused a change. Each becomes the matching `EventsError`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The fields, revised, would not make a valid event.
+    Invalid(Vec<FieldError>),
+    EventCancelled,
+    CapacityBelowSeatsTaken {
+        seats_taken: i32,
+    },
+    /// Registration is closed: the event is cancelled or already started.
+    RegistrationClosed(&'static str),
+}
+
+/// Where a newcomer ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Confirmed,
+    /// At this 1-based place in the waitlist.
+    Waitlisted {
+        position: i64,
+    },
+}
+
+impl Admission {
+    pub fn status(self) -> RegistrationStatus {
+        match self {
+            Admission::Confirmed => RegistrationStatus::Confirmed,
+            Admission::Waitlisted { .. } => RegistrationStatus::Waitlisted,
+        }
+    }
+
+    pub fn position(self) -> Option<i64> {
+        match self {
+            Admission::Confirmed => None,
+            Admission::Waitlisted { position } => Some(position),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -318,13 +482,121 @@ mod tests {
         assert_eq!(bad.unwrap_err()[0].field, "ends_at");
     }
 
+    fn event(capacity: i32, now: DateTime<Utc>) -> Event {
+        let mut draft = EventDraft::create(input(now), now).unwrap();
+        draft.capacity = capacity;
+        Event::new(UserId::generate(), draft, now)
+    }
+
     #[test]
-    fn seats_and_waitlist() {
-        assert_eq!(admit(49, 50), RegistrationStatus::Confirmed);
-        assert_eq!(admit(50, 50), RegistrationStatus::Waitlisted);
-        assert_eq!(seats_to_fill(50, 49, 3), 1);
-        assert_eq!(seats_to_fill(60, 50, 3), 3);
-        assert_eq!(seats_to_fill(50, 50, 3), 0);
-        assert_eq!(seats_to_fill(50, 10, 0), 0);
+    fn seats_first_then_the_waitlist_in_order() {
+        let now = Utc::now();
+        let mut e = event(2, now);
+        assert_eq!(e.admit(now), Ok(Admission::Confirmed));
+        assert_eq!(e.admit(now), Ok(Admission::Confirmed));
+        assert_eq!(e.admit(now), Ok(Admission::Waitlisted { position: 1 }));
+        assert_eq!(e.admit(now), Ok(Admission::Waitlisted { position: 2 }));
+        assert_eq!((e.seats_taken(), e.waitlist_length()), (2, 2));
+        assert_eq!(e.seats_to_fill(), 0);
+        e.release(RegistrationStatus::Confirmed, now);
+        assert_eq!((e.seats_taken(), e.waitlist_length()), (1, 2));
+        assert_eq!(e.seats_to_fill(), 1);
+        e.promote_one();
+        assert_eq!((e.seats_taken(), e.waitlist_length()), (2, 1));
+        e.release(RegistrationStatus::Waitlisted, now);
+        assert_eq!((e.seats_taken(), e.waitlist_length()), (2, 0));
+        assert_eq!(e.seats_to_fill(), 0);
+        assert_eq!(Admission::Confirmed.position(), None);
+        assert_eq!(Admission::Waitlisted { position: 3 }.position(), Some(3));
+        assert_eq!(
+            Admission::Waitlisted { position: 3 }.status(),
+            RegistrationStatus::Waitlisted
+        );
+        assert_eq!(Admission::Confirmed.status(), RegistrationStatus::Confirmed);
+    }
+
+    #[test]
+    fn a_larger_capacity_leaves_seats_to_fill_and_never_more_than_are_waiting() {
+        let now = Utc::now();
+        let mut e = event(1, now);
+        for _ in 0..4 {
+            e.admit(now).unwrap();
+        }
+        assert_eq!((e.seats_taken(), e.waitlist_length()), (1, 3));
+        e.revise(
+            EventPatch {
+                capacity: Some(3),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(e.seats_to_fill(), 2);
+        e.revise(
+            EventPatch {
+                capacity: Some(100),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(e.seats_to_fill(), 3);
+        assert_eq!(
+            e.revise(
+                EventPatch {
+                    capacity: Some(0),
+                    ..Default::default()
+                },
+                now
+            ),
+            Err(Refusal::Invalid(vec![FieldError::new(
+                "capacity",
+                "must be between 1 and 100000"
+            )]))
+        );
+    }
+
+    #[test]
+    fn capacity_never_drops_below_the_seats_taken() {
+        let now = Utc::now();
+        let mut e = event(3, now);
+        e.admit(now).unwrap();
+        e.admit(now).unwrap();
+        let lower = |capacity| EventPatch {
+            capacity: Some(capacity),
+            ..Default::default()
+        };
+        assert_eq!(
+            e.revise(lower(1), now),
+            Err(Refusal::CapacityBelowSeatsTaken { seats_taken: 2 })
+        );
+        assert_eq!(e.revise(lower(2), now), Ok(()));
+        assert_eq!(e.draft.capacity, 2);
+    }
+
+    #[test]
+    fn cancelled_or_started_events_admit_no_one_and_change_no_more() {
+        let now = Utc::now();
+        let mut e = event(3, now);
+        assert!(e.may_be_changed_by(e.organizer, false));
+        assert!(!e.may_be_changed_by(UserId::generate(), false));
+        assert!(e.may_be_changed_by(UserId::generate(), true));
+        let later = now + Duration::days(2);
+        assert_eq!(
+            e.admit(later),
+            Err(Refusal::RegistrationClosed("already started"))
+        );
+        assert_eq!(
+            e.admit(e.draft.starts_at),
+            Err(Refusal::RegistrationClosed("already started"))
+        );
+        assert!(e.cancel(now));
+        assert!(!e.cancel(now));
+        assert!(e.is_cancelled());
+        assert_eq!(e.admit(now), Err(Refusal::RegistrationClosed("cancelled")));
+        assert_eq!(
+            e.revise(EventPatch::default(), now),
+            Err(Refusal::EventCancelled)
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 
+use super::domain::Refusal;
 use crate::platform::{
     db::DbError,
     problem::{FieldError, Problem, ToProblem},
@@ -33,6 +34,27 @@ pub enum EventsError {
     Problem(#[from] Problem),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A stored row that does not read back (an id that is no UUID, an unknown status): a bug
+    /// or a damaged database, never passed off as a value.
+    #[error("corrupt {table} row {key}: {why}")]
+    CorruptRow {
+        table: &'static str,
+        key: String,
+        why: String,
+    },
+}
+
+impl From<Refusal> for EventsError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(errors) => EventsError::Validation(errors),
+            Refusal::EventCancelled => EventsError::EventCancelled,
+            Refusal::CapacityBelowSeatsTaken { seats_taken } => {
+                EventsError::CapacityBelowSeatsTaken { seats_taken }
+            }
+            Refusal::RegistrationClosed(why) => EventsError::RegistrationClosed(why),
+        }
+    }
 }
 
 impl From<diesel::result::Error> for EventsError {
@@ -81,8 +103,8 @@ impl ToProblem for EventsError {
                 tracing::error!(error = %err, "database unavailable");
                 Problem::unavailable("the events module's database is unavailable", 5)
             }
-            EventsError::Db(err) => {
-                tracing::error!(error = %err, "events module failure");
+            EventsError::Db(_) | EventsError::CorruptRow { .. } => {
+                tracing::error!(error = %self, "events module failure");
                 Problem::internal()
             }
         }

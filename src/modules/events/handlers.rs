@@ -110,7 +110,7 @@ async fn create_event(
 #[get("/api/events/{id}")]
 #[tracing::instrument(skip_all, fields(event_id = %id))]
 async fn get_event(service: Service, id: web::Path<Uuid>) -> Result<HttpResponse, EventsError> {
-    Ok(HttpResponse::Ok().json(service.get(id.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(service.get(id.into_inner().into()).await?))
 }
 
 /// Change an event (organiser or admin). Capacity can not go below `seats_taken`; a larger
@@ -128,7 +128,7 @@ async fn update_event(
 ) -> Result<HttpResponse, EventsError> {
     Ok(HttpResponse::Ok().json(
         service
-            .update(caller, id.into_inner(), body.into_inner())
+            .update(caller, id.into_inner().into(), body.into_inner())
             .await?,
     ))
 }
@@ -143,7 +143,7 @@ async fn cancel_event(
     caller: AuthUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, EventsError> {
-    service.cancel(caller, id.into_inner()).await?;
+    service.cancel(caller, id.into_inner().into()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -158,7 +158,7 @@ async fn register(
     caller: AuthUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, EventsError> {
-    Ok(HttpResponse::Created().json(service.register(caller, id.into_inner()).await?))
+    Ok(HttpResponse::Created().json(service.register(caller, id.into_inner().into()).await?))
 }
 
 /// Withdraw the caller's registration; a freed seat goes to the longest-waiting person.
@@ -171,7 +171,7 @@ async fn unregister(
     caller: AuthUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, EventsError> {
-    service.unregister(caller, id.into_inner()).await?;
+    service.unregister(caller, id.into_inner().into()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -187,7 +187,11 @@ async fn attendees(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, EventsError> {
     let page = query.validate()?;
-    Ok(HttpResponse::Ok().json(service.attendees(caller, id.into_inner(), page).await?))
+    Ok(HttpResponse::Ok().json(
+        service
+            .attendees(caller, id.into_inner().into(), page)
+            .await?,
+    ))
 }
 
 /// The caller's registrations with their events, in registration order.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use domain::EventId;
 pub use error::EventsError;
 pub use handlers::{ApiDoc, configure};
 pub use service::{EventsService, UserDeletedHandler};
@@ -56,18 +57,42 @@ pub struct Event {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Where a registration stands: the one status type, in the API and in the store.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum RegistrationState {
+pub enum RegistrationStatus {
     Confirmed,
     Waitlisted,
+}
+
+impl RegistrationStatus {
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Waitlisted => "waitlisted",
+        }
+    }
+}
+
+impl std::str::FromStr for RegistrationStatus {
+    type Err = String;
+
+    /// Only the stored names; anything else is an error, never a guess.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "confirmed" => Ok(Self::Confirmed),
+            "waitlisted" => Ok(Self::Waitlisted),
+            other => Err(format!("unknown registration status {other:?}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Registration {
     pub event_id: Uuid,
     pub user_id: Uuid,
-    pub status: RegistrationState,
+    pub status: RegistrationStatus,
     /// The 1-based place in the waitlist while waitlisted, `null` otherwise.
     #[schema(minimum = 1)]
     pub position: Option<i64>,
@@ -78,7 +103,7 @@ pub struct Registration {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Attendee {
     pub user: Person,
-    pub status: RegistrationState,
+    pub status: RegistrationStatus,
     pub created_at: DateTime<Utc>,
 }
 
@@ -86,7 +111,7 @@ pub struct Attendee {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MyRegistration {
     pub event: Event,
-    pub status: RegistrationState,
+    pub status: RegistrationStatus,
     /// The 1-based place in the waitlist while waitlisted, `null` otherwise.
     #[schema(minimum = 1)]
     pub position: Option<i64>,

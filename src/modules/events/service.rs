@@ -1,5 +1,6 @@
-//! The events module's rules: events, registrations, capacity and the waitlist. Every change to
-//! an event's seats happens in one write transaction that first locks the event's row.
+//! The events module's use cases: load the event aggregate (locking its row for any change to
+//! its seats), let it decide (`domain.rs`), save it, and shape the answer. Every change to an
+//! event's seats happens in one write transaction that first locks the event's row.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -9,15 +10,17 @@ use uuid::Uuid;
 
 use super::{
     Attendee, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
-    domain::{EventDraft, EventInput, EventPatch, RegistrationStatus, admit, seats_to_fill},
+    RegistrationStatus,
+    domain::{self, EventDraft, EventId, EventInput, EventPatch},
     error::EventsError,
-    store::{self, CANCELLED, EventRow, RegistrationRow, RegistrationsOf},
+    store::{self, RegistrationsOf},
 };
 use crate::{
     modules::users::{USER_DELETED, UserDeleted, UsersApi},
     platform::{
         auth::{AuthUser, DeletedAccounts},
         db::{Db, DbConnection, is_unique_violation},
+        ids::UserId,
         messaging::{DeliveryError, DomainEvent, EventHandler},
         now,
         pagination::{Page, PageRequest, into_page},
@@ -53,34 +56,31 @@ impl EventsService {
         // The organiser must still exist: a token can outlive its account.
         let names = self
             .users
-            .public_profiles(&[caller.id])
+            .public_profiles(&[caller.id.as_uuid()])
             .await
             .map_err(|e| EventsError::UsersUnavailable(e.to_string()))?;
         let Some(organizer) = names.into_iter().next() else {
             return Err(EventsError::AccountGone);
         };
-        let row = EventRow::new(Uuid::now_v7(), caller.id, draft, at);
-        let row = self
+        let event = domain::Event::new(caller.id, draft, at);
+        let event = self
             .db
-            .write(move |conn| {
-                store::insert_event(conn, &row)?;
-                Ok::<_, EventsError>(row)
-            })
+            .write(move |conn| store::insert_event(conn, &event).map(|()| event))
             .await?;
         Ok(to_event(
-            row,
+            event,
             &HashMap::from([(organizer.id, organizer.name)]),
         ))
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Event, EventsError> {
-        let row = self
+    pub async fn get(&self, id: EventId) -> Result<Event, EventsError> {
+        let event = self
             .db
-            .run(move |conn| store::find_event(conn, id).map_err(EventsError::from))
+            .run(move |conn| store::find_event(conn, id))
             .await?
             .ok_or(EventsError::EventNotFound)?;
-        let names = self.names(&[row.organizer()]).await;
-        Ok(to_event(row, &names))
+        let names = self.names(&[event.organizer]).await;
+        Ok(to_event(event, &names))
     }
 
     pub async fn list(
@@ -88,62 +88,44 @@ impl EventsService {
         filter: EventFilter,
         page: PageRequest,
     ) -> Result<Page<Event>, EventsError> {
-        let rows = self
+        let events = self
             .db
-            .run(move |conn| store::list_events(conn, &filter, page).map_err(EventsError::from))
+            .run(move |conn| store::list_events(conn, &filter, page))
             .await?;
-        let organizers: Vec<Uuid> = rows.iter().map(EventRow::organizer).collect();
+        let organizers: Vec<UserId> = events.iter().map(|e| e.organizer).collect();
         let names = self.names(&organizers).await;
-        Ok(into_page(rows, page, EventRow::cursor, |row| {
-            to_event(row, &names)
+        Ok(into_page(events, page, store::cursor_by_start, |event| {
+            to_event(event, &names)
         }))
     }
 
     pub async fn update(
         &self,
         caller: AuthUser,
-        id: Uuid,
+        id: EventId,
         patch: EventPatch,
     ) -> Result<Event, EventsError> {
-        let row = self
+        let event = self
             .db
             .write(move |conn| {
-                let at = now();
-                let mut event =
-                    store::lock_event(conn, id, at)?.ok_or(EventsError::EventNotFound)?;
-                ensure_organizer(&caller, &event)?;
-                if event.is_cancelled() {
-                    return Err(EventsError::EventCancelled);
-                }
-                let draft = event
-                    .draft()
-                    .apply(patch, at)
-                    .map_err(EventsError::Validation)?;
-                if draft.capacity < event.seats_taken {
-                    return Err(EventsError::CapacityBelowSeatsTaken {
-                        seats_taken: event.seats_taken,
-                    });
-                }
-                event.set_draft(draft);
+                let mut event = locked_for(conn, id, &caller)?;
+                event.revise(patch, now())?;
                 // A larger capacity seats waitlisted people now, not at the next cancellation.
                 promote_waitlisted(conn, &mut event)?;
                 store::save_event(conn, &event)?;
-                Ok(event)
+                Ok::<_, EventsError>(event)
             })
             .await?;
-        let names = self.names(&[row.organizer()]).await;
-        Ok(to_event(row, &names))
+        let names = self.names(&[event.organizer]).await;
+        Ok(to_event(event, &names))
     }
 
     /// Cancels the event; cancelling a cancelled event again changes nothing.
-    pub async fn cancel(&self, caller: AuthUser, id: Uuid) -> Result<(), EventsError> {
+    pub async fn cancel(&self, caller: AuthUser, id: EventId) -> Result<(), EventsError> {
         self.db
             .write(move |conn| {
-                let mut event =
-                    store::lock_event(conn, id, now())?.ok_or(EventsError::EventNotFound)?;
-                ensure_organizer(&caller, &event)?;
-                if !event.is_cancelled() {
-                    event.status = CANCELLED.to_owned();
+                let mut event = locked_for(conn, id, &caller)?;
+                if event.cancel(now()) {
                     store::save_event(conn, &event)?;
                 }
                 Ok(())
@@ -154,65 +136,48 @@ impl EventsService {
     pub async fn register(
         &self,
         caller: AuthUser,
-        event_id: Uuid,
+        event_id: EventId,
     ) -> Result<Registration, EventsError> {
         let deleted = self.deleted.clone();
-        let (row, position) = self
-            .db
+        self.db
             .write(move |conn| {
                 let mut event =
-                    store::lock_event(conn, event_id, now())?.ok_or(EventsError::EventNotFound)?;
+                    store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
                 // Under the lock: arrival order is admission order, and `created_at` says it.
                 let at = now();
-                if deleted.contains(caller.id) {
+                if deleted.contains(caller.id.as_uuid()) {
                     return Err(EventsError::AccountGone);
                 }
-                if event.is_cancelled() {
-                    return Err(EventsError::RegistrationClosed("cancelled"));
-                }
-                if event.starts_at <= at.naive_utc() {
-                    return Err(EventsError::RegistrationClosed("already started"));
-                }
+                event.ensure_open(at)?;
                 if store::find_registration(conn, event_id, caller.id)?.is_some() {
                     return Err(EventsError::AlreadyRegistered);
                 }
-                let status = admit(event.seats_taken, event.capacity);
-                let position = match status {
-                    RegistrationStatus::Confirmed => {
-                        event.seats_taken += 1;
-                        None
-                    }
-                    RegistrationStatus::Waitlisted => {
-                        event.waitlist_length += 1;
-                        Some(i64::from(event.waitlist_length))
-                    }
+                let admission = event.admit(at)?;
+                let registration = domain::Registration {
+                    event: event_id,
+                    user: caller.id,
+                    status: admission.status(),
+                    created_at: at,
                 };
-                let row = RegistrationRow {
-                    event_id: event.id.clone(),
-                    user_id: caller.id.to_string(),
-                    status: status.as_str().to_owned(),
-                    created_at: at.naive_utc(),
-                };
-                match store::insert_registration(conn, &row) {
+                match store::insert_registration(conn, &registration) {
                     Err(e) if is_unique_violation(&e) => {
                         return Err(EventsError::AlreadyRegistered);
                     }
                     other => other?,
                 }
                 store::save_event(conn, &event)?;
-                Ok((row, position))
+                Ok(to_registration(&registration, admission.position()))
             })
-            .await?;
-        Ok(to_registration(&row, position))
+            .await
     }
 
     /// Withdraws the caller; a freed seat goes to the longest-waiting person in the same
     /// transaction.
-    pub async fn unregister(&self, caller: AuthUser, event_id: Uuid) -> Result<(), EventsError> {
+    pub async fn unregister(&self, caller: AuthUser, event_id: EventId) -> Result<(), EventsError> {
         self.db
             .write(move |conn| {
                 let mut event =
-                    store::lock_event(conn, event_id, now())?.ok_or(EventsError::EventNotFound)?;
+                    store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
                 if !release_registration(conn, &mut event, caller.id)? {
                     return Err(EventsError::RegistrationNotFound);
                 }
@@ -224,31 +189,27 @@ impl EventsService {
     pub async fn attendees(
         &self,
         caller: AuthUser,
-        event_id: Uuid,
+        event_id: EventId,
         page: PageRequest,
     ) -> Result<Page<Attendee>, EventsError> {
-        let rows = self
+        let registrations = self
             .db
             .run(move |conn| {
                 let event = store::find_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
                 ensure_organizer(&caller, &event)?;
-                Ok::<_, EventsError>(store::registrations_page(
-                    conn,
-                    RegistrationsOf::Event(event_id),
-                    page,
-                )?)
+                store::registrations_page(conn, RegistrationsOf::Event(event_id), page)
             })
             .await?;
-        let users: Vec<Uuid> = rows.iter().map(RegistrationRow::user).collect();
+        let users: Vec<UserId> = registrations.iter().map(|r| r.user).collect();
         let names = self.names(&users).await;
         Ok(into_page(
-            rows,
+            registrations,
             page,
-            RegistrationRow::cursor_by_user,
-            |row| Attendee {
-                user: person(row.user(), &names),
-                status: status_of(&row),
-                created_at: row.created_at.and_utc(),
+            store::cursor_by_user,
+            |registration| Attendee {
+                user: person(registration.user, &names),
+                status: registration.status,
+                created_at: registration.created_at,
             },
         ))
     }
@@ -258,42 +219,45 @@ impl EventsService {
         caller: AuthUser,
         page: PageRequest,
     ) -> Result<Page<MyRegistration>, EventsError> {
-        let (rows, events) = self
+        let (registrations, events) = self
             .db
             .run(move |conn| {
-                let rows = store::registrations_page(conn, RegistrationsOf::User(caller.id), page)?;
-                let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+                let of = RegistrationsOf::User(caller.id);
+                let registrations = store::registrations_page(conn, of, page)?;
+                let ids: Vec<EventId> = registrations.iter().map(|r| r.event).collect();
                 let events = store::find_events(conn, &ids)?;
-                let rows = rows
+                let registrations = registrations
                     .into_iter()
-                    .map(|row| {
-                        let position = match row.status() {
+                    .map(|registration| {
+                        let position = match registration.status {
                             RegistrationStatus::Waitlisted => {
-                                Some(store::waitlist_position(conn, &row)?)
+                                Some(store::waitlist_position(conn, &registration)?)
                             }
                             RegistrationStatus::Confirmed => None,
                         };
-                        Ok::<_, EventsError>((row, position))
+                        Ok::<_, EventsError>((registration, position))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, EventsError>((rows, events))
+                Ok::<_, EventsError>((registrations, events))
             })
             .await?;
-        let organizers: Vec<Uuid> = events.iter().map(EventRow::organizer).collect();
+        let organizers: Vec<UserId> = events.iter().map(|e| e.organizer).collect();
         let names = self.names(&organizers).await;
-        let mut events: HashMap<String, EventRow> =
-            events.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let mut events: HashMap<EventId, domain::Event> =
+            events.into_iter().map(|e| (e.id, e)).collect();
         let mut page = into_page(
-            rows,
+            registrations,
             page,
-            |(row, _)| row.cursor_by_event(),
-            |(row, position)| {
-                events.remove(&row.event_id).map(|event| MyRegistration {
-                    event: to_event(event, &names),
-                    status: status_of(&row),
-                    position,
-                    created_at: row.created_at.and_utc(),
-                })
+            |(registration, _)| store::cursor_by_event(registration),
+            |(registration, position)| {
+                events
+                    .remove(&registration.event)
+                    .map(|event| MyRegistration {
+                        event: to_event(event, &names),
+                        status: registration.status,
+                        position,
+                        created_at: registration.created_at,
+                    })
             },
         );
         Ok(Page {
@@ -307,12 +271,12 @@ impl EventsService {
     pub async fn apply_user_deleted(
         &self,
         message_id: Uuid,
-        user: Uuid,
+        user: UserId,
         deleted_at: DateTime<Utc>,
     ) -> Result<bool, EventsError> {
         // Refused from now on, before the cascade: a registration racing it can not add a seat
         // the cascade has already passed by.
-        self.deleted.insert(user, deleted_at);
+        self.deleted.insert(user.as_uuid(), deleted_at);
         self.db
             .write(move |conn| {
                 let at = now();
@@ -320,20 +284,17 @@ impl EventsService {
                     return Ok(false);
                 }
                 store::record_deleted_user(conn, user, deleted_at)?;
-                let registered = store::events_registered_by(conn, user)?;
-                let organised = store::scheduled_events_of(conn, user)?;
+                let mut ids = store::events_registered_by(conn, user)?;
+                ids.extend(store::scheduled_events_of(conn, user)?);
                 // Lock in one global order (by id) so concurrent cascades can not deadlock.
-                let mut ids: Vec<&String> = registered.iter().chain(&organised).collect();
                 ids.sort();
                 ids.dedup();
                 for id in ids {
-                    let Ok(id) = id.parse::<Uuid>() else { continue };
-                    let Some(mut event) = store::lock_event(conn, id, at)? else {
+                    let Some(mut event) = store::lock_event(conn, id)? else {
                         continue;
                     };
                     release_registration(conn, &mut event, user)?;
-                    if event.organizer() == user && !event.is_cancelled() {
-                        event.status = CANCELLED.to_owned();
+                    if event.organizer == user && event.cancel(at) {
                         store::save_event(conn, &event)?;
                     }
                 }
@@ -344,8 +305,8 @@ impl EventsService {
 
     /// Display names of `ids`, one batched call. Reads stay up when the users module is down:
     /// the names are then simply missing (`null`).
-    async fn names(&self, ids: &[Uuid]) -> HashMap<Uuid, String> {
-        let mut unique = ids.to_vec();
+    async fn names(&self, ids: &[UserId]) -> HashMap<Uuid, String> {
+        let mut unique: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
         unique.sort();
         unique.dedup();
         match self.users.public_profiles(&unique).await {
@@ -358,8 +319,19 @@ impl EventsService {
     }
 }
 
-fn ensure_organizer(caller: &AuthUser, event: &EventRow) -> Result<(), EventsError> {
-    if caller.is_admin() || event.organizer() == caller.id {
+/// The event, locked, if `caller` may change it.
+fn locked_for(
+    conn: &mut DbConnection,
+    id: EventId,
+    caller: &AuthUser,
+) -> Result<domain::Event, EventsError> {
+    let event = store::lock_event(conn, id)?.ok_or(EventsError::EventNotFound)?;
+    ensure_organizer(caller, &event)?;
+    Ok(event)
+}
+
+fn ensure_organizer(caller: &AuthUser, event: &domain::Event) -> Result<(), EventsError> {
+    if event.may_be_changed_by(caller.id, caller.is_admin()) {
         Ok(())
     } else {
         Err(EventsError::NotOrganizer)
@@ -370,82 +342,73 @@ fn ensure_organizer(caller: &AuthUser, event: &EventRow) -> Result<(), EventsErr
 /// was none.
 fn release_registration(
     conn: &mut DbConnection,
-    event: &mut EventRow,
-    user: Uuid,
+    event: &mut domain::Event,
+    user: UserId,
 ) -> Result<bool, EventsError> {
-    let Some(registration) = store::find_registration(conn, event.uuid(), user)? else {
+    let Some(registration) = store::find_registration(conn, event.id, user)? else {
         return Ok(false);
     };
-    store::delete_registration(conn, event.uuid(), user)?;
-    match registration.status() {
-        RegistrationStatus::Confirmed => event.seats_taken -= 1,
-        RegistrationStatus::Waitlisted => event.waitlist_length -= 1,
-    }
+    store::delete_registration(conn, event.id, user)?;
+    event.release(registration.status, now());
     promote_waitlisted(conn, event)?;
     store::save_event(conn, event)?;
     Ok(true)
 }
 
 /// Confirms the longest-waiting registrations while seats are free.
-fn promote_waitlisted(conn: &mut DbConnection, event: &mut EventRow) -> Result<(), EventsError> {
-    let n = seats_to_fill(event.capacity, event.seats_taken, event.waitlist_length);
+fn promote_waitlisted(
+    conn: &mut DbConnection,
+    event: &mut domain::Event,
+) -> Result<(), EventsError> {
+    let n = event.seats_to_fill();
     if n == 0 {
         return Ok(());
     }
-    for waiting in store::oldest_waitlisted(conn, event.uuid(), i64::from(n))? {
-        store::confirm(conn, &waiting.event_id, &waiting.user_id)?;
-        event.seats_taken += 1;
-        event.waitlist_length -= 1;
-        tracing::info!(event_id = %event.id, user_id = %waiting.user_id, "promoted from waitlist");
+    for waiting in store::oldest_waitlisted(conn, event.id, i64::from(n))? {
+        store::confirm(conn, &waiting)?;
+        event.promote_one();
+        tracing::info!(event_id = %event.id, user_id = %waiting.user, "promoted from waitlist");
     }
     Ok(())
 }
 
-fn person(id: Uuid, names: &HashMap<Uuid, String>) -> Person {
+fn person(id: UserId, names: &HashMap<Uuid, String>) -> Person {
     Person {
-        id,
-        name: names.get(&id).cloned(),
+        id: id.as_uuid(),
+        name: names.get(&id.as_uuid()).cloned(),
     }
 }
 
-fn status_of(row: &RegistrationRow) -> super::RegistrationState {
-    match row.status() {
-        RegistrationStatus::Confirmed => super::RegistrationState::Confirmed,
-        RegistrationStatus::Waitlisted => super::RegistrationState::Waitlisted,
-    }
-}
-
-fn to_registration(row: &RegistrationRow, position: Option<i64>) -> Registration {
+fn to_registration(registration: &domain::Registration, position: Option<i64>) -> Registration {
     Registration {
-        event_id: row.event(),
-        user_id: row.user(),
-        status: status_of(row),
+        event_id: registration.event.as_uuid(),
+        user_id: registration.user.as_uuid(),
+        status: registration.status,
         position,
-        created_at: row.created_at.and_utc(),
+        created_at: registration.created_at,
     }
 }
 
-fn to_event(row: EventRow, names: &HashMap<Uuid, String>) -> Event {
-    let utc = |t: chrono::NaiveDateTime| -> DateTime<Utc> { t.and_utc() };
+fn to_event(event: domain::Event, names: &HashMap<Uuid, String>) -> Event {
     Event {
-        id: row.uuid(),
-        organizer: person(row.organizer(), names),
-        status: if row.is_cancelled() {
+        id: event.id.as_uuid(),
+        organizer: person(event.organizer, names),
+        status: if event.is_cancelled() {
             EventStatus::Cancelled
         } else {
             EventStatus::Scheduled
         },
-        title: row.title,
-        description: row.description,
-        location: row.location,
-        category: row.category,
-        starts_at: utc(row.starts_at),
-        ends_at: utc(row.ends_at),
-        capacity: row.capacity,
-        seats_taken: row.seats_taken,
-        waitlist_length: row.waitlist_length,
-        created_at: utc(row.created_at),
-        updated_at: utc(row.updated_at),
+        seats_taken: event.seats_taken(),
+        waitlist_length: event.waitlist_length(),
+        title: event.draft.title,
+        description: event.draft.description,
+        location: event.draft.location,
+        category: event.draft.category,
+        starts_at: event.draft.starts_at,
+        ends_at: event.draft.ends_at,
+        capacity: event.draft.capacity,
+        created_at: event.created_at,
+        updated_at: event.updated_at,
     }
 }
 
@@ -462,9 +425,10 @@ impl EventHandler for UserDeletedHandler {
         let payload: UserDeleted = serde_json::from_value(event.payload.clone()).map_err(|e| {
             DeliveryError::because(format!("malformed {USER_DELETED} payload: {e}"))
         })?;
+        let user = UserId::from(payload.user_id);
         let applied = self
             .0
-            .apply_user_deleted(event.id, payload.user_id, event.occurred_at)
+            .apply_user_deleted(event.id, user, event.occurred_at)
             .await
             .map_err(DeliveryError::because)?;
         tracing::info!(user_id = %payload.user_id, message_id = %event.id, applied, "handled user.deleted");

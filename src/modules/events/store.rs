@@ -5,171 +5,210 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::{
-    EventFilter,
-    domain::{EventDraft, RegistrationStatus, filter_key},
+    EventFilter, EventsError, RegistrationStatus,
+    domain::{Event, EventDraft, EventId, Registration, filter_key},
     schema::{events, events_deleted_users, events_inbox, registrations},
 };
 use crate::platform::{
     db::DbConnection,
+    ids::UserId,
     pagination::{Cursor, PageRequest},
 };
 
+/// An `events` row, as stored; only this file sees one.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = events, treat_none_as_null = true)]
-pub struct EventRow {
-    pub id: String,
-    pub organizer_id: String,
-    pub title: String,
-    pub description: Option<String>,
-    pub location: Option<String>,
-    pub location_key: Option<String>,
-    pub category: Option<String>,
-    pub category_key: Option<String>,
-    pub starts_at: NaiveDateTime,
-    pub ends_at: NaiveDateTime,
-    pub capacity: i32,
-    pub seats_taken: i32,
-    pub waitlist_length: i32,
-    pub status: String,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
+struct EventRow {
+    id: String,
+    organizer_id: String,
+    title: String,
+    description: Option<String>,
+    location: Option<String>,
+    location_key: Option<String>,
+    category: Option<String>,
+    category_key: Option<String>,
+    starts_at: NaiveDateTime,
+    ends_at: NaiveDateTime,
+    capacity: i32,
+    seats_taken: i32,
+    waitlist_length: i32,
+    status: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
 }
 
-pub const SCHEDULED: &str = "scheduled";
-pub const CANCELLED: &str = "cancelled";
+const SCHEDULED: &str = "scheduled";
+const CANCELLED: &str = "cancelled";
+
+/// Reads an id column back; a value that is no UUID is a corrupt row, reported.
+fn parse_id<T: std::str::FromStr>(
+    table: &'static str,
+    key: &str,
+    value: &str,
+) -> Result<T, EventsError> {
+    value.parse().map_err(|_| EventsError::CorruptRow {
+        table,
+        key: key.to_owned(),
+        why: format!("{value:?} is not a UUID"),
+    })
+}
 
 impl EventRow {
-    pub fn new(id: Uuid, organizer: Uuid, draft: EventDraft, now: DateTime<Utc>) -> Self {
-        let mut row = Self {
-            id: id.to_string(),
-            organizer_id: organizer.to_string(),
-            title: String::new(),
-            description: None,
-            location: None,
-            location_key: None,
-            category: None,
-            category_key: None,
-            starts_at: now.naive_utc(),
-            ends_at: now.naive_utc(),
-            capacity: 1,
-            seats_taken: 0,
-            waitlist_length: 0,
-            status: SCHEDULED.to_owned(),
-            created_at: now.naive_utc(),
-            updated_at: now.naive_utc(),
+    fn from_event(event: &Event) -> Self {
+        let draft = &event.draft;
+        Self {
+            id: event.id.to_string(),
+            organizer_id: event.organizer.to_string(),
+            title: draft.title.clone(),
+            description: draft.description.clone(),
+            location: draft.location.clone(),
+            location_key: draft.location.as_deref().map(filter_key),
+            category: draft.category.clone(),
+            category_key: draft.category.as_deref().map(filter_key),
+            starts_at: draft.starts_at.naive_utc(),
+            ends_at: draft.ends_at.naive_utc(),
+            capacity: draft.capacity,
+            seats_taken: event.seats_taken(),
+            waitlist_length: event.waitlist_length(),
+            status: if event.is_cancelled() {
+                CANCELLED
+            } else {
+                SCHEDULED
+            }
+            .to_owned(),
+            created_at: event.created_at.naive_utc(),
+            updated_at: event.updated_at.naive_utc(),
+        }
+    }
+
+    fn into_event(self) -> Result<Event, EventsError> {
+        let cancelled = match self.status.as_str() {
+            SCHEDULED => false,
+            CANCELLED => true,
+            other => {
+                return Err(EventsError::CorruptRow {
+                    table: "events",
+                    key: self.id,
+                    why: format!("unknown status {other:?}"),
+                });
+            }
         };
-        row.set_draft(draft);
-        row
-    }
-
-    pub fn set_draft(&mut self, draft: EventDraft) {
-        self.location_key = draft.location.as_deref().map(filter_key);
-        self.category_key = draft.category.as_deref().map(filter_key);
-        self.title = draft.title;
-        self.description = draft.description;
-        self.location = draft.location;
-        self.category = draft.category;
-        self.starts_at = draft.starts_at.naive_utc();
-        self.ends_at = draft.ends_at.naive_utc();
-        self.capacity = draft.capacity;
-    }
-
-    pub fn draft(&self) -> EventDraft {
-        EventDraft {
-            title: self.title.clone(),
-            description: self.description.clone(),
-            location: self.location.clone(),
-            category: self.category.clone(),
-            starts_at: self.starts_at.and_utc(),
-            ends_at: self.ends_at.and_utc(),
-            capacity: self.capacity,
-        }
-    }
-
-    pub fn uuid(&self) -> Uuid {
-        self.id.parse().unwrap_or_default()
-    }
-
-    pub fn organizer(&self) -> Uuid {
-        self.organizer_id.parse().unwrap_or_default()
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.status == CANCELLED
-    }
-
-    pub fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.starts_at.and_utc(),
-            id: self.uuid(),
-        }
+        Ok(Event::restore(
+            parse_id("events", &self.id, &self.id)?,
+            parse_id("events", &self.id, &self.organizer_id)?,
+            EventDraft {
+                title: self.title,
+                description: self.description,
+                location: self.location,
+                category: self.category,
+                starts_at: self.starts_at.and_utc(),
+                ends_at: self.ends_at.and_utc(),
+                capacity: self.capacity,
+            },
+            self.seats_taken,
+            self.waitlist_length,
+            cancelled,
+            self.created_at.and_utc(),
+            self.updated_at.and_utc(),
+        ))
     }
 }
 
+/// Rows to events, failing on the first corrupt one.
+fn into_events(rows: Vec<EventRow>) -> Result<Vec<Event>, EventsError> {
+    rows.into_iter().map(EventRow::into_event).collect()
+}
+
+/// A `registrations` row, as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = registrations)]
-pub struct RegistrationRow {
-    pub event_id: String,
-    pub user_id: String,
-    pub status: String,
-    pub created_at: NaiveDateTime,
+struct RegistrationRow {
+    event_id: String,
+    user_id: String,
+    status: String,
+    created_at: NaiveDateTime,
 }
 
 impl RegistrationRow {
-    pub fn status(&self) -> RegistrationStatus {
-        RegistrationStatus::parse(&self.status)
-    }
-
-    pub fn user(&self) -> Uuid {
-        self.user_id.parse().unwrap_or_default()
-    }
-
-    pub fn event(&self) -> Uuid {
-        self.event_id.parse().unwrap_or_default()
-    }
-
-    /// Position in an event's list: registration time, ties broken by user id.
-    pub fn cursor_by_user(&self) -> Cursor {
-        Cursor {
-            at: self.created_at.and_utc(),
-            id: self.user(),
+    fn from_registration(registration: &Registration) -> Self {
+        Self {
+            event_id: registration.event.to_string(),
+            user_id: registration.user.to_string(),
+            status: registration.status.as_str().to_owned(),
+            created_at: registration.created_at.naive_utc(),
         }
     }
 
-    /// Position in a user's list: registration time, ties broken by event id.
-    pub fn cursor_by_event(&self) -> Cursor {
-        Cursor {
-            at: self.created_at.and_utc(),
-            id: self.event(),
-        }
+    fn into_registration(self) -> Result<Registration, EventsError> {
+        let key = format!("{}/{}", self.event_id, self.user_id);
+        Ok(Registration {
+            event: parse_id("registrations", &key, &self.event_id)?,
+            user: parse_id("registrations", &key, &self.user_id)?,
+            status: self.status.parse().map_err(|why| EventsError::CorruptRow {
+                table: "registrations",
+                key,
+                why,
+            })?,
+            created_at: self.created_at.and_utc(),
+        })
     }
 }
 
-pub fn insert_event(conn: &mut DbConnection, row: &EventRow) -> QueryResult<()> {
+fn into_registrations(rows: Vec<RegistrationRow>) -> Result<Vec<Registration>, EventsError> {
+    rows.into_iter()
+        .map(RegistrationRow::into_registration)
+        .collect()
+}
+
+/// Position in an event's list: registration time, ties broken by user id.
+pub fn cursor_by_user(registration: &Registration) -> Cursor {
+    Cursor {
+        at: registration.created_at,
+        id: registration.user.as_uuid(),
+    }
+}
+
+/// Position in a user's list: registration time, ties broken by event id.
+pub fn cursor_by_event(registration: &Registration) -> Cursor {
+    Cursor {
+        at: registration.created_at,
+        id: registration.event.as_uuid(),
+    }
+}
+
+/// Position in the event list: start time, ties broken by id.
+pub fn cursor_by_start(event: &Event) -> Cursor {
+    Cursor {
+        at: event.draft.starts_at,
+        id: event.id.as_uuid(),
+    }
+}
+
+pub fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
     diesel::insert_into(events::table)
-        .values(row)
-        .execute(conn)
-        .map(drop)
+        .values(EventRow::from_event(event))
+        .execute(conn)?;
+    Ok(())
 }
 
-pub fn find_event(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<EventRow>> {
+pub fn find_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>, EventsError> {
     events::table
         .find(id.to_string())
         .select(EventRow::as_select())
         .first(conn)
-        .optional()
+        .optional()?
+        .map(EventRow::into_event)
+        .transpose()
 }
 
 /// Takes the event's row lock (PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises
 /// writers) and reads it. Every change to an event's seats goes through here first, so two
 /// transactions never decide on the same seat at once.
-pub fn lock_event(
-    conn: &mut DbConnection,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> QueryResult<Option<EventRow>> {
+pub fn lock_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>, EventsError> {
+    // An update that changes nothing still takes the row lock (a non-key column, so the lock
+    // is the weaker one that does not block the registrations' foreign-key checks).
     let touched = diesel::update(events::table.find(id.to_string()))
-        .set(events::updated_at.eq(now.naive_utc()))
+        .set(events::updated_at.eq(events::updated_at))
         .execute(conn)?;
     if touched == 0 {
         return Ok(None);
@@ -177,17 +216,19 @@ pub fn lock_event(
     find_event(conn, id)
 }
 
-pub fn save_event(conn: &mut DbConnection, row: &EventRow) -> QueryResult<usize> {
+pub fn save_event(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
+    let row = EventRow::from_event(event);
     diesel::update(events::table.find(&row.id))
-        .set(row)
-        .execute(conn)
+        .set(&row)
+        .execute(conn)?;
+    Ok(())
 }
 
 pub fn list_events(
     conn: &mut DbConnection,
     filter: &EventFilter,
     page: PageRequest,
-) -> QueryResult<Vec<EventRow>> {
+) -> Result<Vec<Event>, EventsError> {
     let status = if filter.cancelled {
         CANCELLED
     } else {
@@ -222,61 +263,80 @@ pub fn list_events(
                 .and(events::id.gt(after.id.to_string()))),
         );
     }
-    query.load(conn)
+    into_events(query.load(conn)?)
 }
 
-pub fn find_events(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<EventRow>> {
-    events::table
-        .filter(events::id.eq_any(ids))
-        .select(EventRow::as_select())
-        .load(conn)
+pub fn find_events(conn: &mut DbConnection, ids: &[EventId]) -> Result<Vec<Event>, EventsError> {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    into_events(
+        events::table
+            .filter(events::id.eq_any(ids))
+            .select(EventRow::as_select())
+            .load(conn)?,
+    )
 }
 
-/// Scheduled events the user organises, in id order (a stable lock order).
-pub fn scheduled_events_of(conn: &mut DbConnection, organizer: Uuid) -> QueryResult<Vec<String>> {
-    events::table
+/// Scheduled events the user organises.
+pub fn scheduled_events_of(
+    conn: &mut DbConnection,
+    organizer: UserId,
+) -> Result<Vec<EventId>, EventsError> {
+    let ids: Vec<String> = events::table
         .filter(events::organizer_id.eq(organizer.to_string()))
         .filter(events::status.eq(SCHEDULED))
         .select(events::id)
-        .order(events::id.asc())
-        .load(conn)
+        .load(conn)?;
+    ids.iter().map(|id| parse_id("events", id, id)).collect()
 }
 
 pub fn find_registration(
     conn: &mut DbConnection,
-    event: Uuid,
-    user: Uuid,
-) -> QueryResult<Option<RegistrationRow>> {
+    event: EventId,
+    user: UserId,
+) -> Result<Option<Registration>, EventsError> {
     registrations::table
         .find((event.to_string(), user.to_string()))
         .select(RegistrationRow::as_select())
         .first(conn)
-        .optional()
+        .optional()?
+        .map(RegistrationRow::into_registration)
+        .transpose()
 }
 
-pub fn insert_registration(conn: &mut DbConnection, row: &RegistrationRow) -> QueryResult<()> {
+pub fn insert_registration(
+    conn: &mut DbConnection,
+    registration: &Registration,
+) -> QueryResult<()> {
     diesel::insert_into(registrations::table)
-        .values(row)
+        .values(RegistrationRow::from_registration(registration))
         .execute(conn)
         .map(drop)
 }
 
-pub fn delete_registration(conn: &mut DbConnection, event: Uuid, user: Uuid) -> QueryResult<usize> {
+pub fn delete_registration(
+    conn: &mut DbConnection,
+    event: EventId,
+    user: UserId,
+) -> QueryResult<usize> {
     diesel::delete(registrations::table.find((event.to_string(), user.to_string()))).execute(conn)
 }
 
 /// The 1-based place of a waitlisted registration: how many of its event's waitlisted
 /// registrations arrived before it, plus one.
-pub fn waitlist_position(conn: &mut DbConnection, row: &RegistrationRow) -> QueryResult<i64> {
+pub fn waitlist_position(conn: &mut DbConnection, registration: &Registration) -> QueryResult<i64> {
+    let (at, user) = (
+        registration.created_at.naive_utc(),
+        registration.user.to_string(),
+    );
     let ahead: i64 = registrations::table
-        .filter(registrations::event_id.eq(&row.event_id))
+        .filter(registrations::event_id.eq(registration.event.to_string()))
         .filter(registrations::status.eq(RegistrationStatus::Waitlisted.as_str()))
         .filter(
             registrations::created_at
-                .lt(row.created_at)
+                .lt(at)
                 .or(registrations::created_at
-                    .eq(row.created_at)
-                    .and(registrations::user_id.lt(&row.user_id))),
+                    .eq(at)
+                    .and(registrations::user_id.lt(user))),
         )
         .count()
         .get_result(conn)?;
@@ -286,23 +346,29 @@ pub fn waitlist_position(conn: &mut DbConnection, row: &RegistrationRow) -> Quer
 /// The `n` longest-waiting registrations of an event.
 pub fn oldest_waitlisted(
     conn: &mut DbConnection,
-    event: Uuid,
+    event: EventId,
     n: i64,
-) -> QueryResult<Vec<RegistrationRow>> {
-    registrations::table
-        .filter(registrations::event_id.eq(event.to_string()))
-        .filter(registrations::status.eq(RegistrationStatus::Waitlisted.as_str()))
-        .order((
-            registrations::created_at.asc(),
-            registrations::user_id.asc(),
-        ))
-        .limit(n)
-        .select(RegistrationRow::as_select())
-        .load(conn)
+) -> Result<Vec<Registration>, EventsError> {
+    into_registrations(
+        registrations::table
+            .filter(registrations::event_id.eq(event.to_string()))
+            .filter(registrations::status.eq(RegistrationStatus::Waitlisted.as_str()))
+            .order((
+                registrations::created_at.asc(),
+                registrations::user_id.asc(),
+            ))
+            .limit(n)
+            .select(RegistrationRow::as_select())
+            .load(conn)?,
+    )
 }
 
-pub fn confirm(conn: &mut DbConnection, event: &str, user: &str) -> QueryResult<usize> {
-    diesel::update(registrations::table.find((event, user)))
+pub fn confirm(conn: &mut DbConnection, registration: &Registration) -> QueryResult<usize> {
+    let key = (
+        registration.event.to_string(),
+        registration.user.to_string(),
+    );
+    diesel::update(registrations::table.find(key))
         .set(registrations::status.eq(RegistrationStatus::Confirmed.as_str()))
         .execute(conn)
 }
@@ -311,9 +377,9 @@ pub fn confirm(conn: &mut DbConnection, event: &str, user: &str) -> QueryResult<
 #[derive(Debug, Clone, Copy)]
 pub enum RegistrationsOf {
     /// One event's, in arrival order, ties broken by user id.
-    Event(Uuid),
+    Event(EventId),
     /// One user's, in arrival order, ties broken by event id.
-    User(Uuid),
+    User(UserId),
 }
 
 /// One keyset page of registrations (`limit + 1` rows: the extra one says more follow).
@@ -321,7 +387,7 @@ pub fn registrations_page(
     conn: &mut DbConnection,
     of: RegistrationsOf,
     page: PageRequest,
-) -> QueryResult<Vec<RegistrationRow>> {
+) -> Result<Vec<Registration>, EventsError> {
     use registrations::{created_at, event_id, user_id};
     let after = page.after.map(|c| (c.at.naive_utc(), c.id.to_string()));
     let mut query = registrations::table
@@ -355,16 +421,21 @@ pub fn registrations_page(
             }
         }
     }
-    query.load(conn)
+    into_registrations(query.load(conn)?)
 }
 
-/// Every event the user is registered for, in id order (a stable lock order).
-pub fn events_registered_by(conn: &mut DbConnection, user: Uuid) -> QueryResult<Vec<String>> {
-    registrations::table
+/// Every event the user is registered for.
+pub fn events_registered_by(
+    conn: &mut DbConnection,
+    user: UserId,
+) -> Result<Vec<EventId>, EventsError> {
+    let ids: Vec<String> = registrations::table
         .filter(registrations::user_id.eq(user.to_string()))
         .select(registrations::event_id)
-        .order(registrations::event_id.asc())
-        .load(conn)
+        .load(conn)?;
+    ids.iter()
+        .map(|id| parse_id("registrations", id, id))
+        .collect()
 }
 
 /// Records a handled domain event; `false` when it had been handled before.
@@ -396,7 +467,7 @@ pub fn record_handled(
 /// Records that `user`'s account was deleted (once; later records change nothing).
 pub fn record_deleted_user(
     conn: &mut DbConnection,
-    user: Uuid,
+    user: UserId,
     at: DateTime<Utc>,
 ) -> QueryResult<()> {
     let known = events_deleted_users::table

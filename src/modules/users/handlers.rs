@@ -132,7 +132,7 @@ async fn logout(
 #[get("/api/users/me")]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id))]
 async fn get_me(service: Service, caller: AuthUser) -> Result<HttpResponse, UsersError> {
-    Ok(HttpResponse::Ok().json(service.me(caller.id).await?))
+    Ok(HttpResponse::Ok().json(service.me(caller.id.as_uuid()).await?))
 }
 
 /// Change the caller's name and/or password; `current_password` is always required.
@@ -153,7 +153,7 @@ async fn update_me(
         password: body.password,
         current_password: body.current_password,
     };
-    Ok(HttpResponse::Ok().json(service.update_me(caller.id, change).await?))
+    Ok(HttpResponse::Ok().json(service.update_me(caller.id.as_uuid(), change).await?))
 }
 
 /// Delete the caller's account: their registrations are removed and their events cancelled.
@@ -167,7 +167,7 @@ async fn delete_me(
     body: JsonBody<DeleteMeRequest>,
 ) -> Result<HttpResponse, UsersError> {
     service
-        .delete_me(caller.id, body.into_inner().current_password)
+        .delete_me(caller.id.as_uuid(), body.into_inner().current_password)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

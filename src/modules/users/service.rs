@@ -129,7 +129,7 @@ impl UsersService {
                 Err(e) => Err(e.into()),
             })
             .await
-            .map(User::from)
+            .and_then(User::try_from)
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, UsersError> {
@@ -241,14 +241,14 @@ impl UsersService {
     pub async fn me(&self, id: Uuid) -> Result<User, UsersError> {
         self.find(id)
             .await?
-            .map(User::from)
-            .ok_or(UsersError::AccountGone)
+            .map(User::try_from)
+            .ok_or(UsersError::AccountGone)?
     }
 
     pub async fn public_profile(&self, id: Uuid) -> Result<PublicProfile, UsersError> {
         let row = self.find(id).await?.ok_or(UsersError::NotFound)?;
         Ok(PublicProfile {
-            id: row.id(),
+            id: row.id()?,
             name: row.name,
         })
     }
@@ -285,8 +285,8 @@ impl UsersService {
                     store::revoke_all_of_user(conn, id, at)?;
                 }
                 store::find_user(conn, id)?
-                    .map(User::from)
-                    .ok_or(UsersError::AccountGone)
+                    .map(User::try_from)
+                    .ok_or(UsersError::AccountGone)?
             })
             .await
     }
@@ -357,7 +357,11 @@ impl UsersService {
                 store::list_users(conn, email.as_deref(), page).map_err(UsersError::from)
             })
             .await?;
-        Ok(into_page(rows, page, UserRow::cursor, User::from))
+        let users = rows
+            .into_iter()
+            .map(User::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(into_page(users, page, store::cursor, |user| user))
     }
 
     /// Gives an existing account the admin role (the `make-admin` command).
@@ -403,8 +407,8 @@ impl UsersService {
     async fn issue_tokens(&self, user: &UserRow, family: Uuid) -> Result<TokenPair, UsersError> {
         let at = now();
         let claims = Claims {
-            sub: user.id(),
-            role: user.role(),
+            sub: user.id()?,
+            role: user.role()?,
             iss: self.settings.issuer.clone(),
             iat: at.timestamp(),
             exp: at.timestamp() + self.settings.access_ttl_secs as i64,
@@ -458,15 +462,17 @@ impl UsersApi for UsersService {
     }
 }
 
-impl From<UserRow> for User {
-    fn from(row: UserRow) -> Self {
-        User {
-            id: row.id(),
-            role: row.role(),
+impl TryFrom<UserRow> for User {
+    type Error = UsersError;
+
+    fn try_from(row: UserRow) -> Result<Self, UsersError> {
+        Ok(User {
+            id: row.id()?,
+            role: row.role()?,
             email: row.email,
             name: row.name,
             created_at: row.created_at.and_utc(),
-        }
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::{
+    User, UsersError,
     outbox::RelayError,
     schema::{refresh_tokens, users, users_deleted, users_outbox},
 };
@@ -28,19 +29,28 @@ pub struct UserRow {
 }
 
 impl UserRow {
-    pub fn id(&self) -> Uuid {
-        self.id.parse().unwrap_or_default()
+    /// The id, or an error naming the row: a stored id that is no UUID is never read as nil.
+    pub fn id(&self) -> Result<Uuid, UsersError> {
+        self.id
+            .parse()
+            .map_err(|_| self.corrupt("id is not a UUID"))
     }
 
-    pub fn role(&self) -> Role {
-        Role::parse(&self.role).unwrap_or(Role::Member)
+    /// The role, or an error naming the row: an unknown role is never guessed.
+    pub fn role(&self) -> Result<Role, UsersError> {
+        Role::parse(&self.role).ok_or_else(|| self.corrupt("unknown role"))
     }
 
-    pub fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at.and_utc(),
-            id: self.id(),
-        }
+    fn corrupt(&self, why: &str) -> UsersError {
+        UsersError::Internal(format!("corrupt users row {:?}: {why}", self.id))
+    }
+}
+
+/// Position in the user list: creation time, ties broken by id.
+pub fn cursor(user: &User) -> Cursor {
+    Cursor {
+        at: user.created_at,
+        id: user.id,
     }
 }
 
