@@ -482,6 +482,124 @@ mod tests {
         assert_eq!(bad.unwrap_err()[0].field, "ends_at");
     }
 
+    /// `input` with one field changed, validated.
+    fn created(
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut EventInput),
+    ) -> Result<EventDraft, Vec<String>> {
+        let mut candidate = input(now);
+        change(&mut candidate);
+        EventDraft::create(candidate, now)
+            .map_err(|errors| errors.into_iter().map(|e| e.field).collect())
+    }
+
+    #[test]
+    fn every_length_limit_is_inclusive() {
+        let now = Utc::now();
+        for (field, max) in [
+            ("title", 200),
+            ("description", 10_000),
+            ("location", 200),
+            ("category", 50),
+        ] {
+            let set = |value: String| {
+                move |i: &mut EventInput| match field {
+                    "title" => i.title = value,
+                    "description" => i.description = Some(value),
+                    "location" => i.location = Some(value),
+                    _ => i.category = Some(value),
+                }
+            };
+            assert!(
+                created(now, set("x".repeat(max))).is_ok(),
+                "{field} of {max}"
+            );
+            assert_eq!(
+                created(now, set("x".repeat(max + 1))),
+                Err(vec![field.to_owned()]),
+                "{field}"
+            );
+            // Characters, not bytes.
+            assert!(
+                created(now, set("é".repeat(max))).is_ok(),
+                "{field} of {max} two-byte characters"
+            );
+        }
+        assert_eq!(
+            created(now, |i| i.title = "   ".into()),
+            Err(vec!["title".to_owned()])
+        );
+    }
+
+    #[test]
+    fn text_keeps_its_content_and_refuses_control_characters() {
+        let now = Utc::now();
+        let draft = created(now, |i| {
+            i.description = Some(" two\nlines\tand a tab ".into());
+            i.category = Some(" Tech ".into());
+        })
+        .unwrap();
+        assert_eq!(draft.description.as_deref(), Some("two\nlines\tand a tab"));
+        assert_eq!(draft.category.as_deref(), Some("Tech"));
+        assert_eq!(draft.location.as_deref(), Some("Berlin"));
+        assert_eq!(
+            created(now, |i| i.title = "bell\u{7}".into()),
+            Err(vec!["title".to_owned()])
+        );
+        assert_eq!(
+            created(now, |i| i.location = Some("two\nlines".into())),
+            Err(vec!["location".to_owned()])
+        );
+        assert_eq!(
+            created(now, |i| i.category = Some("esc\u{1b}".into())),
+            Err(vec!["category".to_owned()])
+        );
+        assert_eq!(
+            created(now, |i| i.description = Some("nul\0".into())),
+            Err(vec!["description".to_owned()])
+        );
+    }
+
+    #[test]
+    fn times_and_capacity_at_their_bounds() {
+        let now = Utc::now();
+        assert_eq!(
+            created(now, |i| i.starts_at = now),
+            Err(vec!["starts_at".to_owned()])
+        );
+        assert_eq!(
+            created(now, |i| i.ends_at = i.starts_at),
+            Err(vec!["ends_at".to_owned()])
+        );
+        assert!(created(now, |i| i.ends_at = i.starts_at + Duration::microseconds(1)).is_ok());
+        assert!(created(now, |i| i.capacity = 1).is_ok());
+        assert!(created(now, |i| i.capacity = MAX_CAPACITY).is_ok());
+        for bad in [0, -1, MAX_CAPACITY + 1] {
+            assert_eq!(
+                created(now, |i| i.capacity = bad),
+                Err(vec!["capacity".to_owned()])
+            );
+        }
+        let draft = created(now, |_| {}).unwrap();
+        let moved_to_the_past = draft.apply(
+            EventPatch {
+                starts_at: Some(now),
+                ..Default::default()
+            },
+            now,
+        );
+        assert_eq!(moved_to_the_past.unwrap_err()[0].field, "starts_at");
+        // Kept as the databases keep it: microseconds.
+        let precise = created(now, |i| i.starts_at += Duration::nanoseconds(1_234_567)).unwrap();
+        assert_eq!(precise.starts_at.timestamp_subsec_nanos() % 1_000, 0);
+    }
+
+    #[test]
+    fn filters_compare_trimmed_lower_case() {
+        assert_eq!(filter_key("  BerLIN "), "berlin");
+        assert_eq!(filter_key("Ünïcode"), "ünïcode");
+    }
+
     fn event(capacity: i32, now: DateTime<Utc>) -> Event {
         let mut draft = EventDraft::create(input(now), now).unwrap();
         draft.capacity = capacity;

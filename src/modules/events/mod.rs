@@ -139,3 +139,30 @@ pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
     sqlite: || SQLITE_MIGRATIONS,
     postgres: || POSTGRES_MIGRATIONS,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::RegistrationStatus;
+
+    #[test]
+    fn registration_statuses_read_back_exactly_what_was_stored() {
+        for status in [
+            RegistrationStatus::Confirmed,
+            RegistrationStatus::Waitlisted,
+        ] {
+            assert_eq!(status.as_str().parse::<RegistrationStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{}\"", status.as_str())
+            );
+        }
+        assert_eq!(RegistrationStatus::Confirmed.as_str(), "confirmed");
+        assert_eq!(RegistrationStatus::Waitlisted.as_str(), "waitlisted");
+        for unknown in ["", "Confirmed", "cancelled", "waitlisted "] {
+            assert!(
+                unknown.parse::<RegistrationStatus>().is_err(),
+                "{unknown:?}"
+            );
+        }
+    }
+}

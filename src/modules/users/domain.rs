@@ -134,7 +134,49 @@ mod tests {
     }
 
     #[test]
+    fn emails_are_at_most_254_characters() {
+        let at = |local: usize| format!("{}@example.com", "a".repeat(local));
+        assert!(Email::parse(&at(254 - 12)).is_ok());
+        let too_long = Email::parse(&at(255 - 12)).unwrap_err();
+        assert_eq!(too_long.message, "must be at most 254 characters");
+        assert!(Email::parse("ada@exa..mple.com").is_err());
+        assert!(Email::parse("ada@example.com.").is_err());
+        assert!(Email::parse("a\u{7}@example.com").is_err());
+    }
+
+    #[test]
+    fn passwords_are_kept_as_given_and_refuse_nul() {
+        let password = Password::parse("password", " spaced out ").unwrap();
+        assert_eq!(password.expose(), " spaced out ");
+        let nul = Password::parse("new_password", "pass\0word").unwrap_err();
+        assert_eq!(nul.field, "new_password");
+        assert_eq!(
+            Password::parse("current", "short").unwrap_err().field,
+            "current"
+        );
+    }
+
+    #[test]
+    fn a_checker_collects_every_error_and_keeps_the_values() {
+        let mut checker = Checker::default();
+        assert_eq!(checker.check(Ok::<_, FieldError>(7)), Some(7));
+        assert_eq!(checker.check(Email::parse("nope")), None);
+        assert_eq!(checker.check(DisplayName::parse("")), None);
+        let fields: Vec<&str> = checker.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "name"]);
+    }
+
+    #[test]
     fn names_are_1_to_100_characters_after_trimming() {
+        assert!(DisplayName::parse("esc\u{1b}").is_err());
+        assert_eq!(
+            DisplayName::parse(&"é".repeat(100))
+                .unwrap()
+                .into_inner()
+                .chars()
+                .count(),
+            100
+        );
         assert_eq!(DisplayName::parse("  Ada ").unwrap().into_inner(), "Ada");
         assert!(DisplayName::parse("   ").is_err());
         assert!(DisplayName::parse(&"n".repeat(100)).is_ok());
