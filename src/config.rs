@@ -53,10 +53,12 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// `header_timeout_ms` as a duration.
     pub fn header_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.header_timeout_ms)
     }
 
+    /// `body_timeout_ms` as a duration.
     pub fn body_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.body_timeout_ms)
     }
@@ -84,6 +86,7 @@ pub struct TopologySettings {
 
 #[cfg(feature = "split")]
 impl TopologySettings {
+    /// Whether this process hosts `module`.
     pub fn hosts(&self, module: Module) -> bool {
         self.local_modules.contains(&module)
     }

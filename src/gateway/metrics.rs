@@ -26,6 +26,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// A registry with the request counter, the latency histogram and the gauges.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("rsvp".into()), None).expect("valid prefix");
         let labels = &["method", "route", "status"];
@@ -78,6 +79,7 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {

@@ -110,11 +110,13 @@ impl Upstream {
         if usable.is_empty() { rest } else { usable }
     }
 
+    /// Instances that passed their last health check and are not ejected.
     pub fn healthy_count(&self, now_ms: u64) -> usize {
         self.instances.iter().filter(|i| i.usable(now_ms)).count()
     }
 }
 
+/// The split gateway's reverse proxy: the route table, the upstreams and their client.
 pub struct Proxy {
     client: reqwest::Client,
     routes: Routes,
@@ -215,6 +217,7 @@ impl Proxy {
         }
     }
 
+    /// Fills the upstream gauges (instances, healthy ones) before a scrape.
     pub fn report(&self, metrics: &Metrics) {
         let now = self.now_ms();
         for upstream in &self.upstreams {

@@ -18,7 +18,9 @@ use uuid::Uuid;
 use super::client_address::{ClientAddress, TrustedProxies};
 use crate::platform::trace::TraceContext;
 
+/// The request id header, echoed on every response and passed to upstreams.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The W3C trace context header.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The id of the current request, available to handlers as a request extension.

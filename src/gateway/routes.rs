@@ -2,7 +2,7 @@
 //! it comes from configuration (`gateway.routes`): a prefix a module gains, or one an operator
 //! wants to keep private, needs no new gateway build.
 
-/// The contract's routes (`shared/API.md`). More specific prefixes win whatever their order.
+/// The contract's routes (`docs/api.md`). More specific prefixes win whatever their order.
 pub const DEFAULT_ROUTES: &str = "/api/users/me/registrations=events,/api/events=events,\
                                   /api/auth=users,/api/users=users,/.well-known=users";
 
@@ -12,6 +12,7 @@ const MODULES: &[&str] = &["users", "events"];
 /// Prefixes that are never public, whatever the configuration says.
 const PRIVATE: &str = "/internal";
 
+/// Which module serves each public path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routes {
     /// Longest prefix first, so the most specific match is the first.

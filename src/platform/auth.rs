@@ -23,6 +23,7 @@ use super::{ids::UserId, problem::Problem};
 /// The only algorithm accepted: pinning it rules out `none` and HMAC-with-public-key tricks.
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
 
+/// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -31,6 +32,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The stored and serialized name.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Member => "member",
@@ -38,6 +40,7 @@ impl Role {
         }
     }
 
+    /// The role of a stored name; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "member" => Some(Role::Member),
@@ -70,6 +73,7 @@ pub struct Jwk {
     pub usage: String,
 }
 
+/// The published key set (`/.well-known/jwks.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JwkSet {
     pub keys: Vec<Jwk>,
@@ -91,6 +95,7 @@ pub enum TokenError {
 /// Checks access tokens. Handlers never know where the public keys come from.
 #[async_trait]
 pub trait TokenVerifier: Send + Sync {
+    /// The claims of a valid token, or why it is refused.
     async fn verify(&self, token: &str) -> Result<Claims, TokenError>;
 }
 
@@ -101,6 +106,7 @@ pub struct KeySetVerifier {
 }
 
 impl KeySetVerifier {
+    /// A verifier for tokens of `issuer` signed by one of `jwks`.
     pub fn new(issuer: &str, jwks: &JwkSet) -> Result<Self, TokenError> {
         let keys = jwks
             .keys
@@ -185,15 +191,18 @@ impl DeletedAccounts {
         map.remove(&id);
     }
 
+    /// Whether `id`'s account was deleted within the last token lifetime.
     pub fn contains(&self, id: Uuid) -> bool {
         let map = self.deleted_at.read().unwrap_or_else(|e| e.into_inner());
         map.contains_key(&id)
     }
 
+    /// How many deletions are remembered.
     pub fn len(&self) -> usize {
         self.deleted_at.read().map(|m| m.len()).unwrap_or_default()
     }
 
+    /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -206,6 +215,7 @@ pub struct RefuseDeletedAccounts {
 }
 
 impl RefuseDeletedAccounts {
+    /// `inner`, refusing the tokens of `deleted` accounts.
     pub fn new(inner: Arc<dyn TokenVerifier>, deleted: Arc<DeletedAccounts>) -> Self {
         Self { inner, deleted }
     }
@@ -242,6 +252,7 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
+    /// Whether the caller has the admin role.
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }

@@ -38,6 +38,7 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// The backend and address a `database.url` names.
     pub fn parse(url: &str) -> Result<Self, String> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(url.to_owned()));

@@ -20,6 +20,7 @@ macro_rules! uuid_id {
                 Self(uuid::Uuid::now_v7())
             }
 
+            /// The UUID, for the API's DTOs and other modules.
             pub fn as_uuid(self) -> uuid::Uuid {
                 self.0
             }

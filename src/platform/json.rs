@@ -46,6 +46,7 @@ pub fn unreadable_body(err: &PayloadError) -> Problem {
 pub struct JsonBody<T>(pub T);
 
 impl<T> JsonBody<T> {
+    /// The parsed body.
     pub fn into_inner(self) -> T {
         self.0
     }

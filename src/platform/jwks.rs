@@ -19,6 +19,7 @@ use super::{
 /// a key the users service just started using may be refused.
 const REFRESH_COOL_DOWN: Duration = Duration::from_secs(2);
 
+/// Verifies tokens with the users service's published keys, cached, refetched on a new `kid`.
 pub struct JwksVerifier {
     issuer: String,
     users: Arc<ServiceClient>,
@@ -27,6 +28,7 @@ pub struct JwksVerifier {
 }
 
 impl JwksVerifier {
+    /// A verifier for tokens of `issuer`, fetching keys through `users`.
     pub fn new(issuer: String, users: Arc<ServiceClient>) -> Self {
         Self {
             issuer,

@@ -33,6 +33,7 @@ impl DeliveryError {
 /// Where an outbox relay hands its events: in process, or a broker in the split topology.
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
+    /// Delivers `event`; `Ok` only once it is safely handed over.
     async fn publish(&self, event: &DomainEvent) -> Result<(), DeliveryError>;
 }
 
@@ -53,6 +54,7 @@ pub struct InProcessBus {
 }
 
 impl InProcessBus {
+    /// Adds a handler for the topics it names.
     pub fn subscribe(mut self, handler: Arc<dyn EventHandler>) -> Self {
         self.handlers.push(handler);
         self

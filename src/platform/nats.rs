@@ -85,12 +85,14 @@ async fn ensure_stream(
     .map_err(|e| BrokerError::jetstream(format!("stream {name}"))(e.into()))
 }
 
+/// Publishes domain events to JetStream, deduplicated by event id.
 pub struct NatsPublisher {
     js: jetstream::Context,
     settings: NatsSettings,
 }
 
 impl NatsPublisher {
+    /// A publisher on `js`, to the subjects `settings` name.
     pub fn new(js: jetstream::Context, settings: &NatsSettings) -> Self {
         Self {
             js,

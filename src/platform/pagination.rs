@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::problem::Problem;
 
+/// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 20;
+/// The largest `limit` accepted.
 pub const MAX_LIMIT: i64 = 100;
 
 /// A page of items and the cursor of the next page (`null` on the last page).
@@ -27,10 +29,12 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The opaque text a client sends back as `cursor`.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(format!("{}|{}", self.at.timestamp_micros(), self.id))
     }
 
+    /// A cursor this server issued, or `400`.
     pub fn decode(raw: &str) -> Result<Self, Problem> {
         let invalid = || Problem::bad_request("cursor is not one this server issued");
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
@@ -68,6 +72,7 @@ pub struct PageRequest {
 }
 
 impl PageQuery {
+    /// The page request, or `400` for a limit out of range or a cursor not issued here.
     pub fn validate(&self) -> Result<PageRequest, Problem> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {

@@ -34,6 +34,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// An error of `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
@@ -67,6 +68,7 @@ pub struct ProblemBody {
 }
 
 impl Problem {
+    /// A problem with its status, stable code (`urn:rsvp:problem:<code>`) and detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
@@ -77,22 +79,27 @@ impl Problem {
         }
     }
 
+    /// `400`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
     }
 
+    /// `401`.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
 
+    /// `403`.
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
+    /// `404`.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
 
+    /// `422` naming every invalid field.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let detail = match errors.as_slice() {
             [one] => format!("{}: {}", one.field, one.message),
@@ -108,6 +115,7 @@ impl Problem {
         }
     }
 
+    /// `503` with `Retry-After`.
     pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs),
@@ -124,6 +132,7 @@ impl Problem {
         )
     }
 
+    /// The JSON body of the answer.
     pub fn body(&self) -> ProblemBody {
         ProblemBody {
             kind: format!("urn:rsvp:problem:{}", self.code),
@@ -146,6 +155,7 @@ impl std::error::Error for Problem {}
 /// An error that answers a request: the one mapping from a module's error to its HTTP answer.
 /// [`problem_response!`](crate::problem_response) implements `ResponseError` from it.
 pub trait ToProblem {
+    /// The answer this error gets.
     fn to_problem(&self) -> Problem;
 }
 

@@ -46,6 +46,7 @@ pub enum ClientSetupError {
 /// Header carrying the shared service credential on internal calls.
 pub const SERVICE_CREDENTIAL: &str = "x-service-credential";
 
+/// Why a call to another service failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// Down, timing out, answering 5xx, or the circuit is open: worth a 503 to the caller.
@@ -60,6 +61,7 @@ pub enum CallError {
     },
 }
 
+/// Calls one service's instances: pooled, timed out, retried when safe, behind a breaker.
 pub struct ServiceClient {
     service: &'static str,
     http: reqwest::Client,
@@ -71,6 +73,7 @@ pub struct ServiceClient {
 }
 
 impl ServiceClient {
+    /// A client of `service` at `instances`, with the timeouts, retries and breaker of `settings`.
     pub fn new(
         service: &'static str,
         instances: Vec<String>,
@@ -105,6 +108,7 @@ impl ServiceClient {
         })
     }
 
+    /// GETs `path` from an instance (retried: GET is idempotent) and parses the JSON answer.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
         self.call(Method::GET, path, None, true).await
     }

@@ -4,6 +4,7 @@
 
 use rand::RngCore;
 
+/// The request id and W3C trace of the request being served, passed to every call it makes.
 #[derive(Debug, Clone)]
 pub struct TraceContext {
     pub request_id: String,

@@ -246,6 +246,7 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// Stops the servers (draining open requests when `graceful`) and the background tasks.
     pub async fn stop(&self, graceful: bool) {
         self.tasks.iter().for_each(tokio::task::AbortHandle::abort);
         for handle in &self.servers {
@@ -264,6 +265,7 @@ impl AppHandle {
 }
 
 impl Application {
+    /// The application of `server`, bound to `listener`.
     pub fn new(listener: &TcpListener, server: Server) -> Result<Self, StartError> {
         let port = listener
             .local_addr()
@@ -291,10 +293,12 @@ impl Application {
         self
     }
 
+    /// The public port (the one bound, when the settings asked for port 0).
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// A handle that can stop it from elsewhere.
     pub fn handle(&self) -> AppHandle {
         AppHandle {
             servers: self.servers.iter().map(Server::handle).collect(),

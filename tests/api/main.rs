@@ -1,4 +1,4 @@
-//! Black-box tests of the public HTTP contract (`shared/API.md`): a real server, real HTTP, a
+//! Black-box tests of the public HTTP contract (`docs/api.md`): a real server, real HTTP, a
 //! real database. Every test runs on SQLite and on PostgreSQL.
 
 mod architecture;

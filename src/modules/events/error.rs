@@ -8,6 +8,7 @@ use crate::platform::{
     problem::{FieldError, Problem, ToProblem},
 };
 
+/// Everything that can go wrong in the events module; [`ToProblem`] says how each answers.
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError {
     #[error("validation failed")]

@@ -232,4 +232,5 @@ async fn my_registrations(
         ProblemBody
     ))
 )]
+/// The events module's part of the OpenAPI document.
 pub struct ApiDoc;

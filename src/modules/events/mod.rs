@@ -32,6 +32,7 @@ pub struct Person {
     pub name: Option<String>,
 }
 
+/// Whether an event still takes place.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
@@ -39,6 +40,7 @@ pub enum EventStatus {
     Cancelled,
 }
 
+/// An event as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Event {
     pub id: Uuid,
@@ -88,6 +90,7 @@ impl std::str::FromStr for RegistrationStatus {
     }
 }
 
+/// A registration as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Registration {
     pub event_id: Uuid,

@@ -27,6 +27,7 @@ use crate::{
     },
 };
 
+/// The in-process implementation of the events module's use cases.
 pub struct EventsService {
     db: Db,
     users: Arc<dyn UsersApi>,
@@ -35,6 +36,7 @@ pub struct EventsService {
 }
 
 impl EventsService {
+    /// The module on its database, asking `users` for names, refusing `deleted` accounts.
     pub fn new(db: Db, users: Arc<dyn UsersApi>, deleted: Arc<DeletedAccounts>) -> Self {
         Self { db, users, deleted }
     }
@@ -50,6 +52,7 @@ impl EventsService {
         Ok(self.deleted.insert_recorded(&rows))
     }
 
+    /// Publishes an event organised by the caller.
     pub async fn create(&self, caller: AuthUser, input: EventInput) -> Result<Event, EventsError> {
         let at = now();
         let draft = EventDraft::create(input, at).map_err(EventsError::Validation)?;
@@ -73,6 +76,7 @@ impl EventsService {
         ))
     }
 
+    /// One event, cancelled ones included.
     pub async fn get(&self, id: EventId) -> Result<Event, EventsError> {
         let event = self
             .db
@@ -83,6 +87,7 @@ impl EventsService {
         Ok(to_event(event, &names))
     }
 
+    /// A page of events matching `filter`, by start time, then id.
     pub async fn list(
         &self,
         filter: EventFilter,
@@ -99,6 +104,7 @@ impl EventsService {
         }))
     }
 
+    /// Revises an event (organiser or admin); a larger capacity seats waitlisted people at once.
     pub async fn update(
         &self,
         caller: AuthUser,
@@ -133,6 +139,7 @@ impl EventsService {
             .await
     }
 
+    /// Registers the caller: a seat while one is free, else a place on the waitlist.
     pub async fn register(
         &self,
         caller: AuthUser,
@@ -186,6 +193,7 @@ impl EventsService {
             .await
     }
 
+    /// A page of an event's registrations, for its organiser or an admin.
     pub async fn attendees(
         &self,
         caller: AuthUser,
@@ -214,6 +222,7 @@ impl EventsService {
         ))
     }
 
+    /// A page of the caller's registrations, each with its event and waitlist position.
     pub async fn registrations_of(
         &self,
         caller: AuthUser,

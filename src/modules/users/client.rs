@@ -12,11 +12,13 @@ use super::{
 };
 use crate::platform::service_client::ServiceClient;
 
+/// [`UsersApi`] over HTTP: the users service's internal API (split build).
 pub struct UsersClient {
     http: Arc<ServiceClient>,
 }
 
 impl UsersClient {
+    /// A client calling the users service through `http`.
     pub fn new(http: Arc<ServiceClient>) -> Self {
         Self { http }
     }

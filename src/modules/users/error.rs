@@ -7,6 +7,7 @@ use crate::platform::{
     problem::{FieldError, Problem, ToProblem},
 };
 
+/// Everything that can go wrong in the users module; [`ToProblem`] says how each answers.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
     #[error("validation failed")]

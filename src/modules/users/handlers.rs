@@ -247,4 +247,5 @@ async fn jwks(service: Service) -> HttpResponse {
     ),
     components(schemas(User, PublicProfile, TokenPair, ProblemBody, JwkSet))
 )]
+/// The users module's part of the OpenAPI document.
 pub struct ApiDoc;

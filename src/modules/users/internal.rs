@@ -18,11 +18,13 @@ pub const MAX_BATCH: usize = 1000;
 /// The path of [`profiles`], shared with the client.
 pub const PROFILES_PATH: &str = "/internal/users/profiles";
 
+/// The ids whose public profiles another service asks for.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ProfilesRequest {
     pub ids: Vec<Uuid>,
 }
 
+/// Registers the internal routes (service credential required).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(profiles);
 }

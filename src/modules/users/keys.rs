@@ -45,6 +45,7 @@ pub enum KeysError {
     Generate(String),
 }
 
+/// The token signing key and the retired keys still published for verification.
 pub struct SigningKeys {
     encoding: EncodingKey,
     jwk: Jwk,
@@ -104,6 +105,7 @@ impl SigningKeys {
         })
     }
 
+    /// A key from its PKCS#8 PEM text; the error says why it is not an Ed25519 key.
     pub fn from_pem(pem: &str) -> Result<Self, String> {
         let signing = SigningKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())?;
         let encoding = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
@@ -122,14 +124,17 @@ impl SigningKeys {
         })
     }
 
+    /// The current key's id: its JWK thumbprint.
     pub fn kid(&self) -> &str {
         &self.jwk.kid
     }
 
+    /// The current key, for signing.
     pub fn encoding_key(&self) -> &EncodingKey {
         &self.encoding
     }
 
+    /// The header every access token carries: the pinned algorithm and the current `kid`.
     pub fn header(&self) -> jsonwebtoken::Header {
         let mut header = jsonwebtoken::Header::new(ALGORITHM);
         header.kid = Some(self.jwk.kid.clone());

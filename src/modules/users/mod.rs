@@ -67,6 +67,7 @@ pub struct PublicProfile {
     pub name: String,
 }
 
+/// What a login or a refresh returns.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenPair {
     pub access_token: String,

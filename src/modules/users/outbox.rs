@@ -30,6 +30,7 @@ pub enum RelayError {
     },
 }
 
+/// Publishes the users module's outbox rows, in order, at least once.
 pub struct OutboxRelay {
     db: Db,
     publisher: Arc<dyn EventPublisher>,
@@ -38,6 +39,7 @@ pub struct OutboxRelay {
 }
 
 impl OutboxRelay {
+    /// A relay of `db`'s outbox to `publisher`, woken by `wakeup`, polling every `poll_interval`.
     pub fn new(
         db: Db,
         publisher: Arc<dyn EventPublisher>,

@@ -94,10 +94,12 @@ impl UsersService {
         Ok(self.deleted.insert_recorded(&rows))
     }
 
+    /// The signing keys, for the process's token verifier.
     pub fn keys(&self) -> &SigningKeys {
         &self.keys
     }
 
+    /// Creates an account (a member); the email must be new.
     pub async fn register(
         &self,
         email: &str,
@@ -132,6 +134,7 @@ impl UsersService {
             .and_then(User::try_from)
     }
 
+    /// A token pair for valid credentials; the same `401` for an unknown email or a wrong password.
     pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, UsersError> {
         // Malformed input fails exactly like a wrong password: no hint that an email exists.
         let email = Email::parse(email).map_err(|_| UsersError::InvalidCredentials)?;
@@ -245,6 +248,7 @@ impl UsersService {
             .ok_or(UsersError::AccountGone)?
     }
 
+    /// What anyone logged in may see of an account.
     pub async fn public_profile(&self, id: Uuid) -> Result<PublicProfile, UsersError> {
         let row = self.find(id).await?.ok_or(UsersError::NotFound)?;
         Ok(PublicProfile {
@@ -253,6 +257,7 @@ impl UsersService {
         })
     }
 
+    /// Renames the account or changes its password, after checking the current one.
     pub async fn update_me(&self, id: Uuid, change: ProfileChange) -> Result<User, UsersError> {
         let mut checker = Checker::default();
         let name = change
@@ -333,6 +338,7 @@ impl UsersService {
         Ok(())
     }
 
+    /// A page of accounts, for admins; `email` narrows it to one.
     pub async fn list(
         &self,
         email: Option<String>,
