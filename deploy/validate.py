@@ -17,7 +17,7 @@ def problem(where, what):
     problems.append(f"{where}: {what}")
 
 
-config_rs = (ROOT / "src/platform/config.rs").read_text()
+config_rs = (ROOT / "src/config.rs").read_text()
 KNOWN_KEYS = set(re.findall(r'\("([a-z_]+\.[a-z_]+)",', config_rs))
 cargo = (ROOT / "Cargo.toml").read_text()
 BINARIES = set(re.findall(r'\[\[bin\]\]\s*name = "([^"]+)"', cargo))

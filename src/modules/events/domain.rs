@@ -595,6 +595,19 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_tells_a_cleared_field_from_one_left_out() {
+        let patch: EventPatch =
+            serde_json::from_str(r#"{"location": null, "category": "Tech"}"#).unwrap();
+        assert_eq!(patch.location, Some(None));
+        assert_eq!(patch.category, Some(Some("Tech".to_owned())));
+        assert_eq!(patch.description, None);
+        assert_eq!(patch.title, None);
+        let empty: EventPatch = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty.location, None);
+        assert!(serde_json::from_str::<EventPatch>(r#"{"colour": "red"}"#).is_err());
+    }
+
+    #[test]
     fn filters_compare_trimmed_lower_case() {
         assert_eq!(filter_key("  BerLIN "), "berlin");
         assert_eq!(filter_key("Ünïcode"), "ünïcode");
