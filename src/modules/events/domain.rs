@@ -709,6 +709,7 @@ mod tests {
     fn cancelled_or_started_events_admit_no_one_and_change_no_more() {
         let now = Utc::now();
         let mut e = event(3, now);
+        assert!(!e.is_cancelled());
         assert!(e.may_be_changed_by(e.organizer, false));
         assert!(!e.may_be_changed_by(UserId::generate(), false));
         assert!(e.may_be_changed_by(UserId::generate(), true));
