@@ -42,8 +42,29 @@ for d in docs:
     by_kind.setdefault(d["kind"], []).append(d)
 services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
 deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+def check_secret_files_readable(where, pod):
+    """A non-root pod must be able to read the secret files it mounts: Kubernetes writes them
+    owned by root (group fsGroup when set), so the mode must let the pod's user read them
+    through the group (with fsGroup) or through 'other'."""
+    context = pod.get("securityContext", {})
+    uid = context.get("runAsUser")
+    if not context.get("runAsNonRoot") and uid in (None, 0):
+        return
+    mounted = {m["name"] for c in pod.get("containers", []) for m in c.get("volumeMounts", [])}
+    for volume in pod.get("volumes", []):
+        secret = volume.get("secret")
+        if secret is None or volume["name"] not in mounted:
+            continue
+        mode = secret.get("defaultMode", 0o644)
+        readable = bool(mode & 0o004) or (bool(mode & 0o040) and "fsGroup" in context)
+        if not readable:
+            problem(where, f"secret volume {volume['name']!r} (mode {mode:o}) is unreadable to "
+                           f"user {uid}: give the pod an fsGroup and the file group read")
+
+
 for name, dep in deployments.items():
     where = f"k8s Deployment {name}"
+    check_secret_files_readable(where, dep["spec"]["template"]["spec"])
     labels = dep["spec"]["template"]["metadata"]["labels"]
     if dep["spec"]["selector"]["matchLabels"] != labels:
         problem(where, "selector does not match the pod labels")
@@ -104,6 +125,14 @@ for file in sorted((ROOT / "deploy").glob("compose.*.yml")):
         for dep in (deps if isinstance(deps, list) else deps.keys()):
             if dep not in names:
                 problem(where, f"depends on unknown service {dep}")
+        if "build" in svc:
+            # A named volume mounted where the image has no folder is created owned by root:
+            # the image's non-root user could not write its signing key there.
+            image = (ROOT / "deploy/Dockerfile").read_text()
+            for mount in svc.get("volumes") or []:
+                target = str(mount).split(":")[1] if ":" in str(mount) else str(mount)
+                if not re.search(r"install -d -o 10001[^\n]*" + re.escape(target) + r"(\s|$)", image):
+                    problem(where, f"volume at {target}: the image does not create it owned by uid 10001")
         for env, value in (svc.get("environment") or {}).items():
             if env.startswith("RSVP__UPSTREAMS__") or env == "RSVP__NATS__URL" or env == "RSVP__DATABASE__URL":
                 host = re.sub(r"^\w+://(?:[^@/]+@)?([^:/]+).*$", r"\1", str(value))

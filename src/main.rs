@@ -27,11 +27,34 @@ enum Command {
         /// The account's email.
         email: String,
     },
+    /// Exit 0 when the process on this configuration's `server.bind` answers `path` with 200:
+    /// the container health check of every binary.
+    Probe {
+        /// `/healthz` (alive) or `/readyz` (ready).
+        #[arg(default_value = "/healthz")]
+        path: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Probe { path }) = &cli.command {
+        // No logging set up: a health check prints only why it failed.
+        return match Settings::load(Role::Monolith) {
+            Ok(settings) => match topology::probe(settings.server.bind, path) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(why) => {
+                    eprintln!("rsvp probe: {why}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(err) => {
+                eprintln!("rsvp: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let settings = match topology::settings_or_exit(|| Settings::load(Role::Monolith)) {
         Ok(settings) => settings,
         Err(code) => return code,
@@ -48,5 +71,6 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Probe { .. } => unreachable!("answered before the settings were loaded"),
     }
 }

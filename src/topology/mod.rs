@@ -96,6 +96,41 @@ pub fn settings_or_exit(
     }
 }
 
+/// Asks the process listening on `bind` (this container's own, for a `HEALTHCHECK`) for `path`
+/// and says whether it answered `200`. Plain HTTP over a socket: the monolith build has no HTTP
+/// client, and a probe needs none.
+pub fn probe(bind: std::net::SocketAddr, path: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let ip = match bind.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    let target = std::net::SocketAddr::new(ip, bind.port());
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("{target}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("{target}: {e}"))?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .map_err(|e| format!("{target}: {e}"))?;
+    match &head[9..12] {
+        b"200" => Ok(()),
+        status => Err(format!(
+            "{target}{path} answered {}",
+            String::from_utf8_lossy(status)
+        )),
+    }
+}
+
 /// Opens the process's database and applies the migrations of the modules it hosts.
 pub async fn connect(
     settings: &Settings,

@@ -13,7 +13,34 @@ crate::backend_tests!(
     unknown_routes_and_methods_are_problem_json,
     cors_is_off_by_default_and_configurable,
     the_web_page_is_served,
+    the_container_probe_reports_health,
 );
+
+/// `rsvp probe` (every image's `HEALTHCHECK`) asks the process at `server.bind` for its health.
+async fn the_container_probe_reports_health(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bind = app.address.trim_start_matches("http://").to_owned();
+    let probe = |bind: String, path: &'static str| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_rsvp"))
+            .args(["probe", path])
+            .env("RSVP__SERVER__BIND", bind)
+            .output()
+            .await
+            .expect("rsvp probe runs")
+    };
+    for path in ["/healthz", "/readyz"] {
+        let answer = probe(bind.clone(), path).await;
+        assert!(answer.status.success(), "{path}: {answer:?}");
+    }
+    let port = bind.rsplit(':').next().unwrap().to_owned();
+    let unspecified = probe(format!("0.0.0.0:{port}"), "/healthz").await;
+    assert!(unspecified.status.success(), "{unspecified:?}");
+    let missing = probe(bind.clone(), "/nowhere").await;
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    let nobody = probe("127.0.0.1:1".into(), "/healthz").await;
+    assert_eq!(nobody.status.code(), Some(1), "{nobody:?}");
+}
 
 async fn request_ids_are_echoed_or_generated(backend: Backend) {
     let app = TestApp::spawn(backend).await;
