@@ -130,6 +130,21 @@ async fn the_openapi_document_covers_the_whole_contract(backend: Backend) {
         ("/api/events/{id}/registrations", "get"),
         ("/api/users/me/registrations", "get"),
     ];
+    // Client generators name a method after each operationId: no two may share one.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    let operations = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        operations,
+        "an operationId is used twice: {ids:?}"
+    );
+    assert_eq!(operations, expected.len());
     for (path, method) in expected {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -66,6 +66,12 @@ fi
 for _ in $(seq 1 100); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "$base/readyz" >/dev/null
 
+# The served document is valid OpenAPI (the validator client generators rely on).
+if command -v openapi-spec-validator >/dev/null; then
+  curl -fsS "$base/api/openapi.json" >"$work/openapi.json"
+  openapi-spec-validator "$work/openapi.json"
+fi
+
 # Seed: two members, an admin, events (one cancelled), registrations.
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 post() { curl -fsS "$base$1" -H 'content-type: application/json' ${3:+-H "authorization: Bearer $3"} -d "$2"; }

@@ -27,8 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_event)
         .service(update_event)
         .service(cancel_event)
-        .service(register)
-        .service(unregister)
+        .service(sign_up)
+        .service(withdraw)
         .service(attendees)
         .service(my_registrations);
 }
@@ -153,7 +153,7 @@ async fn cancel_event(
         (status = 409, body = ProblemBody, description = "already registered, cancelled or started")))]
 #[post("/api/events/{id}/registrations")]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, event_id = %id))]
-async fn register(
+async fn sign_up(
     service: Service,
     caller: AuthUser,
     id: web::Path<Uuid>,
@@ -166,7 +166,7 @@ async fn register(
     responses((status = 204), (status = 404, body = ProblemBody)))]
 #[delete("/api/events/{id}/registrations/me")]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, event_id = %id))]
-async fn unregister(
+async fn withdraw(
     service: Service,
     caller: AuthUser,
     id: web::Path<Uuid>,
@@ -216,8 +216,8 @@ async fn my_registrations(
         get_event,
         update_event,
         cancel_event,
-        register,
-        unregister,
+        sign_up,
+        withdraw,
         attendees,
         my_registrations
     ),
