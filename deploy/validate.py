@@ -92,6 +92,54 @@ for hpa in by_kind.get("HorizontalPodAutoscaler", []):
     target = hpa["spec"]["scaleTargetRef"]["name"]
     if target not in deployments:
         problem(f"k8s HPA {hpa['metadata']['name']}", f"targets missing Deployment {target}")
+# Hardening, as checkov and kube-score ask it.
+hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind.get("HorizontalPodAutoscaler", [])}
+pdb_selectors = [p["spec"]["selector"]["matchLabels"] for p in by_kind.get("PodDisruptionBudget", [])]
+for name, dep in deployments.items():
+    where = f"k8s Deployment {name}"
+    pod = dep["spec"]["template"]["spec"]
+    if name in hpa_targets and "replicas" in dep["spec"]:
+        problem(where, "fixed replicas beside an autoscaler: every apply would reset the scale")
+    if dep["spec"]["template"]["metadata"]["labels"] not in pdb_selectors:
+        problem(where, "no PodDisruptionBudget selects its pods")
+    if pod.get("automountServiceAccountToken") is not False:
+        problem(where, "automountServiceAccountToken must be false (the pods never call the API)")
+    for c in pod["containers"]:
+        sc = c.get("securityContext", {})
+        wanted = {
+            "allowPrivilegeEscalation": sc.get("allowPrivilegeEscalation") is False,
+            "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+            "capabilities.drop ALL": "ALL" in sc.get("capabilities", {}).get("drop", []),
+            "seccompProfile RuntimeDefault": sc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+        }
+        for setting, ok in wanted.items():
+            if not ok:
+                problem(where, f"container {c['name']}: securityContext lacks {setting}")
+        if "preStop" not in c.get("lifecycle", {}):
+            problem(where, f"container {c['name']}: no preStop pause before SIGTERM")
+        if c.get("image", "").endswith(":latest") or ":" not in c.get("image", ""):
+            problem(where, f"container {c['name']}: image {c.get('image')!r} is not pinned")
+for sts in by_kind.get("StatefulSet", []):
+    where = f"k8s StatefulSet {sts['metadata']['name']}"
+    pod = sts["spec"]["template"]["spec"]
+    if pod.get("automountServiceAccountToken") is not False:
+        problem(where, "automountServiceAccountToken must be false")
+    for c in pod["containers"]:
+        for needed in ("resources", "readinessProbe", "livenessProbe"):
+            if needed not in c:
+                problem(where, f"container {c['name']}: no {needed}")
+for ing in by_kind.get("Ingress", []):
+    if not ing["spec"].get("ingressClassName") or not ing["spec"].get("tls"):
+        problem(f"k8s Ingress {ing['metadata']['name']}", "needs an ingressClassName and a tls section")
+policies = by_kind.get("NetworkPolicy", [])
+if not any(p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": "rsvp"}
+           and not p["spec"].get("ingress") for p in policies):
+    problem("k8s", "no default-deny NetworkPolicy for the rsvp pods")
+for name in deployments:
+    component = deployments[name]["spec"]["template"]["metadata"]["labels"]
+    if not any(p["spec"]["podSelector"].get("matchLabels") == component for p in policies):
+        problem(f"k8s Deployment {name}", "no NetworkPolicy says who may reach it")
+
 for ing in by_kind.get("Ingress", []):
     for rule in ing["spec"]["rules"]:
         for path in rule["http"]["paths"]:
