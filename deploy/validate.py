@@ -173,6 +173,10 @@ for file in sorted((ROOT / "deploy").glob("compose.*.yml")):
         for dep in (deps if isinstance(deps, list) else deps.keys()):
             if dep not in names:
                 problem(where, f"depends on unknown service {dep}")
+        if svc.get("restart") != "unless-stopped":
+            problem(where, "restart must be unless-stopped (a crash or a reboot would leave it down)")
+        if "healthcheck" not in svc:
+            problem(where, "no healthcheck: depends_on can only wait for it to start")
         if "build" in svc:
             # A named volume mounted where the image has no folder is created owned by root:
             # the image's non-root user could not write its signing key there.
@@ -183,9 +187,10 @@ for file in sorted((ROOT / "deploy").glob("compose.*.yml")):
                     problem(where, f"volume at {target}: the image does not create it owned by uid 10001")
         for env, value in (svc.get("environment") or {}).items():
             if env.startswith("RSVP__UPSTREAMS__") or env == "RSVP__NATS__URL" or env == "RSVP__DATABASE__URL":
-                host = re.sub(r"^\w+://(?:[^@/]+@)?([^:/]+).*$", r"\1", str(value))
-                if host not in names:
-                    problem(where, f"{env} points at unknown service {host}")
+                for url in str(value).split(","):
+                    host = re.sub(r"^\w+://(?:[^@/]+@)?([^:/]+).*$", r"\1", url.strip())
+                    if host not in names:
+                        problem(where, f"{env} points at unknown service {host}")
 
 # Dockerfile: everything it copies exists, and it builds every binary it ships.
 dockerfile = (ROOT / "deploy/Dockerfile").read_text()
