@@ -65,6 +65,9 @@ pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if is_plainly_canonical(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| PathError::NotUtf8)?;
@@ -96,6 +99,25 @@ pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     } else {
         Cow::Owned(path)
     })
+}
+
+/// The common case, decided without allocating: nothing encoded, no backslash, no empty, `.` or
+/// `..` segment, only path characters. Such a path is its own canonical form.
+fn is_plainly_canonical(raw: &str) -> bool {
+    let plain_bytes = raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b));
+    plain_bytes
+        && raw
+            .split('/')
+            .skip(1)
+            .enumerate()
+            .all(|(i, segment)| match segment {
+                // An empty segment is fine only as the last one (a trailing slash), and `/` itself.
+                "" => i == raw.split('/').count() - 2,
+                "." | ".." => false,
+                _ => true,
+            })
 }
 
 /// Rewrites the request to its canonical path (and `HEAD` to `GET`) before anything else sees
@@ -195,8 +217,47 @@ mod tests {
 
     #[test]
     fn a_canonical_path_is_its_own_canonical_form() {
-        for raw in ["/api/events/1", "/a%20b", "/caf%C3%A9", "/api/events/"] {
+        for raw in ["/api/events/1", "/a%20b", "/caf%C3%A9", "/api/events/", "/"] {
             assert!(matches!(canonical_path(raw), Ok(Cow::Borrowed(_))), "{raw}");
         }
+    }
+
+    /// The allocation-free check agrees with the full one on every path it accepts.
+    #[test]
+    fn the_fast_path_only_accepts_what_is_already_canonical() {
+        for raw in [
+            "/",
+            "/api/events",
+            "/api/events/",
+            "/api/events/0193-x/registrations/me",
+            "/.well-known/jwks.json",
+            "/a.b/c..d",
+            "/api//events",
+            "/api/./x",
+            "/api/../x",
+            "/x/.",
+            "/x/..",
+            "/%61",
+            "/a\\b",
+            "/a b",
+            "/café",
+            "//",
+            "/a//",
+        ] {
+            if is_plainly_canonical(raw) {
+                assert_eq!(canonical_path_slow(raw).as_deref(), Ok(raw), "{raw}");
+            }
+        }
+        assert!(is_plainly_canonical("/api/events/"));
+        assert!(is_plainly_canonical("/.well-known/jwks.json"));
+        for not_plain in ["/api//events", "/api/./x", "/x/..", "/%61", "//", "/a//"] {
+            assert!(!is_plainly_canonical(not_plain), "{not_plain}");
+        }
+    }
+
+    /// `canonical_path` made to take its full path: a leading encoded `.` segment, which the
+    /// fast path refuses and resolution drops.
+    fn canonical_path_slow(raw: &str) -> Result<String, PathError> {
+        canonical_path(&format!("/%2E{raw}")).map(Cow::into_owned)
     }
 }
