@@ -16,7 +16,7 @@ use crate::platform::{nats::NatsSettings, service_client::ServiceSettings};
 use crate::{
     gateway::{DEFAULT_ROUTES, GatewaySettings},
     modules::users::{AuthSettings, OutboxSettings},
-    platform::{db::DatabaseSettings, telemetry::LogSettings},
+    platform::{db::DatabaseSettings, read_cache::CacheSettings, telemetry::LogSettings},
 };
 
 /// Every setting of a process, grouped by the section names operators see.
@@ -28,6 +28,7 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub log: LogSettings,
     pub outbox: OutboxSettings,
+    pub cache: CacheSettings,
     #[cfg(feature = "split")]
     pub topology: TopologySettings,
     #[cfg(feature = "split")]
@@ -162,6 +163,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("log.level", "info"),
     ("outbox.relay_enabled", "true"),
     ("outbox.poll_interval_ms", "1000"),
+    ("cache.enabled", "true"),
+    ("cache.max_bytes", "4194304"),
+    ("cache.ttl_ms", "10000"),
     ("topology.local_modules", "users,events"),
     ("topology.proxy", "false"),
     ("upstreams.users", "http://127.0.0.1:9091"),
@@ -302,6 +306,9 @@ impl Settings {
         }
         if self.outbox.poll_interval_ms == 0 {
             return invalid("outbox.poll_interval_ms", "must be positive");
+        }
+        if !(1..=3_600_000).contains(&self.cache.ttl_ms) {
+            return invalid("cache.ttl_ms", "must be between 1 and 3600000 (ms)");
         }
         #[cfg(feature = "split")]
         {

@@ -72,6 +72,13 @@ impl Metrics {
         }
     }
 
+    /// Adds a collector; one registered twice is reported once.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(err) = self.registry.register(collector) {
+            tracing::debug!(error = %err, "collector already registered");
+        }
+    }
+
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();
         let labels = [method, route, status.as_str()];

@@ -106,6 +106,13 @@ impl HttpShell {
         })
     }
 
+    /// Adds collectors (say, the read caches') to this process's `/metrics`.
+    pub fn register_metrics(&self, collectors: Vec<Box<dyn prometheus::core::Collector>>) {
+        for collector in collectors {
+            self.metrics.register(collector);
+        }
+    }
+
     /// The public application: `routes` mounted behind every gateway concern.
     pub fn app<F>(
         self,

@@ -2,6 +2,7 @@
 //! problem details, token verification, domain-event plumbing, pagination and logging.
 
 pub mod auth;
+pub mod changes;
 pub mod db;
 pub mod ids;
 pub mod json;
@@ -12,6 +13,7 @@ pub mod messaging;
 pub mod nats;
 pub mod pagination;
 pub mod problem;
+pub mod read_cache;
 #[cfg(feature = "split")]
 pub mod service_auth;
 #[cfg(feature = "split")]

@@ -22,7 +22,7 @@ pub struct Page<T> {
 }
 
 /// The position after which a page starts: a sort timestamp and the row id that breaks ties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cursor {
     pub at: DateTime<Utc>,
     pub id: Uuid,
@@ -65,7 +65,7 @@ pub struct PageQuery {
 }
 
 /// A validated page request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     pub limit: i64,
     pub after: Option<Cursor>,

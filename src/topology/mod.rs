@@ -20,7 +20,9 @@ use crate::{
     },
     platform::{
         auth::{DeletedAccounts, RefuseDeletedAccounts, TokenError, TokenVerifier},
+        changes::Changes,
         db::{Db, DbError, DbSetupError, ModuleMigrations, spawn_blocking_in_span},
+        read_cache::CacheMetrics,
         telemetry,
     },
 };
@@ -147,6 +149,7 @@ pub async fn users_service(
     settings: &Settings,
     db: Db,
     deleted: Arc<DeletedAccounts>,
+    changes: Arc<Changes>,
 ) -> Result<Arc<UsersService>, StartError> {
     let auth = settings.auth.clone();
     let service = spawn_blocking_in_span(move || -> Result<_, StartError> {
@@ -156,7 +159,7 @@ pub async fn users_service(
             .map(Into::into)
             .collect();
         let keys = Arc::new(SigningKeys::load(&auth.signing_key_path, &retired)?);
-        Ok(UsersService::new(db, keys, auth, deleted)?)
+        Ok(UsersService::new(db, keys, auth, deleted, changes)?)
     })
     .await??;
     service.recall_deleted_accounts().await?;
@@ -165,11 +168,20 @@ pub async fn users_service(
 
 /// The events module, remembering the deletions it learnt of before this start.
 pub async fn events_service(
+    settings: &Settings,
     db: Db,
     users: Arc<dyn UsersApi>,
     deleted: Arc<DeletedAccounts>,
+    reads: &ReadCaching,
 ) -> Result<Arc<EventsService>, StartError> {
-    let service = EventsService::new(db, users, deleted);
+    let service = EventsService::new(
+        db,
+        users,
+        deleted,
+        reads.changes.clone(),
+        &settings.cache,
+        &reads.metrics,
+    );
     service.recall_deleted_accounts().await?;
     Ok(Arc::new(service))
 }
@@ -193,12 +205,23 @@ pub fn deleted_accounts(settings: &Settings) -> Arc<DeletedAccounts> {
 pub fn http_shell(
     settings: &Settings,
     readiness: Arc<dyn Readiness>,
+    reads: &ReadCaching,
 ) -> Result<HttpShell, StartError> {
-    Ok(HttpShell::new(
+    let shell = HttpShell::new(
         &settings.gateway,
         settings.server.body_timeout(),
         readiness,
-    )?)
+    )?;
+    shell.register_metrics(reads.metrics.collectors());
+    Ok(shell)
+}
+
+/// A process's read caching: the change announcements its modules share, and the caches'
+/// metrics.
+#[derive(Clone, Default)]
+pub struct ReadCaching {
+    pub changes: Arc<Changes>,
+    pub metrics: CacheMetrics,
 }
 
 /// Binds `address` now (so a test can ask for port 0 and learn the port).

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use actix_web::web;
 
 use super::{
-    Application, DatabaseReadiness, StartError, bind, connect, deleted_accounts, events_service,
+    Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts, events_service,
     http_shell, serve, token_verifier, users_service,
 };
 use crate::{
@@ -22,7 +22,8 @@ use crate::{
 pub async fn build(settings: Settings) -> Result<Application, StartError> {
     let db = connect(&settings, &[&users::MIGRATIONS, &events::MIGRATIONS]).await?;
     let deleted = deleted_accounts(&settings);
-    let users = users_service(&settings, db.clone(), deleted.clone()).await?;
+    let reads = ReadCaching::default();
+    let users = users_service(&settings, db.clone(), deleted.clone(), reads.changes.clone()).await?;
     let verifier = token_verifier(
         Arc::new(KeySetVerifier::new(
             &settings.auth.issuer,
@@ -31,7 +32,7 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         &deleted,
     );
     let users_api: Arc<dyn UsersApi> = users.clone();
-    let events = events_service(db.clone(), users_api.clone(), deleted).await?;
+    let events = events_service(&settings, db.clone(), users_api.clone(), deleted, &reads).await?;
 
     let relay = settings.outbox.relay_enabled.then(|| {
         let bus = InProcessBus::default().subscribe(Arc::new(UserDeletedHandler(events.clone())));
@@ -39,7 +40,7 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         users.outbox_relay(Arc::new(bus), poll).spawn()
     });
 
-    let shell = http_shell(&settings, Arc::new(DatabaseReadiness(Some(db))))?;
+    let shell = http_shell(&settings, Arc::new(DatabaseReadiness(Some(db))), &reads)?;
     let listener = bind(&settings.server.bind.to_string())?;
     let server = serve(&settings.server, &listener, shell, None, move |cfg| {
         cfg.app_data(web::Data::from(users.clone()))
@@ -71,7 +72,8 @@ pub enum MakeAdminError {
 /// Gives an existing account the admin role.
 pub async fn make_admin(settings: Settings, email: &str) -> Result<(), MakeAdminError> {
     let db = connect(&settings, &[&users::MIGRATIONS]).await?;
-    let users = users_service(&settings, db, deleted_accounts(&settings)).await?;
+    let changes = ReadCaching::default().changes;
+    let users = users_service(&settings, db, deleted_accounts(&settings), changes).await?;
     users.promote_to_admin(email).await.map_err(|e| match e {
         users::UsersError::NotFound => MakeAdminError::NoSuchAccount(email.to_owned()),
         other => MakeAdminError::Users(other),

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
 use super::{
-    Application, DatabaseReadiness, StartError, bind, connect, deleted_accounts, events_service,
+    Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts, events_service,
     http_shell, serve, token_verifier, users_service,
 };
 use crate::{
@@ -64,8 +64,9 @@ async fn host_users(
     settings: &Settings,
     db: Db,
     deleted: Arc<DeletedAccounts>,
+    reads: &ReadCaching,
 ) -> Result<UsersSide, StartError> {
-    let service = users_service(settings, db, deleted).await?;
+    let service = users_service(settings, db, deleted, reads.changes.clone()).await?;
     let keys = KeySetVerifier::new(&settings.auth.issuer, &service.keys().jwks())?;
     Ok(UsersSide {
         local: Some(service.clone()),
@@ -101,11 +102,13 @@ fn remote_users(settings: &Settings) -> Result<UsersSide, StartError> {
 
 /// The events role: the module in process, asking `users` for names.
 async fn host_events(
+    settings: &Settings,
     db: Db,
     users: &UsersSide,
     deleted: Arc<DeletedAccounts>,
+    reads: &ReadCaching,
 ) -> Result<Arc<EventsService>, StartError> {
-    events_service(db, users.api.clone(), deleted).await
+    events_service(settings, db, users.api.clone(), deleted, reads).await
 }
 
 /// Domain events between the modules: in process when both are here, through NATS JetStream
@@ -188,22 +191,31 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     };
 
     let deleted = deleted_accounts(&settings);
+    let reads = ReadCaching::default();
     let users = match &db {
-        Some(db) if hosts_users => host_users(&settings, db.clone(), deleted.clone()).await?,
+        Some(db) if hosts_users => {
+            host_users(&settings, db.clone(), deleted.clone(), &reads).await?
+        }
         _ => remote_users(&settings)?,
     };
     let events = match &db {
-        Some(db) if hosts_events => Some(host_events(db.clone(), &users, deleted.clone()).await?),
+        Some(db) if hosts_events => {
+            Some(host_events(&settings, db.clone(), &users, deleted.clone(), &reads).await?)
+        }
         _ => None,
     };
-    let tasks = relay_domain_events(&settings, users.local.as_ref(), events.as_ref()).await?;
+    let mut tasks = relay_domain_events(&settings, users.local.as_ref(), events.as_ref()).await?;
+    // Any other instance may cache what this one's modules change (names, events).
+    if db.is_some() {
+        tasks.extend(nats::fan_out_changes(&settings.nats, reads.changes.clone()).await?);
+    }
     let proxy = is_gateway.then(|| gateway_proxy(&settings)).transpose()?;
 
     let readiness = Arc::new(SplitReadiness {
         database: DatabaseReadiness(db),
         proxy: proxy.clone(),
     });
-    let shell = http_shell(&settings, readiness)?;
+    let shell = http_shell(&settings, readiness, &reads)?;
     let credential = web::Data::new(ServiceCredential(settings.service.credential.clone()));
     let verifier = token_verifier(users.keys.clone(), &deleted);
     // Internal endpoints never share the public entry's listener: a gateway hosting the users

@@ -76,9 +76,14 @@ impl UsersSides {
             .await
             .unwrap();
         let in_process =
-            topology::users_service(&settings, db_handle, topology::deleted_accounts(&settings))
-                .await
-                .unwrap();
+            topology::users_service(
+                &settings,
+                db_handle,
+                topology::deleted_accounts(&settings),
+                Default::default(),
+            )
+            .await
+            .unwrap();
         Self {
             settings,
             address,

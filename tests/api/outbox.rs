@@ -52,6 +52,7 @@ async fn concurrent_relays_on_postgres_publish_each_event_once() {
         &settings,
         pool.clone(),
         topology::deleted_accounts(&settings),
+        Default::default(),
     )
     .await
     .unwrap();

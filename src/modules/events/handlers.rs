@@ -89,7 +89,7 @@ async fn list_events(
         location: q.location,
         cancelled,
     };
-    Ok(HttpResponse::Ok().json(service.list(filter, page).await?))
+    Ok(json_response(service.list_json(filter, page).await?))
 }
 
 /// Publish an event; the caller becomes its organiser.
@@ -110,7 +110,7 @@ async fn create_event(
 #[get("/api/events/{id}")]
 #[tracing::instrument(skip_all, fields(event_id = %id))]
 async fn get_event(service: Service, id: web::Path<Uuid>) -> Result<HttpResponse, EventsError> {
-    Ok(HttpResponse::Ok().json(service.get(id.into_inner().into()).await?))
+    Ok(json_response(service.event_json(id.into_inner().into()).await?))
 }
 
 /// Change an event (organiser or admin). Capacity can not go below `seats_taken`; a larger
@@ -234,3 +234,10 @@ async fn my_registrations(
 )]
 /// The events module's part of the OpenAPI document.
 pub struct ApiDoc;
+
+/// `200` with JSON the service already rendered (a cached read).
+fn json_response(json: bytes::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(json)
+}

@@ -4,6 +4,7 @@
 //! migrations. It knows the users module only through [`crate::modules::users::UsersApi`] and
 //! its domain events.
 
+mod cache;
 mod domain;
 mod error;
 mod handlers;
@@ -123,7 +124,7 @@ pub struct MyRegistration {
 
 /// Filters of the public event list (`GET /api/events`), all optional; `cancelled` lists the
 /// cancelled events instead of the scheduled ones.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EventFilter {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,

@@ -5,12 +5,14 @@
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
     Attendee, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
     RegistrationStatus,
+    cache::{CachedName, EventCaches, ListKey, ListedPage},
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
     error::EventsError,
     store::{self, RegistrationsOf},
@@ -19,11 +21,13 @@ use crate::{
     modules::users::{USER_DELETED, UserDeleted, UsersApi},
     platform::{
         auth::{AuthUser, DeletedAccounts},
+        changes::{Change, Changes},
         db::{Db, DbConnection, is_unique_violation},
         ids::UserId,
         messaging::{DeliveryError, DomainEvent, EventHandler},
         now,
         pagination::{Page, PageRequest, into_page},
+        read_cache::{CacheMetrics, CacheSettings, Ticket},
     },
 };
 
@@ -33,12 +37,39 @@ pub struct EventsService {
     users: Arc<dyn UsersApi>,
     /// Deleted accounts whose access tokens this process refuses.
     deleted: Arc<DeletedAccounts>,
+    /// Hot reads; every write below announces what it changed before it answers.
+    caches: Arc<EventCaches>,
+    changes: Arc<Changes>,
 }
 
 impl EventsService {
-    /// The module on its database, asking `users` for names, refusing `deleted` accounts.
-    pub fn new(db: Db, users: Arc<dyn UsersApi>, deleted: Arc<DeletedAccounts>) -> Self {
-        Self { db, users, deleted }
+    /// The module on its database, asking `users` for names, refusing `deleted` accounts,
+    /// its read caches kept current by `changes` (its own writes' and other modules').
+    pub fn new(
+        db: Db,
+        users: Arc<dyn UsersApi>,
+        deleted: Arc<DeletedAccounts>,
+        changes: Arc<Changes>,
+        cache: &CacheSettings,
+        metrics: &CacheMetrics,
+    ) -> Self {
+        let caches = Arc::new(EventCaches::new(cache, metrics));
+        changes.listen(caches.clone());
+        Self {
+            db,
+            users,
+            deleted,
+            caches,
+            changes,
+        }
+    }
+
+    /// Tells every cache (here and, split, in the other instances) that `id` changed.
+    fn announce(&self, id: EventId, listed: bool) {
+        self.changes.announce(Change::Event {
+            id: id.as_uuid(),
+            listed,
+        });
     }
 
     /// Loads the deletions of the last token lifetime into [`DeletedAccounts`], so a restarted
@@ -70,38 +101,109 @@ impl EventsService {
             .db
             .write(move |conn| store::insert_event(conn, &event).map(|()| event))
             .await?;
+        self.announce(event.id, true);
         Ok(to_event(
             event,
             &HashMap::from([(organizer.id, organizer.name)]),
         ))
     }
 
-    /// One event, cancelled ones included.
-    pub async fn get(&self, id: EventId) -> Result<Event, EventsError> {
-        let event = self
-            .db
-            .run(move |conn| store::find_event(conn, id))
+    /// One event as `GET /api/events/{id}` answers it (JSON), cancelled ones included.
+    pub async fn event_json(&self, id: EventId) -> Result<Bytes, EventsError> {
+        if let Some(json) = self.caches.details.get(&id) {
+            return Ok(json);
+        }
+        self.render_events(vec![id])
             .await?
-            .ok_or(EventsError::EventNotFound)?;
-        let names = self.names(&[event.organizer]).await;
-        Ok(to_event(event, &names))
+            .remove(&id)
+            .ok_or(EventsError::EventNotFound)
     }
 
-    /// A page of events matching `filter`, by start time, then id.
-    pub async fn list(
+    /// A page of events matching `filter`, by start time, then id, as `GET /api/events`
+    /// answers it (JSON).
+    pub async fn list_json(
         &self,
         filter: EventFilter,
         page: PageRequest,
-    ) -> Result<Page<Event>, EventsError> {
+    ) -> Result<Bytes, EventsError> {
+        let key = ListKey { filter, page };
+        let Some(listed) = self.caches.lists.get(&key) else {
+            return self.list_uncached(key).await;
+        };
+        let mut rendered = HashMap::with_capacity(listed.ids.len());
+        let mut missing = Vec::new();
+        for id in &listed.ids {
+            match self.caches.details.get(id) {
+                Some(json) => drop(rendered.insert(*id, json)),
+                None => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            rendered.extend(self.render_events(missing).await?);
+        }
+        // An id without an event (none is ever deleted, so this can not happen today) is
+        // left out rather than failing the page.
+        let items = listed.ids.iter().filter_map(|id| rendered.remove(id));
+        Ok(page_json(items, listed.next_cursor.as_deref()))
+    }
+
+    /// A list page from the database; fills the list cache and the details of its events.
+    async fn list_uncached(&self, key: ListKey) -> Result<Bytes, EventsError> {
+        let list_ticket = self.caches.lists.ticket(&key);
+        let details_ticket = self.caches.details.bulk_ticket();
+        let (filter, page) = (key.filter.clone(), key.page);
         let events = self
             .db
             .run(move |conn| store::list_events(conn, &filter, page))
             .await?;
         let organizers: Vec<UserId> = events.iter().map(|e| e.organizer).collect();
-        let names = self.names(&organizers).await;
-        Ok(into_page(events, page, store::cursor_by_start, |event| {
-            to_event(event, &names)
-        }))
+        let (names, complete) = self.names(&organizers).await;
+        let page = into_page(events, page, store::cursor_by_start, |event| {
+            (event.id, render(event, &names))
+        });
+        if complete {
+            for (id, json) in &page.items {
+                self.caches
+                    .details
+                    .fill_bulk(details_ticket, *id, json.clone());
+            }
+            let listed = ListedPage {
+                ids: page.items.iter().map(|(id, _)| *id).collect(),
+                next_cursor: page.next_cursor.clone(),
+            };
+            self.caches.lists.fill(list_ticket, key, Arc::new(listed));
+        }
+        let items = page.items.into_iter().map(|(_, json)| json);
+        Ok(page_json(items, page.next_cursor.as_deref()))
+    }
+
+    /// Reads `ids` from the database and renders them (filling the detail cache when every
+    /// name was known); ids without an event are absent from the answer.
+    async fn render_events(
+        &self,
+        ids: Vec<EventId>,
+    ) -> Result<HashMap<EventId, Bytes>, EventsError> {
+        let tickets: HashMap<EventId, Ticket> = ids
+            .iter()
+            .map(|id| (*id, self.caches.details.ticket(id)))
+            .collect();
+        let events = self
+            .db
+            .run(move |conn| store::find_events(conn, &ids))
+            .await?;
+        let organizers: Vec<UserId> = events.iter().map(|e| e.organizer).collect();
+        let (names, complete) = self.names(&organizers).await;
+        Ok(events
+            .into_iter()
+            .map(|event| {
+                let id = event.id;
+                let json = render(event, &names);
+                if complete {
+                    self.caches.details.fill(tickets[&id], id, json.clone());
+                }
+                (id, json)
+            })
+            .collect())
     }
 
     /// Revises an event (organiser or admin); a larger capacity seats waitlisted people at once.
@@ -122,21 +224,28 @@ impl EventsService {
                 Ok::<_, EventsError>(event)
             })
             .await?;
-        let names = self.names(&[event.organizer]).await;
+        self.announce(id, true);
+        let (names, _) = self.names(&[event.organizer]).await;
         Ok(to_event(event, &names))
     }
 
     /// Cancels the event; cancelling a cancelled event again changes nothing.
     pub async fn cancel(&self, caller: AuthUser, id: EventId) -> Result<(), EventsError> {
-        self.db
+        let changed = self
+            .db
             .write(move |conn| {
                 let mut event = locked_for(conn, id, &caller)?;
-                if event.cancel(now()) {
+                let changed = event.cancel(now());
+                if changed {
                     store::save_event(conn, &event)?;
                 }
-                Ok(())
+                Ok::<_, EventsError>(changed)
             })
-            .await
+            .await?;
+        if changed {
+            self.announce(id, true);
+        }
+        Ok(())
     }
 
     /// Registers the caller: a seat while one is free, else a place on the waitlist.
@@ -146,7 +255,8 @@ impl EventsService {
         event_id: EventId,
     ) -> Result<Registration, EventsError> {
         let deleted = self.deleted.clone();
-        self.db
+        let registration = self
+            .db
             .write(move |conn| {
                 let mut event =
                     store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
@@ -175,7 +285,9 @@ impl EventsService {
                 store::save_event(conn, &event)?;
                 Ok(to_registration(&registration, admission.position()))
             })
-            .await
+            .await?;
+        self.announce(event_id, false);
+        Ok(registration)
     }
 
     /// Withdraws the caller; a freed seat goes to the longest-waiting person in the same
@@ -190,7 +302,9 @@ impl EventsService {
                 }
                 Ok(())
             })
-            .await
+            .await?;
+        self.announce(event_id, false);
+        Ok(())
     }
 
     /// A page of an event's registrations, for its organiser or an admin.
@@ -209,7 +323,7 @@ impl EventsService {
             })
             .await?;
         let users: Vec<UserId> = registrations.iter().map(|r| r.user).collect();
-        let names = self.names(&users).await;
+        let (names, _) = self.names(&users).await;
         Ok(into_page(
             registrations,
             page,
@@ -251,7 +365,7 @@ impl EventsService {
             })
             .await?;
         let organizers: Vec<UserId> = events.iter().map(|e| e.organizer).collect();
-        let names = self.names(&organizers).await;
+        let (names, _) = self.names(&organizers).await;
         let mut events: HashMap<EventId, domain::Event> =
             events.into_iter().map(|e| (e.id, e)).collect();
         let mut page = into_page(
@@ -286,11 +400,13 @@ impl EventsService {
         // Refused from now on, before the cascade: a registration racing it can not add a seat
         // the cascade has already passed by.
         self.deleted.insert(user.as_uuid(), deleted_at);
-        self.db
+        let changed = self
+            .db
             .write(move |conn| {
                 let at = now();
+                let mut changed = Vec::new();
                 if !store::record_handled(conn, message_id, USER_DELETED, at)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 store::record_deleted_user(conn, user, deleted_at)?;
                 let mut ids = store::events_registered_by(conn, user)?;
@@ -302,27 +418,67 @@ impl EventsService {
                     let Some(mut event) = store::lock_event(conn, id)? else {
                         continue;
                     };
-                    release_registration(conn, &mut event, user)?;
-                    if event.organizer == user && event.cancel(at) {
+                    let released = release_registration(conn, &mut event, user)?;
+                    let cancelled = event.organizer == user && event.cancel(at);
+                    if cancelled {
                         store::save_event(conn, &event)?;
                     }
+                    if released || cancelled {
+                        changed.push((id, cancelled));
+                    }
                 }
-                Ok(true)
+                Ok::<_, EventsError>(Some(changed))
             })
-            .await
+            .await?;
+        let Some(changed) = changed else {
+            return Ok(false);
+        };
+        for (id, listed) in changed {
+            self.announce(id, listed);
+        }
+        Ok(true)
     }
 
-    /// Display names of `ids`, one batched call. Reads stay up when the users module is down:
-    /// the names are then simply missing (`null`).
-    async fn names(&self, ids: &[UserId]) -> HashMap<Uuid, String> {
+    /// Display names of `ids`, from the cache or one batched call, and whether all of them
+    /// are known. Reads stay up when the users module is down: the names are then simply
+    /// missing (`null`), and nothing rendered with them is cached.
+    async fn names(&self, ids: &[UserId]) -> (HashMap<Uuid, String>, bool) {
         let mut unique: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-        unique.sort();
+        unique.sort_unstable();
         unique.dedup();
-        match self.users.public_profiles(&unique).await {
-            Ok(profiles) => profiles.into_iter().map(|p| (p.id, p.name)).collect(),
+        let mut names = HashMap::with_capacity(unique.len());
+        let mut missing = Vec::new();
+        for id in unique {
+            match self.caches.names.get(&id) {
+                Some(CachedName(name)) => {
+                    if let Some(name) = name {
+                        names.insert(id, name.to_string());
+                    }
+                }
+                None => missing.push((id, self.caches.names.ticket(&id))),
+            }
+        }
+        if missing.is_empty() {
+            return (names, true);
+        }
+        let asked: Vec<Uuid> = missing.iter().map(|(id, _)| *id).collect();
+        match self.users.public_profiles(&asked).await {
+            Ok(profiles) => {
+                let mut found: HashMap<Uuid, String> =
+                    profiles.into_iter().map(|p| (p.id, p.name)).collect();
+                for (id, ticket) in missing {
+                    let name = found.remove(&id);
+                    let cached = CachedName(name.as_deref().map(Arc::from));
+                    self.caches.names.fill(ticket, id, cached);
+                    if let Some(name) = name {
+                        names.insert(id, name);
+                    }
+                }
+                (names, true)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "names unavailable; answering without them");
-                HashMap::new()
+                (names, false)
             }
         }
     }
@@ -396,6 +552,28 @@ fn to_registration(registration: &domain::Registration, position: Option<i64>) -
         position,
         created_at: registration.created_at,
     }
+}
+
+/// The event's JSON as the API shows it.
+fn render(event: domain::Event, names: &HashMap<Uuid, String>) -> Bytes {
+    let json = serde_json::to_vec(&to_event(event, names)).expect("an event always serializes");
+    Bytes::from(json)
+}
+
+/// A page's JSON from its items' JSON: the shape of [`Page`].
+fn page_json(items: impl Iterator<Item = Bytes>, next_cursor: Option<&str>) -> Bytes {
+    let mut json = Vec::with_capacity(4096);
+    json.extend_from_slice(b"{\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(&item);
+    }
+    json.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut json, &next_cursor).expect("a cursor always serializes");
+    json.push(b'}');
+    Bytes::from(json)
 }
 
 fn to_event(event: domain::Event, names: &HashMap<Uuid, String>) -> Event {

@@ -23,6 +23,7 @@ use super::{
 };
 use crate::platform::{
     auth::{Claims, DeletedAccounts, Role},
+    changes::{Change, Changes},
     db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
     messaging::{DomainEvent, EventPublisher},
     now,
@@ -40,6 +41,8 @@ pub struct UsersService {
     dummy_hash: String,
     /// Deleted accounts whose access tokens this process refuses.
     deleted: Arc<DeletedAccounts>,
+    /// Where renames and deletions are announced to the caches holding names.
+    changes: Arc<Changes>,
 }
 
 /// Fields a caller may change on their own account.
@@ -56,6 +59,7 @@ impl UsersService {
         keys: Arc<SigningKeys>,
         settings: AuthSettings,
         deleted: Arc<DeletedAccounts>,
+        changes: Arc<Changes>,
     ) -> Result<Self, bcrypt::BcryptError> {
         let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)?;
         Ok(Self {
@@ -65,6 +69,7 @@ impl UsersService {
             outbox_wakeup: Arc::new(Notify::new()),
             dummy_hash,
             deleted,
+            changes,
         })
     }
 
@@ -279,7 +284,9 @@ impl UsersService {
             None => None,
         };
         let name = name.flatten().map(DisplayName::into_inner);
-        self.db
+        let renamed = name.is_some();
+        let user = self
+            .db
             .write(move |conn| {
                 let at = now();
                 let password_changed = new_hash.is_some();
@@ -293,7 +300,11 @@ impl UsersService {
                     .map(User::try_from)
                     .ok_or(UsersError::AccountGone)?
             })
-            .await
+            .await?;
+        if renamed {
+            self.changes.announce(Change::User { id });
+        }
+        Ok(user)
     }
 
     /// Deletes the caller's own account after checking their password.
@@ -333,6 +344,7 @@ impl UsersService {
             }
             return Err(err);
         }
+        self.changes.announce(Change::User { id });
         self.outbox_wakeup.notify_one();
         tracing::info!(user_id = %id, "account deleted");
         Ok(())
