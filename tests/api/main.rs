@@ -17,6 +17,7 @@ mod faults;
 mod gateway;
 mod migrations;
 mod outbox;
+mod read_cache;
 #[cfg(feature = "split")]
 mod proxy;
 mod registrations;

@@ -1,0 +1,282 @@
+//! The read caches are never wrong: every test reads first (so the answer is cached), writes,
+//! and reads again. Each write kind has its own test, so removing one invalidation makes one
+//! test fail. Within one process a write is read at once; a change that crosses processes
+//! (split: a rename seen by the events service, a write seen by another events instance) is
+//! read within a bound.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, TestUser, Topology, json_of, topology};
+
+crate::backend_tests!(
+    a_new_event_appears_on_a_list_read_before_it,
+    an_edit_shows_in_the_detail_and_the_lists_read_before_it,
+    a_cancellation_shows_in_the_detail_and_the_lists_at_once,
+    sign_ups_withdrawals_and_promotions_show_in_the_counts_at_once,
+    a_rename_shows_as_the_organisers_name,
+    a_deleted_organisers_name_goes,
+    a_deleted_attendees_seat_frees_in_counts_read_before,
+    concurrent_writers_each_read_their_own_write,
+);
+
+async fn get(app: &TestApp, path: &str) -> Value {
+    json_of(app.get(path, None).await, StatusCode::OK).await
+}
+
+/// The list item with `id`, if the page at `path` has it.
+async fn listed(app: &TestApp, path: &str, id: &str) -> Option<Value> {
+    let page = get(app, path).await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .cloned()
+}
+
+/// Reads `path` until `check` holds: at once in one process, within a few seconds when the
+/// change crosses processes (the TTL is a minute in these tests, so this is invalidation).
+async fn read_until(app: &TestApp, path: &str, what: &str, check: impl Fn(&Value) -> bool) {
+    let bound = match topology() {
+        Topology::Monolith => Duration::ZERO,
+        _ => Duration::from_secs(3),
+    };
+    let start = Instant::now();
+    loop {
+        let answer = get(app, path).await;
+        if check(&answer) {
+            return;
+        }
+        assert!(
+            start.elapsed() <= bound,
+            "{what}: still {answer} after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn spawn(backend: Backend) -> TestApp {
+    TestApp::spawn_with(backend, &[("cache.ttl_ms", "60000")]).await
+}
+
+async fn a_new_event_appears_on_a_list_read_before_it(backend: Backend) {
+    let app = spawn(backend).await;
+    let ada = app.user().await;
+    let first = app.event_id(&ada, 5).await;
+    let list = format!("/api/events?organizer_id={}", ada.id);
+    assert_eq!(get(&app, &list).await["items"].as_array().unwrap().len(), 1);
+    assert_eq!(get(&app, "/api/events").await["items"][0]["id"], first);
+
+    let second = app.event_id(&ada, 5).await;
+    assert!(listed(&app, &list, &second).await.is_some());
+    assert!(listed(&app, "/api/events", &second).await.is_some());
+}
+
+async fn an_edit_shows_in_the_detail_and_the_lists_read_before_it(backend: Backend) {
+    let app = spawn(backend).await;
+    let ada = app.user().await;
+    let id = app.event_id(&ada, 5).await;
+    let detail = format!("/api/events/{id}");
+    let by_category = "/api/events?category=Jazz";
+    assert_eq!(get(&app, &detail).await["title"], "Rust meetup");
+    assert!(listed(&app, "/api/events", &id).await.is_some());
+    assert!(listed(&app, by_category, &id).await.is_none());
+
+    let patch = json!({"title": "Renamed meetup", "category": "jazz"});
+    json_of(
+        app.patch(&detail, Some(&ada.access_token), patch).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(get(&app, &detail).await["title"], "Renamed meetup");
+    let item = listed(&app, "/api/events", &id).await.unwrap();
+    assert_eq!(item["title"], "Renamed meetup");
+    assert!(listed(&app, by_category, &id).await.is_some());
+}
+
+async fn a_cancellation_shows_in_the_detail_and_the_lists_at_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let ada = app.user().await;
+    let id = app.event_id(&ada, 5).await;
+    let detail = format!("/api/events/{id}");
+    let cancelled = "/api/events?status=cancelled";
+    assert_eq!(get(&app, &detail).await["status"], "scheduled");
+    assert!(listed(&app, "/api/events", &id).await.is_some());
+    assert!(listed(&app, cancelled, &id).await.is_none());
+
+    let response = app.delete(&detail, Some(&ada.access_token)).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get(&app, &detail).await["status"], "cancelled");
+    assert!(listed(&app, "/api/events", &id).await.is_none());
+    assert!(listed(&app, cancelled, &id).await.is_some());
+}
+
+async fn sign_ups_withdrawals_and_promotions_show_in_the_counts_at_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let ada = app.user().await;
+    let id = app.event_id(&ada, 1).await;
+    let counts = |event: &Value| (event["seats_taken"].clone(), event["waitlist_length"].clone());
+    let list = format!("/api/events?organizer_id={}", ada.id);
+    let expect = |seats: i64, waiting: i64| {
+        let (app, id, list) = (&app, &id, &list);
+        async move {
+            assert_eq!(app.seat_counts(id).await, (seats, waiting), "detail");
+            let item = listed(app, list, id).await.unwrap();
+            assert_eq!(counts(&item), (json!(seats), json!(waiting)), "list");
+        }
+    };
+    expect(0, 0).await;
+    let registrations = format!("/api/events/{id}/registrations");
+    let (bob, carol) = (app.user().await, app.user().await);
+    for (user, seats, waiting) in [(&bob, 1, 0), (&carol, 1, 1)] {
+        let answer = app
+            .post(&registrations, Some(&user.access_token), json!({}))
+            .await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        expect(seats, waiting).await;
+    }
+    // Bob withdraws: Carol is promoted in the same write.
+    let mine = format!("{registrations}/me");
+    let answer = app.delete(&mine, Some(&bob.access_token)).await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    expect(1, 0).await;
+    // A larger capacity promotes too.
+    let dave = app.user().await;
+    app.post(&registrations, Some(&dave.access_token), json!({}))
+        .await;
+    expect(1, 1).await;
+    let detail = format!("/api/events/{id}");
+    let patch = json!({"capacity": 2});
+    json_of(
+        app.patch(&detail, Some(&ada.access_token), patch).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect(2, 0).await;
+}
+
+async fn rename(app: &TestApp, user: &TestUser, name: &str) {
+    let body = json!({"name": name, "current_password": user.password});
+    json_of(
+        app.patch("/api/users/me", Some(&user.access_token), body)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+}
+
+async fn a_rename_shows_as_the_organisers_name(backend: Backend) {
+    let app = spawn(backend).await;
+    let ada = app.user_named("Ada").await;
+    let id = app.event_id(&ada, 5).await;
+    let detail = format!("/api/events/{id}");
+    let list = format!("/api/events?organizer_id={}", ada.id);
+    assert_eq!(get(&app, &detail).await["organizer"]["name"], "Ada");
+    assert_eq!(get(&app, &list).await["items"][0]["organizer"]["name"], "Ada");
+
+    rename(&app, &ada, "Ada Lovelace").await;
+    let renamed = |v: &Value| v["organizer"]["name"] == "Ada Lovelace";
+    read_until(&app, &detail, "detail", renamed).await;
+    read_until(&app, &list, "list", |page| renamed(&page["items"][0])).await;
+}
+
+async fn a_deleted_organisers_name_goes(backend: Backend) {
+    let app = spawn(backend).await;
+    let ada = app.user_named("Ada").await;
+    let id = app.event_id(&ada, 5).await;
+    let detail = format!("/api/events/{id}");
+    assert_eq!(get(&app, &detail).await["organizer"]["name"], "Ada");
+
+    let body = json!({"current_password": ada.password});
+    let answer = app
+        .request(
+            reqwest::Method::DELETE,
+            "/api/users/me",
+            Some(&ada.access_token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    read_until(&app, &detail, "detail", |v| v["organizer"]["name"].is_null()).await;
+}
+
+/// The `user.deleted` cascade arrives through the outbox, so later than the deletion's answer;
+/// the counts read before it must still change (well within the minute-long TTL).
+async fn a_deleted_attendees_seat_frees_in_counts_read_before(backend: Backend) {
+    let app = spawn(backend).await;
+    let (ada, bob, carol) = (app.user().await, app.user().await, app.user().await);
+    let id = app.event_id(&ada, 1).await;
+    let registrations = format!("/api/events/{id}/registrations");
+    for user in [&bob, &carol] {
+        let answer = app.post(&registrations, Some(&user.access_token), json!({})).await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+    }
+    assert_eq!(app.seat_counts(&id).await, (1, 1));
+
+    let body = json!({"current_password": bob.password});
+    let answer = app
+        .request(
+            reqwest::Method::DELETE,
+            "/api/users/me",
+            Some(&bob.access_token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    app.eventually("Carol promoted to Bob's seat", || async {
+        app.seat_counts(&id).await == (1, 0)
+    })
+    .await;
+}
+
+/// Writers register concurrently while readers keep the cache filled; after each registration
+/// answered, its writer's read counts at least every registration answered before that read.
+async fn concurrent_writers_each_read_their_own_write(backend: Backend) {
+    let app = Arc::new(spawn(backend).await);
+    let ada = app.user().await;
+    let id = app.event_id(&ada, 1000).await;
+    let users = futures_util::future::join_all((0..24).map(|_| app.user())).await;
+    let answered = Arc::new(AtomicI64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, id, stop) = (app.clone(), id.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    app.seat_counts(&id).await;
+                    get(&app, "/api/events").await;
+                }
+            })
+        })
+        .collect();
+    let writers = users.into_iter().map(|user| {
+        let (app, id, answered) = (app.clone(), id.clone(), answered.clone());
+        async move {
+            let path = format!("/api/events/{id}/registrations");
+            let answer = app.post(&path, Some(&user.access_token), json!({})).await;
+            assert_eq!(answer.status(), StatusCode::CREATED);
+            answered.fetch_add(1, Ordering::SeqCst);
+            let at_least = answered.load(Ordering::SeqCst);
+            let (seats, _) = app.seat_counts(&id).await;
+            assert!(seats >= at_least, "read {seats} seats after {at_least} answered");
+            let item = listed(&app, "/api/events", &id).await.unwrap();
+            assert!(item["seats_taken"].as_i64().unwrap() >= at_least, "list");
+        }
+    });
+    futures_util::future::join_all(writers).await;
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert_eq!(app.seat_counts(&id).await, (24, 0));
+}
