@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Removes each read-cache invalidation in turn and runs the read-cache tests: every removal must
-make a test fail (issue 9). Usage: python3 tests/read_cache_mutations.py [test filter] [names...]"""
-import subprocess, sys, re
+make a test fail (issue 9). Usage: [SPLIT=1 RSVP_TEST_TOPOLOGY=split] python3 tests/read_cache_mutations.py [test filter] [names...]"""
+import os, subprocess, sys, re
 only = None
 muts = [
+ ('src/platform/nats.rs', '                                Ok(m) => changes.apply(m.change),\n', 'fan-out'),
  ('src/modules/events/service.rs', '        for (id, listed) in changed {\n            self.announce(id, listed);\n        }\n', 'cascade'),
  ('src/modules/events/service.rs', '        self.announce(event.id, true);\n', 'create'),
  ('src/modules/events/service.rs', '        self.announce(id, true);\n        let (names, _)', 'update'),
@@ -22,15 +23,15 @@ for path, text, name in muts:
     if len(sys.argv) > 2 and name not in sys.argv[2:]: continue
     src = open(path).read()
     assert src.count(text) == 1, (name, src.count(text))
-    keep = {'update': '        let (names, _)', 'register': '        Ok(registration)', 'withdraw': '        Ok(())',
+    keep = {'fan-out': '                                Ok(_) => {}\n', 'update': '        let (names, _)', 'register': '        Ok(registration)', 'withdraw': '        Ok(())',
             'delete': '        self.outbox_wakeup', 'listener user details': '                self.names.invalidate(&id);\n'}.get(name, '')
     mutated = src.replace(text, keep)
     open(path,'w').write(mutated)
     try:
-        b = subprocess.run(['cargo','build','--tests'], capture_output=True, text=True)
+        b = subprocess.run(['cargo','build','--tests'] + (['--features','split'] if 'SPLIT' in os.environ else []), capture_output=True, text=True)
         if b.returncode != 0:
             print(f"{name}: DOES NOT BUILD"); continue
-        r = subprocess.run(['cargo','nextest','run','--no-fail-fast',filt], capture_output=True, text=True)
+        r = subprocess.run(['cargo','nextest','run','--no-fail-fast'] + (['--features','split'] if 'SPLIT' in os.environ else []) + [filt], capture_output=True, text=True)
         fails = sorted(set(re.findall(r'FAIL \[.*?\] \(.*?\) rsvp::api (\S+)', r.stdout+r.stderr)))
         print(f"{name}: {'CAUGHT by ' + ', '.join(fails) if fails else 'MISSED'}", flush=True)
     finally:

@@ -194,7 +194,9 @@ where
 
 /// A poisoned stripe only means a panic elsewhere held it; its counter is still right.
 fn lock(stripe: &Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
-    stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    stripe
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The caches' metrics, registered with the process's `/metrics`.
@@ -293,7 +295,10 @@ mod tests {
         cache.fill(one, 1, value("a"));
         cache.fill(two, 2, value("b"));
         cache.fill_bulk(bulk, 3, value("c"));
-        assert_eq!((cache.get(&1), cache.get(&2), cache.get(&3)), (None, None, None));
+        assert_eq!(
+            (cache.get(&1), cache.get(&2), cache.get(&3)),
+            (None, None, None)
+        );
     }
 
     #[test]

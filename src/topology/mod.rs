@@ -207,11 +207,7 @@ pub fn http_shell(
     readiness: Arc<dyn Readiness>,
     reads: &ReadCaching,
 ) -> Result<HttpShell, StartError> {
-    let shell = HttpShell::new(
-        &settings.gateway,
-        settings.server.body_timeout(),
-        readiness,
-    )?;
+    let shell = HttpShell::new(&settings.gateway, settings.server.body_timeout(), readiness)?;
     shell.register_metrics(reads.metrics.collectors());
     Ok(shell)
 }

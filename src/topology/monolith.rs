@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 use actix_web::web;
 
 use super::{
-    Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts, events_service,
-    http_shell, serve, token_verifier, users_service,
+    Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts,
+    events_service, http_shell, serve, token_verifier, users_service,
 };
 use crate::{
     config::Settings,
@@ -23,7 +23,13 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     let db = connect(&settings, &[&users::MIGRATIONS, &events::MIGRATIONS]).await?;
     let deleted = deleted_accounts(&settings);
     let reads = ReadCaching::default();
-    let users = users_service(&settings, db.clone(), deleted.clone(), reads.changes.clone()).await?;
+    let users = users_service(
+        &settings,
+        db.clone(),
+        deleted.clone(),
+        reads.changes.clone(),
+    )
+    .await?;
     let verifier = token_verifier(
         Arc::new(KeySetVerifier::new(
             &settings.auth.issuer,

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
 use super::{
-    Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts, events_service,
-    http_shell, serve, token_verifier, users_service,
+    Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts,
+    events_service, http_shell, serve, token_verifier, users_service,
 };
 use crate::{
     config::{Module, Role, Settings},

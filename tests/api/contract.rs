@@ -75,15 +75,14 @@ impl UsersSides {
         let db_handle = topology::connect(&settings, &[&users::MIGRATIONS])
             .await
             .unwrap();
-        let in_process =
-            topology::users_service(
-                &settings,
-                db_handle,
-                topology::deleted_accounts(&settings),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        let in_process = topology::users_service(
+            &settings,
+            db_handle,
+            topology::deleted_accounts(&settings),
+            Default::default(),
+        )
+        .await
+        .unwrap();
         Self {
             settings,
             address,

@@ -17,8 +17,8 @@ mod faults;
 mod gateway;
 mod migrations;
 mod outbox;
-mod read_cache;
 #[cfg(feature = "split")]
 mod proxy;
+mod read_cache;
 mod registrations;
 mod users;

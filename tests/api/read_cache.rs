@@ -125,7 +125,12 @@ async fn sign_ups_withdrawals_and_promotions_show_in_the_counts_at_once(backend:
     let app = spawn(backend).await;
     let ada = app.user().await;
     let id = app.event_id(&ada, 1).await;
-    let counts = |event: &Value| (event["seats_taken"].clone(), event["waitlist_length"].clone());
+    let counts = |event: &Value| {
+        (
+            event["seats_taken"].clone(),
+            event["waitlist_length"].clone(),
+        )
+    };
     let list = format!("/api/events?organizer_id={}", ada.id);
     let expect = |seats: i64, waiting: i64| {
         let (app, id, list) = (&app, &id, &list);
@@ -182,7 +187,10 @@ async fn a_rename_shows_as_the_organisers_name(backend: Backend) {
     let detail = format!("/api/events/{id}");
     let list = format!("/api/events?organizer_id={}", ada.id);
     assert_eq!(get(&app, &detail).await["organizer"]["name"], "Ada");
-    assert_eq!(get(&app, &list).await["items"][0]["organizer"]["name"], "Ada");
+    assert_eq!(
+        get(&app, &list).await["items"][0]["organizer"]["name"],
+        "Ada"
+    );
 
     rename(&app, &ada, "Ada Lovelace").await;
     let renamed = |v: &Value| v["organizer"]["name"] == "Ada Lovelace";
@@ -207,7 +215,10 @@ async fn a_deleted_organisers_name_goes(backend: Backend) {
         )
         .await;
     assert_eq!(answer.status(), StatusCode::NO_CONTENT);
-    read_until(&app, &detail, "detail", |v| v["organizer"]["name"].is_null()).await;
+    read_until(&app, &detail, "detail", |v| {
+        v["organizer"]["name"].is_null()
+    })
+    .await;
 }
 
 /// The `user.deleted` cascade arrives through the outbox, so later than the deletion's answer;
@@ -218,7 +229,9 @@ async fn a_deleted_attendees_seat_frees_in_counts_read_before(backend: Backend) 
     let id = app.event_id(&ada, 1).await;
     let registrations = format!("/api/events/{id}/registrations");
     for user in [&bob, &carol] {
-        let answer = app.post(&registrations, Some(&user.access_token), json!({})).await;
+        let answer = app
+            .post(&registrations, Some(&user.access_token), json!({}))
+            .await;
         assert_eq!(answer.status(), StatusCode::CREATED);
     }
     assert_eq!(app.seat_counts(&id).await, (1, 1));
@@ -268,7 +281,10 @@ async fn concurrent_writers_each_read_their_own_write(backend: Backend) {
             answered.fetch_add(1, Ordering::SeqCst);
             let at_least = answered.load(Ordering::SeqCst);
             let (seats, _) = app.seat_counts(&id).await;
-            assert!(seats >= at_least, "read {seats} seats after {at_least} answered");
+            assert!(
+                seats >= at_least,
+                "read {seats} seats after {at_least} answered"
+            );
             let item = listed(&app, "/api/events", &id).await.unwrap();
             assert!(item["seats_taken"].as_i64().unwrap() >= at_least, "list");
         }
@@ -279,4 +295,91 @@ async fn concurrent_writers_each_read_their_own_write(backend: Backend) {
         reader.await.unwrap();
     }
     assert_eq!(app.seat_counts(&id).await, (24, 0));
+}
+
+#[cfg(feature = "split")]
+mod across_instances {
+    use super::*;
+    use crate::helpers::split_only;
+
+    crate::backend_tests!(a_write_on_one_events_instance_is_read_on_another);
+
+    /// The slowest invalidation across instances seen, reported (the bound is a benchmark
+    /// matter; the assertion only needs it well inside the minute-long TTL).
+    async fn until_changed(
+        client: &reqwest::Client,
+        url: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            let answer: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            if check(&answer) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{url} still {answer} after {:?}",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Two events instances on one database: the gateway sends writes to the first, reads go
+    /// straight to the second, whose caches hold the old answers until the change arrives
+    /// over NATS.
+    async fn a_write_on_one_events_instance_is_read_on_another(backend: Backend) {
+        if !split_only() {
+            return;
+        }
+        let mut app = spawn(backend).await;
+        let ada = app.user_named("Ada").await;
+        let bob = app.user().await;
+        let id = app.event_id(&ada, 5).await;
+        let second = app.processes().spawn_extra("events", "events2");
+        app.processes().wait_ready("events2").await;
+        let detail = format!("{second}/api/events/{id}");
+        let list = format!("{second}/api/events?organizer_id={}", ada.id);
+        let client = app.client.clone();
+        let read = |url: String| {
+            let client = client.clone();
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(read(detail.clone()).await["seats_taken"], 0);
+        assert_eq!(read(list.clone()).await["items"][0]["title"], "Rust meetup");
+
+        let mut took = Vec::new();
+        let path = format!("/api/events/{id}/registrations");
+        let answer = app.post(&path, Some(&bob.access_token), json!({})).await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        took.push(until_changed(&client, &detail, |e| e["seats_taken"] == 1).await);
+
+        let patch = json!({"title": "Moved meetup"});
+        let answer = app
+            .patch(&format!("/api/events/{id}"), Some(&ada.access_token), patch)
+            .await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        took.push(
+            until_changed(&client, &list, |p| p["items"][0]["title"] == "Moved meetup").await,
+        );
+
+        rename(&app, &ada, "Ada Lovelace").await;
+        took.push(
+            until_changed(&client, &detail, |e| {
+                e["organizer"]["name"] == "Ada Lovelace"
+            })
+            .await,
+        );
+        eprintln!("cross-instance invalidation: sign-up, edit, rename seen after {took:?}");
+    }
 }

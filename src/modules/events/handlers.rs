@@ -110,7 +110,9 @@ async fn create_event(
 #[get("/api/events/{id}")]
 #[tracing::instrument(skip_all, fields(event_id = %id))]
 async fn get_event(service: Service, id: web::Path<Uuid>) -> Result<HttpResponse, EventsError> {
-    Ok(json_response(service.event_json(id.into_inner().into()).await?))
+    Ok(json_response(
+        service.event_json(id.into_inner().into()).await?,
+    ))
 }
 
 /// Change an event (organiser or admin). Capacity can not go below `seats_taken`; a larger
