@@ -479,14 +479,27 @@ async fn merge(handles: Vec<tokio::task::JoinHandle<WorkerResult>>, started: Ins
 pub async fn bare_actix_server() -> (String, actix_web::dev::ServerHandle) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = actix_web::HttpServer::new(|| {
-        actix_web::App::new().route("/", actix_web::web::get().to(|| async { "ok" }))
-    })
-    .workers(2)
-    .listen(listener)
-    .unwrap()
-    .run();
+    let server = bare_server(listener).unwrap();
     let handle = server.handle();
     tokio::spawn(server);
     (format!("http://127.0.0.1:{port}"), handle)
+}
+
+/// The bare handler on `bind` until the process is stopped.
+pub async fn serve_bare(bind: &str) -> Result<(), String> {
+    let listener = std::net::TcpListener::bind(bind).map_err(|e| format!("{bind}: {e}"))?;
+    eprintln!("bare actix-web handler on http://{bind}/");
+    bare_server(listener)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn bare_server(listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    Ok(actix_web::HttpServer::new(|| {
+        actix_web::App::new().route("/", actix_web::web::get().to(|| async { "ok" }))
+    })
+    .workers(2)
+    .listen(listener)?
+    .run())
 }

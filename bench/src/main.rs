@@ -33,6 +33,12 @@ struct Cli {
 enum Command {
     /// Run every topology on every backend and write the results.
     Compare(Options),
+    /// Serve only the bare actix-web handler (`GET /` → `ok`, two workers) until stopped: the
+    /// ceiling to measure an external load generator (wrk) against.
+    Ceiling {
+        #[arg(long, default_value = "127.0.0.1:7999")]
+        bind: String,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -81,12 +87,15 @@ impl Options {
 }
 
 fn main() -> std::process::ExitCode {
-    let Command::Compare(options) = Cli::parse().command;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    match runtime.block_on(compare(options.effective())) {
+    let run = match Cli::parse().command {
+        Command::Compare(options) => runtime.block_on(compare(options.effective())),
+        Command::Ceiling { bind } => runtime.block_on(load::serve_bare(&bind)),
+    };
+    match run {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("rsvp-bench: {err}");

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The hot read path measured the way issue 9 states its targets: wrk -t2 -c64 against the
+# release monolith on SQLite, every figure also as a ratio to a bare actix-web handler measured
+# in the same run. Runs the monolith twice: caches on (the product's default) and off (every
+# read from the database), so a cache hit is never mistaken for the database path.
+#
+#   bash bench/wrk.sh [seconds per scenario, default 5] [database url, default a SQLite file]
+#
+# Needs wrk, curl and jq. Builds the release binaries first; RSVP_BIN measures another build of
+# `rsvp` instead (say, an earlier commit's, for a before/after figure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-5}
+DATABASE=${2:-}
+for tool in wrk curl jq; do
+  command -v "$tool" >/dev/null || { echo "bench/wrk.sh needs $tool" >&2; exit 1; }
+done
+cargo build --release -p rsvp --bin rsvp >&2
+cargo build --release -p rsvp-bench >&2
+BIN=$(realpath "${RSVP_BIN:-target/release/rsvp}")
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return 0; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
+# Requests per second wrk reached on $1 (extra wrk arguments after it).
+rate() {
+  local url=$1; shift
+  wrk -t2 -c64 -d"${DURATION}s" "$@" "$url" | awk '/Requests\/sec/ {printf "%d", $2}'
+}
+
+target/release/rsvp-bench ceiling --bind 127.0.0.1:7999 2>/dev/null & PIDS+=($!)
+wait_up http://127.0.0.1:7999/
+CEILING=$(rate http://127.0.0.1:7999/)
+
+start_monolith() { # $1: port, $2: cache on/off
+  local dir="$WORK/$1"
+  mkdir -p "$dir"
+  (cd "$dir" && RSVP__SERVER__BIND=127.0.0.1:$1 RSVP__AUTH__BCRYPT_COST=4 \
+    RSVP__GATEWAY__AUTH_RATE_PER_MINUTE=0 RSVP__LOG__LEVEL=warn RSVP__CACHE__ENABLED=$2 \
+    RSVP__DATABASE__URL=${DATABASE:-sqlite://$dir/rsvp.db} \
+    exec "$BIN" >"$dir/log" 2>&1) & PIDS+=($!)
+  wait_up "http://127.0.0.1:$1/healthz"
+}
+
+# Seeds the instance on port $1: an organiser, 20 events, 10 registrations on the first.
+seed() {
+  local base="http://127.0.0.1:$1" token event starts
+  post() { curl -fs -X POST "$base$1" -H 'content-type: application/json' ${3:+-H "authorization: Bearer $3"} -d "$2"; }
+  post /api/auth/register '{"email":"org@example.com","password":"password1","name":"Organiser"}' >/dev/null
+  token=$(post /api/auth/login '{"email":"org@example.com","password":"password1"}' | jq -r .access_token)
+  for i in $(seq 20); do
+    starts=$(date -u -d "+$i day" +%Y-%m-%dT%H:%M:%SZ)
+    event=$(post /api/events "{\"title\":\"Event $i\",\"location\":\"Berlin\",\"category\":\"Tech\",\"starts_at\":\"$starts\",\"ends_at\":\"$(date -u -d "+$i day 2 hour" +%Y-%m-%dT%H:%M:%SZ)\",\"capacity\":50}" "$token" | jq -r .id)
+    [ "$i" = 1 ] && FIRST=$event
+  done
+  for i in $(seq 10); do
+    post /api/auth/register "{\"email\":\"a$i@example.com\",\"password\":\"password1\",\"name\":\"A $i\"}" >/dev/null
+    local t; t=$(post /api/auth/login "{\"email\":\"a$i@example.com\",\"password\":\"password1\"}" | jq -r .access_token)
+    post "/api/events/$FIRST/registrations" '{}' "$t" >/dev/null
+  done
+  TOKEN=$token
+}
+
+report() { # $1 label, $2 req/s
+  awk -v l="$1" -v r="$2" -v c="$CEILING" 'BEGIN { printf "| %-34s | %8d | %5.2f |\n", l, r, r / c }'
+}
+
+echo "| scenario (wrk -t2 -c64, ${DURATION}s) | req/s | × bare |"
+echo "|---|---:|---:|"
+report "bare actix-web handler" "$CEILING"
+for cache in true false; do
+  port=$([ "$cache" = true ] && echo 7100 || echo 7200)
+  start_monolith "$port" "$cache"
+  seed "$port"
+  base="http://127.0.0.1:$port"
+  label=$([ "$cache" = true ] && echo "cached" || echo "uncached")
+  [ "$cache" = true ] && report "/healthz" "$(rate "$base/healthz")"
+  report "event detail ($label)" "$(rate "$base/api/events/$FIRST")"
+  report "first list page of 20 ($label)" "$(rate "$base/api/events")"
+  report "list, category filter ($label)" "$(rate "$base/api/events?category=tech&limit=10")"
+  report "/api/users/me ($label)" "$(rate "$base/api/users/me" -H "authorization: Bearer $TOKEN")"
+  report "attendee list ($label)" "$(rate "$base/api/events/$FIRST/registrations" -H "authorization: Bearer $TOKEN")"
+done
