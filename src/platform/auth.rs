@@ -232,6 +232,48 @@ impl TokenVerifier for RefuseDeletedAccounts {
     }
 }
 
+/// A verifier that remembers the tokens it verified, so a client's every request does not pay
+/// for a signature check (an Ed25519 verification costs more than the rest of a cached read).
+/// An entry lives at most [`VERIFIED_TOKEN_TTL`] and never past the token's own expiry; only
+/// accepted tokens are kept. Deletions are still checked on every request by
+/// [`RefuseDeletedAccounts`] around it; a signing key withdrawn from the key set stops
+/// accepting its tokens within the TTL.
+pub struct RememberVerifiedTokens {
+    inner: Arc<dyn TokenVerifier>,
+    verified: moka::sync::Cache<Box<str>, Arc<Claims>>,
+}
+
+/// How long a verified token is taken on trust.
+pub const VERIFIED_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+impl RememberVerifiedTokens {
+    /// `inner`, remembering up to `capacity` verified tokens.
+    pub fn new(inner: Arc<dyn TokenVerifier>, capacity: u64) -> Self {
+        Self {
+            inner,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(VERIFIED_TOKEN_TTL)
+                .build(),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for RememberVerifiedTokens {
+    async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = Utc::now().timestamp();
+        if let Some(claims) = self.verified.get(token)
+            && now <= claims.exp.saturating_add(LEEWAY_SECS as i64)
+        {
+            return Ok((*claims).clone());
+        }
+        let claims = self.inner.verify(token).await?;
+        self.verified.insert(token.into(), Arc::new(claims.clone()));
+        Ok(claims)
+    }
+}
+
 /// Seconds of clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 5;
 

@@ -2,7 +2,10 @@
 //! an r2d2 pool that picks the backend from the URL scheme, per-module embedded migrations, and
 //! the only way modules touch a connection: [`Db::run`] and [`Db::write`], on the blocking pool.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use diesel::RunQueryDsl;
 use diesel::{
@@ -88,11 +91,8 @@ pub struct DbConnectionManager {
     url: DatabaseUrl,
 }
 
-impl ManageConnection for DbConnectionManager {
-    type Connection = DbConnection;
-    type Error = r2d2::Error;
-
-    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+impl DbConnectionManager {
+    fn open(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => open_sqlite(path).map(DbConnection::Sqlite),
             DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
@@ -100,14 +100,49 @@ impl ManageConnection for DbConnectionManager {
                 .map_err(r2d2::Error::ConnectionError),
         }
     }
+}
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+/// A pooled connection and when it last did work.
+pub struct PooledConnection {
+    conn: DbConnection,
+    used_at: Instant,
+    /// Set when a call on it failed: it is checked before its next use.
+    suspect: bool,
+}
+
+/// A connection used within this long is taken as alive; one idle longer (the server may have
+/// closed it, or restarted) is checked with a query first. Checking on every checkout would
+/// double the queries of every request.
+const TRUSTED_WHILE_BUSY: Duration = Duration::from_secs(5);
+
+impl ManageConnection for DbConnectionManager {
+    type Connection = PooledConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<PooledConnection, r2d2::Error> {
+        Ok(PooledConnection {
+            conn: self.open()?,
+            used_at: Instant::now(),
+            suspect: false,
+        })
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    fn is_valid(&self, pooled: &mut PooledConnection) -> Result<(), r2d2::Error> {
+        if !pooled.suspect && pooled.used_at.elapsed() < TRUSTED_WHILE_BUSY {
+            return Ok(());
+        }
+        pooled
+            .conn
+            .batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)?;
+        pooled.suspect = false;
+        Ok(())
+    }
+
+    fn has_broken(&self, pooled: &mut PooledConnection) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(
+            &mut pooled.conn,
+        )
     }
 }
 
@@ -207,7 +242,7 @@ impl Db {
         };
         let manager = DbConnectionManager { url };
         // Migrate on one plain connection first, so a failure is reported before serving.
-        let mut conn = manager.connect().map_err(DbSetupError::Open)?;
+        let mut conn = manager.open().map_err(DbSetupError::Open)?;
         // Instances starting together (replicas, a second events service) must not both apply
         // the same migration: one transaction holds the write lock (SQLite) or an advisory lock
         // (PostgreSQL) while it checks and applies, the others wait and then find nothing to do.
@@ -274,8 +309,11 @@ impl Db {
     {
         let pool = self.pool.clone();
         spawn_blocking_in_span(move || {
-            let mut conn = pool.get().map_err(|e| E::from(DbError::Pool(e)))?;
-            f(&mut conn)
+            let mut pooled = pool.get().map_err(|e| E::from(DbError::Pool(e)))?;
+            let result = f(&mut pooled.conn);
+            pooled.used_at = Instant::now();
+            pooled.suspect = result.is_err();
+            result
         })
         .await
         .map_err(E::from)?
@@ -386,7 +424,7 @@ mod tests {
                     };
                     std::thread::spawn(move || {
                         barrier.wait();
-                        manager.connect().map(drop).map_err(|e| e.to_string())
+                        manager.open().map(drop).map_err(|e| e.to_string())
                     })
                 })
                 .collect();

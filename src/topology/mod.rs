@@ -19,7 +19,10 @@ use crate::{
         users::{KeysError, SigningKeys, UsersApi, UsersError, UsersService},
     },
     platform::{
-        auth::{DeletedAccounts, RefuseDeletedAccounts, TokenError, TokenVerifier},
+        auth::{
+            DeletedAccounts, RefuseDeletedAccounts, RememberVerifiedTokens, TokenError,
+            TokenVerifier,
+        },
         changes::Changes,
         db::{Db, DbError, DbSetupError, ModuleMigrations, spawn_blocking_in_span},
         read_cache::CacheMetrics,
@@ -186,12 +189,17 @@ pub async fn events_service(
     Ok(Arc::new(service))
 }
 
-/// The process's token verifier: `keys` (in process or a JWKS cache), refusing deleted accounts.
+/// Verified access tokens a process remembers (a few hundred bytes each).
+const VERIFIED_TOKENS: u64 = 10_000;
+
+/// The process's token verifier: `keys` (in process or a JWKS cache), remembering what it
+/// verified, refusing deleted accounts.
 pub fn token_verifier(
     keys: Arc<dyn TokenVerifier>,
     deleted: &Arc<DeletedAccounts>,
 ) -> Arc<dyn TokenVerifier> {
-    Arc::new(RefuseDeletedAccounts::new(keys, deleted.clone()))
+    let remembered = Arc::new(RememberVerifiedTokens::new(keys, VERIFIED_TOKENS));
+    Arc::new(RefuseDeletedAccounts::new(remembered, deleted.clone()))
 }
 
 /// The set of deleted accounts one process shares among the modules it hosts.
