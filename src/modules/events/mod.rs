@@ -8,6 +8,8 @@ mod cache;
 mod domain;
 mod error;
 mod handlers;
+#[cfg(test)]
+mod list_plans;
 mod schema;
 mod service;
 mod store;

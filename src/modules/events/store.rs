@@ -256,11 +256,13 @@ pub fn list_events(
         query = query.filter(events::location_key.eq(filter_key(location)));
     }
     if let Some(after) = page.after {
+        // `>=` first: the bound an index range starts at; the `OR` only sorts out the rows
+        // that share the cursor's start time.
         let at = after.at.naive_utc();
-        query = query.filter(
-            events::starts_at.gt(at).or(events::starts_at
-                .eq(at)
-                .and(events::id.gt(after.id.to_string()))),
+        query = query.filter(events::starts_at.ge(at)).filter(
+            events::starts_at
+                .gt(at)
+                .or(events::id.gt(after.id.to_string())),
         );
     }
     into_events(query.load(conn)?)
@@ -401,11 +403,9 @@ pub fn registrations_page(
                 .filter(event_id.eq(event.to_string()))
                 .then_order_by(user_id.asc());
             if let Some((at, user)) = after {
-                query = query.filter(
-                    created_at
-                        .gt(at)
-                        .or(created_at.eq(at).and(user_id.gt(user))),
-                );
+                query = query
+                    .filter(created_at.ge(at))
+                    .filter(created_at.gt(at).or(user_id.gt(user)));
             }
         }
         RegistrationsOf::User(user) => {
@@ -413,11 +413,9 @@ pub fn registrations_page(
                 .filter(user_id.eq(user.to_string()))
                 .then_order_by(event_id.asc());
             if let Some((at, event)) = after {
-                query = query.filter(
-                    created_at
-                        .gt(at)
-                        .or(created_at.eq(at).and(event_id.gt(event))),
-                );
+                query = query
+                    .filter(created_at.ge(at))
+                    .filter(created_at.gt(at).or(event_id.gt(event)));
             }
         }
     }

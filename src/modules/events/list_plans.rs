@@ -1,0 +1,265 @@
+//! The event list's query plans: for every filter combination the API allows, with and without
+//! a cursor, each backend reads one index range in list order — no full scan, no sort of the
+//! matches. That is what keeps a page as fast at a million events as at a thousand
+//! (`docs/benchmarks.md` has the figures); a plan is checked, not a time.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{Duration, Utc};
+use diesel::{
+    RunQueryDsl,
+    connection::SimpleConnection,
+    connection::{Instrumentation, InstrumentationEvent},
+    prelude::*,
+    sql_types::Text,
+};
+use uuid::Uuid;
+
+use super::{EventFilter, MIGRATIONS, store};
+use crate::platform::{
+    db::{DatabaseSettings, DatabaseUrl, Db, DbConnection, DbError},
+    pagination::{Cursor, PageRequest},
+};
+
+/// Every combination of the list's filters, with and without a cursor, and one of each for the
+/// cancelled list.
+fn combinations() -> Vec<(EventFilter, PageRequest)> {
+    let now = Utc::now();
+    let mut all = Vec::new();
+    for mask in 0..32u8 {
+        for cursor in [false, true] {
+            let has = |bit: u8| mask & (1 << bit) != 0;
+            let filter = EventFilter {
+                from: has(0).then_some(now),
+                to: has(1).then(|| now + Duration::days(30)),
+                organizer_id: has(2).then(Uuid::now_v7),
+                category: has(3).then(|| "Tech".to_owned()),
+                location: has(4).then(|| "Berlin".to_owned()),
+                cancelled: mask == 31,
+            };
+            let page = PageRequest {
+                limit: 20,
+                after: cursor.then(|| Cursor {
+                    at: now,
+                    id: Uuid::now_v7(),
+                }),
+            };
+            all.push((filter, page));
+        }
+    }
+    all
+}
+
+/// The columns an index must match by equality for `filter`.
+fn equality_columns(filter: &EventFilter) -> Vec<&'static str> {
+    let mut columns = vec!["status"];
+    if filter.organizer_id.is_some() {
+        columns.push("organizer_id");
+    }
+    if filter.category.is_some() {
+        columns.push("category_key");
+    }
+    if filter.location.is_some() {
+        columns.push("location_key");
+    }
+    columns
+}
+
+/// Records the SQL of the queries a connection runs.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Instrumentation for Recorder {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            let text = query.to_string();
+            let sql = text
+                .split(" -- binds:")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            self.0.lock().unwrap().push(sql);
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+/// The list query's SQL for `filter` and `page`, as the store sends it (`recorder` listens to
+/// `conn`).
+fn list_sql(
+    conn: &mut DbConnection,
+    recorder: &Recorder,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> String {
+    recorder.0.lock().unwrap().clear();
+    store::list_events(conn, filter, page).expect("the list query runs");
+    let recorded = recorder.0.lock().unwrap();
+    recorded
+        .iter()
+        .rev()
+        .find(|sql| sql.contains("FROM `events`") || sql.contains("FROM \"events\""))
+        .cloned()
+        .expect("the list query was recorded")
+}
+
+/// The plan's lines for `sql` on this connection's backend.
+fn plan(conn: &mut DbConnection, sql: &str) -> Vec<String> {
+    let lines: Vec<PlanLine> = match conn {
+        DbConnection::Sqlite(c) => {
+            // Unbound parameters are NULL; SQLite's plan does not depend on their values.
+            let explained: Vec<SqlitePlanRow> =
+                diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                    .load(c)
+                    .expect("EXPLAIN QUERY PLAN");
+            explained
+                .into_iter()
+                .map(|row| PlanLine { line: row.detail })
+                .collect()
+        }
+        DbConnection::Postgres(c) => {
+            let parameters = (1..).take_while(|n| sql.contains(&format!("${n}"))).count();
+            let nulls = vec!["NULL"; parameters].join(", ");
+            // The generic plan: the one chosen without looking at the values, as for any value.
+            c.batch_execute(&format!(
+                "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off; \
+                 SET plan_cache_mode = force_generic_plan; DEALLOCATE ALL; PREPARE list_plan AS {sql}"
+            ))
+            .expect("PREPARE");
+            diesel::sql_query(
+                "CREATE OR REPLACE FUNCTION pg_temp.plan_of(q text) RETURNS SETOF text AS $$ \
+                 DECLARE r text; BEGIN FOR r IN EXECUTE 'EXPLAIN ' || q LOOP RETURN NEXT r; \
+                 END LOOP; END $$ LANGUAGE plpgsql",
+            )
+            .execute(c)
+            .expect("plan function");
+            diesel::sql_query(format!(
+                "SELECT pg_temp.plan_of('EXECUTE list_plan({nulls})') AS line"
+            ))
+            .load(c)
+            .expect("EXPLAIN EXECUTE")
+        }
+    };
+    lines.into_iter().map(|l| l.line).collect()
+}
+
+#[derive(QueryableByName)]
+struct SqlitePlanRow {
+    #[diesel(sql_type = Text)]
+    detail: String,
+}
+
+/// What is wrong with `plan` for `filter`, if anything.
+fn judge(backend: &str, filter: &EventFilter, plan: &[String]) -> Option<String> {
+    let text = plan.join("\n");
+    let columns = equality_columns(filter);
+    let wrong = match backend {
+        "sqlite" => {
+            let search = plan
+                .iter()
+                .find(|l| l.starts_with("SEARCH events USING"))
+                .map(String::as_str);
+            match search {
+                None => Some("no index search"),
+                Some(_) if text.contains("SCAN events") => Some("a full scan"),
+                Some(_) if text.contains("TEMP B-TREE") => Some("a sort of the matches"),
+                Some(line) if columns.iter().any(|c| !line.contains(&format!("{c}=?"))) => {
+                    Some("an index that does not match every equality filter")
+                }
+                Some(_) => None,
+            }
+        }
+        _ => {
+            let conditions: Vec<&String> =
+                plan.iter().filter(|l| l.contains("Index Cond")).collect();
+            if text.contains("Seq Scan") {
+                Some("a full scan")
+            } else if text.contains("Sort") {
+                Some("a sort of the matches")
+            } else if !text.contains("Index Scan") && !text.contains("Index Only Scan") {
+                Some("no index scan")
+            } else if columns
+                .iter()
+                .any(|c| !conditions.iter().any(|l| l.contains(&format!("{c} = "))))
+            {
+                Some("an index that does not match every equality filter")
+            } else {
+                None
+            }
+        }
+    };
+    wrong.map(|why| format!("{backend}: {filter:?} → {why}:\n{text}"))
+}
+
+async fn check_every_combination(db: &Db) {
+    let backend = db.backend();
+    let wrong = db
+        .run(move |conn| {
+            let mut wrong = Vec::new();
+            let recorder = Recorder::default();
+            conn.set_instrumentation(recorder.clone());
+            for (filter, page) in combinations() {
+                let sql = list_sql(conn, &recorder, &filter, page);
+                let plan = plan(conn, &sql);
+                wrong.extend(judge(backend, &filter, &plan));
+            }
+            Ok::<_, DbError>(wrong)
+        })
+        .await
+        .unwrap();
+    assert!(
+        wrong.is_empty(),
+        "{} plans read too much:\n{}",
+        wrong.len(),
+        wrong.join("\n\n")
+    );
+}
+
+fn settings(url: DatabaseUrl) -> DatabaseSettings {
+    DatabaseSettings {
+        url,
+        max_connections: 1,
+        connect_timeout_secs: 5,
+    }
+}
+
+#[tokio::test]
+async fn sqlite_reads_one_index_range_for_every_filter_combination() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("plans.db"));
+    let db = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
+    check_every_combination(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_reads_one_index_range_for_every_filter_combination() {
+    let admin = std::env::var("RSVP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let Ok(mut server) = diesel::PgConnection::establish(&format!("{admin}/postgres")) else {
+        assert!(
+            std::env::var_os("RSVP_REQUIRE_POSTGRES").is_none(),
+            "PostgreSQL at {admin} is required (RSVP_REQUIRE_POSTGRES)"
+        );
+        eprintln!("SKIPPED: PostgreSQL plan test ({admin} does not answer)");
+        return;
+    };
+    let name = format!("rsvp_plans_{}", Uuid::new_v4().simple());
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut server)
+        .unwrap();
+    let db = Db::connect(
+        &settings(DatabaseUrl::Postgres(format!("{admin}/{name}"))),
+        &[&MIGRATIONS],
+    )
+    .unwrap();
+    check_every_combination(&db).await;
+    drop(db);
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut server)
+        .unwrap();
+}
