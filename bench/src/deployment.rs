@@ -238,6 +238,16 @@ impl Deployment {
         }
     }
 
+    /// The database URL of the first process that has one (the monolith's).
+    pub fn database_url(&self) -> Option<String> {
+        self.processes.iter().find_map(|p| {
+            p.env
+                .iter()
+                .find(|(k, _)| k == "RSVP__DATABASE__URL")
+                .map(|(_, v)| v.clone())
+        })
+    }
+
     /// Restarts every process with `key=value` changed, returning the time to ready.
     pub async fn restart_with(&mut self, key: &str, value: &str) -> Result<Duration, String> {
         for process in &mut self.processes {

@@ -93,7 +93,11 @@ impl Target {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, expected: u16) -> Result<Value, String> {
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        expected: u16,
+    ) -> Result<Value, String> {
         let response = request.send().await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@
 //! in the same profile, then starts them.
 
 mod deployment;
+mod lists;
 mod load;
 mod report;
 
@@ -33,6 +34,18 @@ struct Cli {
 enum Command {
     /// Run every topology on every backend and write the results.
     Compare(Options),
+    /// The event list at 1 000 and 1 000 000 events, every filter combination (caches off).
+    Lists {
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
+        /// How many times the 1 001 seeded events are repeated (999: about a million).
+        #[arg(long, default_value_t = 999)]
+        copies: u32,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+        postgres_url: String,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
     /// Serve only the bare actix-web handler (`GET /` → `ok`, two workers) until stopped: the
     /// ceiling to measure an external load generator (wrk) against.
     Ceiling {
@@ -94,6 +107,12 @@ fn main() -> std::process::ExitCode {
     let run = match Cli::parse().command {
         Command::Compare(options) => runtime.block_on(compare(options.effective())),
         Command::Ceiling { bind } => runtime.block_on(load::serve_bare(&bind)),
+        Command::Lists {
+            backends,
+            copies,
+            postgres_url,
+            out,
+        } => runtime.block_on(lists(backends, copies, postgres_url, out)),
     };
     match run {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -137,22 +156,61 @@ fn build_binaries(bins: &std::path::Path) -> Result<(), String> {
     }
 }
 
-async fn compare(options: Options) -> Result<(), String> {
+async fn lists(
+    backends: Vec<String>,
+    copies: u32,
+    postgres_url: String,
+    out: PathBuf,
+) -> Result<(), String> {
+    let bins = binaries()?;
+    let out = out.join(format!(
+        "{}-lists",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    let work = tempfile_dir(&out)?;
+    let mut report = format!(
+        "## Event list at 1k and 1M events
+
+Machine: {}
+
+",
+        machine()
+    );
+    for backend in parse_backends(&backends)? {
+        report.push_str(&lists::compare(backend, &bins, &work, &postgres_url, copies).await?);
+        report.push('\n');
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::write(out.join("lists.md"), &report).map_err(|e| e.to_string())?;
+    println!("{report}");
+    println!("written to {}", out.join("lists.md").display());
+    Ok(())
+}
+
+fn binaries() -> Result<PathBuf, String> {
     let bins = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .parent()
         .ok_or("no binary folder")?
         .to_owned();
     build_binaries(&bins)?;
-    let backends: Vec<Backend> = options
-        .backends
+    Ok(bins)
+}
+
+fn parse_backends(names: &[String]) -> Result<Vec<Backend>, String> {
+    names
         .iter()
         .map(|b| match b.as_str() {
             "sqlite" => Ok(Backend::Sqlite),
             "postgres" => Ok(Backend::Postgres),
             other => Err(format!("unknown backend {other}")),
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+async fn compare(options: Options) -> Result<(), String> {
+    let bins = binaries()?;
+    let backends = parse_backends(&options.backends)?;
     let topologies: Vec<Topology> = options
         .topologies
         .iter()

@@ -240,8 +240,15 @@ pub fn list_events(
         .order((events::starts_at.asc(), events::id.asc()))
         .limit(page.limit + 1)
         .into_boxed();
-    if let Some(from) = filter.from {
-        query = query.filter(events::starts_at.ge(from.naive_utc()));
+    // One lower bound, the later of `from` and the cursor's: the bound an index range starts
+    // at. Given both, SQLite would start at `from` and filter its way to the cursor.
+    let after_at = page.after.map(|after| after.at);
+    let lower = match (filter.from, after_at) {
+        (Some(from), Some(at)) => Some(from.max(at)),
+        (from, at) => from.or(at),
+    };
+    if let Some(lower) = lower {
+        query = query.filter(events::starts_at.ge(lower.naive_utc()));
     }
     if let Some(to) = filter.to {
         query = query.filter(events::starts_at.le(to.naive_utc()));
@@ -256,12 +263,10 @@ pub fn list_events(
         query = query.filter(events::location_key.eq(filter_key(location)));
     }
     if let Some(after) = page.after {
-        // `>=` first: the bound an index range starts at; the `OR` only sorts out the rows
-        // that share the cursor's start time.
-        let at = after.at.naive_utc();
-        query = query.filter(events::starts_at.ge(at)).filter(
+        // Past the lower bound, this only sorts out the rows sharing the cursor's start time.
+        query = query.filter(
             events::starts_at
-                .gt(at)
+                .gt(after.at.naive_utc())
                 .or(events::id.gt(after.id.to_string())),
         );
     }

@@ -1,0 +1,258 @@
+//! `rsvp-bench lists`: the event list's latency at 1 000 and at 1 000 000 events, for every
+//! filter combination, first page and a deep page. The 1 000 events are created through the API;
+//! the million are the same rows repeated in bulk by SQL (seconds, not a million requests).
+//! The server runs with its read caches off, so every request reaches the database.
+
+use std::{path::Path, time::Duration, time::Instant};
+
+use chrono::{Days, Utc};
+use diesel::{Connection, connection::SimpleConnection};
+use indicatif::ProgressBar;
+use serde_json::{Value, json};
+
+use crate::{
+    deployment::{Backend, Deployment, Topology},
+    load::{self, Target},
+};
+
+/// Requests per measured figure (the median is reported).
+const SAMPLES: usize = 30;
+/// How deep the "deep page" is: the page after this many pages of 20.
+const DEEP_PAGES: usize = 10;
+
+/// One filter combination's query string and the figures at both sizes.
+struct Row {
+    query: String,
+    first: [Option<Duration>; 2],
+    deep: [Option<Duration>; 2],
+    /// The cursor of the deep page, found at 1 000 events and reused at 1 000 000.
+    deep_cursor: Option<String>,
+}
+
+/// Runs the comparison on `backend`, returning a markdown table.
+pub async fn compare(
+    backend: Backend,
+    bins: &Path,
+    dir: &Path,
+    postgres_url: &str,
+    copies: u32,
+) -> Result<String, String> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(format!("{backend:?}: seeding 1 000 events"));
+    let (mut deployment, _) =
+        Deployment::start(Topology::Monolith, backend, bins, dir, postgres_url, 4).await?;
+    let target = Target::new(&deployment.gateway);
+    let seed = load::seed(&target, 20, 1_000, 0, &bar).await?;
+    let organizer = &seed.organizers[0].token;
+    add_rare_event(&target, organizer).await?;
+    let me = target
+        .send(
+            target
+                .client
+                .get(format!("{}/api/users/me", target.base))
+                .bearer_auth(organizer),
+            200,
+        )
+        .await?;
+    let organizer_id = me["id"].as_str().unwrap_or_default().to_owned();
+    deployment
+        .restart_with("RSVP__CACHE__ENABLED", "false")
+        .await?;
+
+    let mut rows: Vec<Row> = queries(&organizer_id)
+        .into_iter()
+        .map(|query| Row {
+            query,
+            first: [None; 2],
+            deep: [None; 2],
+            deep_cursor: None,
+        })
+        .collect();
+    bar.set_message(format!("{backend:?}: measuring at 1 000 events"));
+    for row in &mut rows {
+        row.deep_cursor = deep_cursor(&target, &row.query).await?;
+        measure(&target, row, 0).await?;
+    }
+    bar.set_message(format!(
+        "{backend:?}: repeating the rows to 1 000 000 events"
+    ));
+    let url = deployment.database_url().ok_or("no database")?;
+    let took = multiply(&url, copies)?;
+    bar.set_message(format!("{backend:?}: measuring at 1 000 000 events"));
+    for row in &mut rows {
+        measure(&target, row, 1).await?;
+    }
+    bar.finish_and_clear();
+    deployment.stop().await;
+
+    let ms = |d: &Option<Duration>| {
+        d.map_or("–".to_owned(), |d| {
+            format!("{:.2}", d.as_secs_f64() * 1e3)
+        })
+    };
+    let ratio = |pair: &[Option<Duration>; 2]| match pair {
+        [Some(a), Some(b)] => format!("{:.2}", b.as_secs_f64() / a.as_secs_f64()),
+        _ => "–".to_owned(),
+    };
+    let mut out = format!(
+        "### {backend:?}: 1 001 events → {} events (repeated in {:.0} s)\n\n\
+         Median of {SAMPLES} sequential requests, caches off. Deep page: the page after \
+         {DEEP_PAGES} pages of 20 (\"–\": fewer matches at 1 001 events).\n\n\
+         | query | first page 1k (ms) | at 1M (ms) | × | deep page 1k (ms) | at 1M (ms) | × |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        1_001 * (u64::from(copies) + 1),
+        took.as_secs_f64()
+    );
+    for row in &rows {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            if row.query.is_empty() {
+                "(none)"
+            } else {
+                &row.query
+            },
+            ms(&row.first[0]),
+            ms(&row.first[1]),
+            ratio(&row.first),
+            ms(&row.deep[0]),
+            ms(&row.deep[1]),
+            ratio(&row.deep),
+        ));
+    }
+    Ok(out)
+}
+
+/// One event in a town no other has: the rare match the issue names.
+async fn add_rare_event(target: &Target, token: &str) -> Result<(), String> {
+    let starts = Utc::now() + Days::new(100);
+    let body = json!({
+        "title": "The rare one", "location": "Rareville", "category": "Tech",
+        "starts_at": starts.to_rfc3339(),
+        "ends_at": (starts + chrono::Duration::hours(2)).to_rfc3339(), "capacity": 10,
+    });
+    let request = target
+        .client
+        .post(format!("{}/api/events", target.base))
+        .bearer_auth(token)
+        .json(&body);
+    target.send(request, 201).await.map(drop)
+}
+
+/// Every combination of the five filters, plus the two rare cases.
+fn queries(organizer: &str) -> Vec<String> {
+    let from = (Utc::now() + Days::new(30)).format("%Y-%m-%dT00:00:00Z");
+    let to = (Utc::now() + Days::new(200)).format("%Y-%m-%dT00:00:00Z");
+    let parts = [
+        format!("from={from}"),
+        format!("to={to}"),
+        format!("organizer_id={organizer}"),
+        "category=tech".to_owned(),
+        "location=berlin".to_owned(),
+    ];
+    let mut all: Vec<String> = (0..32u32)
+        .map(|mask| {
+            parts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, p)| p.as_str())
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .collect();
+    all.push("category=nosuch".into());
+    all.push("location=rareville".into());
+    all
+}
+
+fn page_url(target: &Target, query: &str, cursor: Option<&str>) -> String {
+    let mut url = format!("{}/api/events?limit=20", target.base);
+    if !query.is_empty() {
+        url.push('&');
+        url.push_str(query);
+    }
+    if let Some(cursor) = cursor {
+        url.push_str("&cursor=");
+        url.push_str(cursor);
+    }
+    url
+}
+
+async fn page(target: &Target, url: &str) -> Result<Value, String> {
+    target.send(target.client.get(url), 200).await
+}
+
+/// The cursor after `DEEP_PAGES` pages, if the list is that long.
+async fn deep_cursor(target: &Target, query: &str) -> Result<Option<String>, String> {
+    let mut cursor: Option<String> = None;
+    for _ in 0..DEEP_PAGES {
+        let answer = page(target, &page_url(target, query, cursor.as_deref())).await?;
+        match answer["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(None),
+        }
+    }
+    Ok(cursor)
+}
+
+async fn median(target: &Target, url: &str) -> Result<Duration, String> {
+    page(target, url).await?;
+    let mut times = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let start = Instant::now();
+        page(target, url).await?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok(times[SAMPLES / 2])
+}
+
+async fn measure(target: &Target, row: &mut Row, size: usize) -> Result<(), String> {
+    row.first[size] = Some(median(target, &page_url(target, &row.query, None)).await?);
+    if let Some(cursor) = &row.deep_cursor {
+        let url = page_url(target, &row.query, Some(cursor));
+        row.deep[size] = Some(median(target, &url).await?);
+    }
+    Ok(())
+}
+
+/// Repeats every event `copies` more times, with new ids, in one statement; then lets the
+/// database gather statistics as its routine maintenance would (PostgreSQL's autovacuum).
+fn multiply(url: &str, copies: u32) -> Result<Duration, String> {
+    let start = Instant::now();
+    let columns = "organizer_id, title, description, location, location_key, category, \
+                   category_key, starts_at, ends_at, capacity, 0, 0, status, created_at, updated_at";
+    let insert = |id: &str, series: &str| {
+        format!(
+            "INSERT INTO events (id, organizer_id, title, description, location, location_key, \
+             category, category_key, starts_at, ends_at, capacity, seats_taken, waitlist_length, \
+             status, created_at, updated_at) SELECT {id}, {columns} FROM seed_events, {series}"
+        )
+    };
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let mut conn = diesel::SqliteConnection::establish(path).map_err(|e| e.to_string())?;
+        let id = "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || \
+                  substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2) || '-' || \
+                  hex(randomblob(6)))";
+        let series = format!(
+            "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {copies}) SELECT i FROM n)"
+        );
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = 60000; CREATE TEMP TABLE seed_events AS SELECT * FROM events; \
+             BEGIN IMMEDIATE; {}; COMMIT;",
+            insert(id, &series)
+        ))
+        .map_err(|e| format!("bulk insert: {e}"))?;
+    } else {
+        let mut conn = diesel::PgConnection::establish(url).map_err(|e| e.to_string())?;
+        conn.batch_execute(&format!(
+            "CREATE TEMP TABLE seed_events AS SELECT * FROM events; {}; ANALYZE events;",
+            insert(
+                "gen_random_uuid()::text",
+                &format!("generate_series(1, {copies})")
+            )
+        ))
+        .map_err(|e| format!("bulk insert: {e}"))?;
+    }
+    Ok(start.elapsed())
+}
