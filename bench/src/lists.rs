@@ -24,6 +24,8 @@ const DEEP_PAGES: usize = 10;
 struct Row {
     query: String,
     first: [Option<Duration>; 2],
+    /// Events on the first page at each size: a page of 3 renders faster than one of 20.
+    items: [usize; 2],
     deep: [Option<Duration>; 2],
     /// The cursor of the deep page, found at 1 000 events and reused at 1 000 000.
     deep_cursor: Option<String>,
@@ -64,6 +66,7 @@ pub async fn compare(
         .map(|query| Row {
             query,
             first: [None; 2],
+            items: [0; 2],
             deep: [None; 2],
             deep_cursor: None,
         })
@@ -98,19 +101,21 @@ pub async fn compare(
         "### {backend:?}: 1 001 events → {} events (repeated in {:.0} s)\n\n\
          Median of {SAMPLES} sequential requests, caches off. Deep page: the page after \
          {DEEP_PAGES} pages of 20 (\"–\": fewer matches at 1 001 events).\n\n\
-         | query | first page 1k (ms) | at 1M (ms) | × | deep page 1k (ms) | at 1M (ms) | × |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+         | query | events on page 1k / 1M | first page 1k (ms) | at 1M (ms) | × | deep page 1k (ms) | at 1M (ms) | × |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
         1_001 * (u64::from(copies) + 1),
         took.as_secs_f64()
     );
     for row in &rows {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} / {} | {} | {} | {} | {} | {} | {} |\n",
             if row.query.is_empty() {
                 "(none)"
             } else {
                 &row.query
             },
+            row.items[0],
+            row.items[1],
             ms(&row.first[0]),
             ms(&row.first[1]),
             ratio(&row.first),
@@ -208,7 +213,11 @@ async fn median(target: &Target, url: &str) -> Result<Duration, String> {
 }
 
 async fn measure(target: &Target, row: &mut Row, size: usize) -> Result<(), String> {
-    row.first[size] = Some(median(target, &page_url(target, &row.query, None)).await?);
+    let url = page_url(target, &row.query, None);
+    row.items[size] = page(target, &url).await?["items"]
+        .as_array()
+        .map_or(0, Vec::len);
+    row.first[size] = Some(median(target, &url).await?);
     if let Some(cursor) = &row.deep_cursor {
         let url = page_url(target, &row.query, Some(cursor));
         row.deep[size] = Some(median(target, &url).await?);

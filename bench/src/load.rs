@@ -26,7 +26,13 @@ pub const PASSWORD: &str = "benchmark-password";
 pub enum Scenario {
     /// `GET /` on the bare actix-web baseline.
     Hello,
+    /// The first page of the unfiltered list, again and again: what the cache serves.
+    EventListHot,
+    /// A new `from` each request: every page a cache miss.
     EventList,
+    /// One popular event, again and again.
+    EventDetailHot,
+    /// Any seeded event at random: mostly cache misses.
     EventDetail,
     Attendees,
     RegisterCancel,
@@ -35,8 +41,10 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 8] = [
+        Scenario::EventListHot,
         Scenario::EventList,
+        Scenario::EventDetailHot,
         Scenario::EventDetail,
         Scenario::Attendees,
         Scenario::RegisterCancel,
@@ -47,8 +55,10 @@ impl Scenario {
     pub fn label(self) -> &'static str {
         match self {
             Scenario::Hello => "hello (ceiling)",
-            Scenario::EventList => "event list",
-            Scenario::EventDetail => "event detail",
+            Scenario::EventListHot => "event list, first page (hot)",
+            Scenario::EventList => "event list, a new from each time (cold)",
+            Scenario::EventDetailHot => "event detail, one event (hot)",
+            Scenario::EventDetail => "event detail, any event (cold)",
             Scenario::Attendees => "attendee list",
             Scenario::RegisterCancel => "register + cancel",
             Scenario::Login => "login",
@@ -304,6 +314,17 @@ pub async fn operation(
     let base = &target.base;
     let client = &target.client;
     match scenario {
+        Scenario::EventListHot => target
+            .send(client.get(format!("{base}/api/events?limit=20")), 200)
+            .await
+            .map(drop),
+        Scenario::EventDetailHot => {
+            let (id, _) = &seed.events[0];
+            target
+                .send(client.get(format!("{base}/api/events/{id}")), 200)
+                .await
+                .map(drop)
+        }
         Scenario::EventList => {
             let from = (Utc::now() + Days::days(rng.gen_range(0..365)))
                 .to_rfc3339()

@@ -226,7 +226,7 @@ async fn compare(options: Options) -> Result<(), String> {
     let out = options.out.join(&stamp);
     let work = tempfile_dir(&out)?;
 
-    let per_topology = Scenario::ALL.len() * 2 + 2;
+    let per_topology = Scenario::ALL.len() * 2 + 3;
     let total = (1 + backends.len() * topologies.len() * per_topology) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -345,7 +345,11 @@ async fn compare(options: Options) -> Result<(), String> {
             }
             // The gateway's cost per hop: the same reads addressed to the events service itself.
             if let Some(direct) = deployment.events_direct.clone() {
-                for scenario in [Scenario::EventDetail, Scenario::EventList] {
+                for scenario in [
+                    Scenario::EventDetailHot,
+                    Scenario::EventDetail,
+                    Scenario::EventList,
+                ] {
                     bar.set_message(format!("{name}: {} direct to events", scenario.label()));
                     let before = deployment.cpu_seconds();
                     let measured = load::closed_loop(
@@ -370,7 +374,7 @@ async fn compare(options: Options) -> Result<(), String> {
                     bar.inc(1);
                 }
             } else {
-                bar.inc(2);
+                bar.inc(3);
             }
             deployment.stop().await;
         }
@@ -378,7 +382,7 @@ async fn compare(options: Options) -> Result<(), String> {
     bar.finish_with_message("done");
     let _ = std::fs::remove_dir_all(&work);
 
-    let report = Report {
+    let mut report = Report {
         machine: machine(),
         settings: format!(
             "{} users, {} events, {} registrations; {} s per run; closed loop {} workers; open loop {}/s ({}/s for login); bcrypt cost {}",
@@ -394,6 +398,7 @@ async fn compare(options: Options) -> Result<(), String> {
         startup,
         rows,
     };
+    report.fill_ratios();
     report.write(&out)?;
     println!("{}", report.markdown());
     println!(
@@ -447,6 +452,7 @@ fn row(
         requests: h.len(),
         errors: m.errors,
         throughput: h.len() as f64 / m.elapsed.as_secs_f64(),
+        ratio_to_bare: None,
         p50_ms: q(0.5),
         p90_ms: q(0.9),
         p99_ms: q(0.99),

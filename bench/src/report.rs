@@ -19,6 +19,8 @@ pub struct Row {
     pub requests: u64,
     pub errors: u64,
     pub throughput: f64,
+    /// Throughput over the bare actix-web handler's in the same run (closed loop only).
+    pub ratio_to_bare: Option<f64>,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -46,6 +48,21 @@ pub struct Report {
 }
 
 impl Report {
+    /// Sets every closed-loop row's ratio to the bare handler's throughput of this run.
+    pub fn fill_ratios(&mut self) {
+        let ceiling = self
+            .rows
+            .iter()
+            .find(|r| r.scenario == crate::load::Scenario::Hello.label())
+            .map(|r| r.throughput)
+            .filter(|t| *t > 0.0);
+        for row in &mut self.rows {
+            row.ratio_to_bare = ceiling
+                .filter(|_| row.mode == "closed")
+                .map(|c| row.throughput / c);
+        }
+    }
+
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let _ = writeln!(
@@ -70,7 +87,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| backend | topology | scenario | load | req/s | p50 | p90 | p99 | p99.9 | errors | CPU s | RSS MB |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "| backend | topology | scenario | load | req/s | × bare | p50 | p90 | p99 | p99.9 | errors | CPU s | RSS MB |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.rows {
             let load = if r.mode == "closed" {
@@ -80,12 +97,14 @@ impl Report {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} |",
+                "| {} | {} | {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} |",
                 r.backend,
                 r.topology,
                 r.scenario,
                 load,
                 r.throughput,
+                r.ratio_to_bare
+                    .map_or_else(|| "–".to_owned(), |ratio| format!("{ratio:.2}")),
                 r.p50_ms,
                 r.p90_ms,
                 r.p99_ms,
