@@ -185,6 +185,17 @@ for file in sorted((ROOT / "deploy").glob("compose.*.yml")):
                 target = str(mount).split(":")[1] if ":" in str(mount) else str(mount)
                 if not re.search(r"install -d -o 10001[^\n]*" + re.escape(target) + r"(\s|$)", image):
                     problem(where, f"volume at {target}: the image does not create it owned by uid 10001")
+        environment = svc.get("environment") or {}
+        # Passwords come from secret files, never from the environment or a URL in it.
+        if "POSTGRES_PASSWORD" in environment:
+            problem(where, "POSTGRES_PASSWORD in the environment: use POSTGRES_PASSWORD_FILE and a secret")
+        if re.search(r"://[^/@:]+:[^/@]+@", str(environment.get("RSVP__DATABASE__URL", ""))):
+            problem(where, "a password in RSVP__DATABASE__URL: use RSVP__DATABASE__PASSWORD_FILE and a secret")
+        for key, value in environment.items():
+            if key.endswith("_FILE") and str(value).startswith("/run/secrets/"):
+                secret = str(value).removeprefix("/run/secrets/")
+                if secret not in (svc.get("secrets") or []) or secret not in (compose.get("secrets") or {}):
+                    problem(where, f"{key} reads secret {secret}, which the service is not given")
         for env, value in (svc.get("environment") or {}).items():
             if env.startswith("RSVP__UPSTREAMS__") or env == "RSVP__NATS__URL" or env == "RSVP__DATABASE__URL":
                 for url in str(value).split(","):

@@ -147,6 +147,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("database.url", "sqlite://data/rsvp.db"),
     ("database.max_connections", "10"),
     ("database.connect_timeout_secs", "5"),
+    ("database.password_file", ""),
     ("auth.bcrypt_cost", "12"),
     ("auth.access_ttl_secs", "900"),
     ("auth.refresh_ttl_secs", "2592000"),

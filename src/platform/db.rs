@@ -30,6 +30,47 @@ pub struct DatabaseSettings {
     pub url: DatabaseUrl,
     pub max_connections: u32,
     pub connect_timeout_secs: u64,
+    /// A file holding the PostgreSQL password (a Compose or Kubernetes secret), so the URL in
+    /// the configuration carries none.
+    #[serde(deserialize_with = "super::settings::optional")]
+    pub password_file: Option<String>,
+}
+
+impl DatabaseSettings {
+    /// `url`, with the password from `password_file` when one is named.
+    fn effective_url(&self) -> Result<DatabaseUrl, DbSetupError> {
+        let (Some(file), DatabaseUrl::Postgres(url)) = (&self.password_file, &self.url) else {
+            return Ok(self.url.clone());
+        };
+        let invalid = |why: String| DbSetupError::PasswordFile {
+            path: file.clone(),
+            why,
+        };
+        let password = std::fs::read_to_string(file).map_err(|e| invalid(e.to_string()))?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err(invalid("the file is empty".into()));
+        }
+        with_password(url, password)
+            .map(DatabaseUrl::Postgres)
+            .map_err(|why| invalid(why.into()))
+    }
+}
+
+/// `postgres://user@host/db` with `password` added to the user, percent-encoded.
+fn with_password(url: &str, password: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = url.split_once("://").ok_or("database.url has no scheme")?;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (user, host) = authority
+        .rsplit_once('@')
+        .ok_or("database.url must name the user (postgres://user@host/db)")?;
+    if user.contains(':') {
+        return Err("database.url already holds a password");
+    }
+    let encoded =
+        percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
+    Ok(format!("{scheme}://{user}:{encoded}@{host}{tail}"))
 }
 
 /// A parsed `database.url`.
@@ -205,6 +246,8 @@ pub enum DbSetupError {
     Transaction(#[from] DbError),
     #[error("cannot build the connection pool: {0}")]
     Pool(#[source] r2d2::PoolError),
+    #[error("database.password_file {path}: {why}")]
+    PasswordFile { path: String, why: String },
 }
 
 /// Each module's migrations for both backends, embedded in the binary.
@@ -227,7 +270,7 @@ impl Db {
         settings: &DatabaseSettings,
         migrations: &[&ModuleMigrations],
     ) -> Result<Self, DbSetupError> {
-        let url = settings.url.clone();
+        let url = settings.effective_url()?;
         let backend = match &url {
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -407,6 +450,44 @@ mod tests {
         ));
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+    }
+
+    #[test]
+    fn a_password_file_completes_the_url() {
+        assert_eq!(
+            with_password("postgres://rsvp@db:5432/users?sslmode=prefer", "p@ss/w:rd"),
+            Ok("postgres://rsvp:p%40ss%2Fw%3Ard@db:5432/users?sslmode=prefer".into())
+        );
+        assert!(with_password("postgres://db/users", "x").is_err());
+        assert!(with_password("postgres://rsvp:old@db/users", "x").is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let settings = |url: &str, file: Option<&std::path::Path>| DatabaseSettings {
+            url: DatabaseUrl::parse(url).unwrap(),
+            max_connections: 1,
+            connect_timeout_secs: 1,
+            password_file: file.map(|f| f.display().to_string()),
+        };
+        assert_eq!(
+            settings("postgres://rsvp@db/users", Some(&file))
+                .effective_url()
+                .unwrap(),
+            DatabaseUrl::Postgres("postgres://rsvp:s3cret@db/users".into())
+        );
+        let missing = dir.path().join("missing");
+        assert!(
+            settings("postgres://rsvp@db/users", Some(&missing))
+                .effective_url()
+                .is_err()
+        );
+        assert_eq!(
+            settings("postgres://rsvp@db/users", None)
+                .effective_url()
+                .unwrap(),
+            DatabaseUrl::Postgres("postgres://rsvp@db/users".into())
+        );
     }
 
     /// Replicas starting on one new file race to switch it to WAL; none may fail.

@@ -236,6 +236,7 @@ fn settings(url: DatabaseUrl) -> DatabaseSettings {
         url,
         max_connections: 1,
         connect_timeout_secs: 5,
+        password_file: None,
     }
 }
 
