@@ -51,6 +51,9 @@ pub struct ServerSettings {
     /// How long a client may take to send a request's body, from the request's start (then
     /// `408`).
     pub body_timeout_ms: u64,
+    /// Where `/metrics` is served instead of the public listener (empty: on the public one).
+    #[serde(deserialize_with = "crate::platform::settings::optional")]
+    pub metrics_bind: Option<String>,
 }
 
 impl ServerSettings {
@@ -144,6 +147,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("server.workers", "0"),
     ("server.header_timeout_ms", "5000"),
     ("server.body_timeout_ms", "10000"),
+    ("server.metrics_bind", ""),
     ("database.url", "sqlite://data/rsvp.db"),
     ("database.max_connections", "10"),
     ("database.connect_timeout_secs", "5"),

@@ -4,6 +4,9 @@ make a test fail (issue 9). Usage: [SPLIT=1 RSVP_TEST_TOPOLOGY=split] python3 te
 import os, subprocess, sys, re
 only = None
 muts = [
+ ('src/modules/events/cache.rs', '                self.attendees.invalidate(&id.into());\n', 'listener attendees'),
+ ('src/modules/events/cache.rs', '                self.details.invalidate_all();\n                self.attendees.invalidate_all();\n            }\n            Change::Everything', 'listener user attendees'),
+ ('src/modules/events/service.rs', '            if !domain::may_manage(cached.organizer, caller.id, caller.is_admin()) {\n                return Err(EventsError::NotOrganizer);\n            }\n', 'cached attendees authorization'),
  ('src/platform/nats.rs', '                                Ok(m) => changes.apply(m.change),\n', 'fan-out'),
  ('src/modules/events/service.rs', '        for (id, listed) in changed {\n            self.announce(id, listed);\n        }\n', 'cascade'),
  ('src/modules/events/service.rs', '        self.announce(event.id, true);\n', 'create'),
@@ -23,7 +26,7 @@ for path, text, name in muts:
     if len(sys.argv) > 2 and name not in sys.argv[2:]: continue
     src = open(path).read()
     assert src.count(text) == 1, (name, src.count(text))
-    keep = {'fan-out': '                                Ok(_) => {}\n', 'update': '        let (names, _)', 'register': '        Ok(registration)', 'withdraw': '        Ok(())',
+    keep = {'listener user attendees': '                self.details.invalidate_all();\n            }\n            Change::Everything', 'fan-out': '                                Ok(_) => {}\n', 'update': '        let (names, _)', 'register': '        Ok(registration)', 'withdraw': '        Ok(())',
             'delete': '        self.outbox_wakeup', 'listener user details': '                self.names.invalidate(&id);\n'}.get(name, '')
     mutated = src.replace(text, keep)
     open(path,'w').write(mutated)

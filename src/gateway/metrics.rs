@@ -21,8 +21,10 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    /// Free-form gauges a topology fills before each scrape, e.g. `db_pool_connections`.
-    pub gauges: IntGaugeVec,
+    /// The database pool's connections by `state` (`open`, `idle`, `max`), filled at scrape.
+    pub pool_connections: IntGaugeVec,
+    /// A split gateway's instances of each module by `state` (`configured`, `healthy`).
+    pub upstream_instances: IntGaugeVec,
 }
 
 impl Metrics {
@@ -47,28 +49,55 @@ impl Metrics {
             labels,
         )
         .expect("valid metric");
-        let gauges = IntGaugeVec::new(
-            Opts::new(
-                "component_gauge",
-                "Pool and upstream gauges, by component and state",
-            ),
-            &["component", "state"],
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let pool_connections = gauge(
+            "db_pool_connections",
+            "Database pool connections by state (open, idle, max)",
+            &["state"],
+        );
+        let upstream_instances = gauge(
+            "upstream_instances",
+            "A split gateway's instances of each module by state (configured, healthy)",
+            &["module", "state"],
+        );
+        let build_info = gauge(
+            "build_info",
+            "Always 1: the running build's version and the topologies it can run",
+            &["version", "split"],
+        );
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                &cfg!(feature = "split").to_string(),
+            ])
+            .set(1);
+        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
-            Box::new(gauges.clone()),
-        ] {
+            Box::new(pool_connections.clone()),
+            Box::new(upstream_instances.clone()),
+            Box::new(build_info),
+        ];
+        for collector in collectors {
             registry
                 .register(collector)
                 .expect("metric registered once");
         }
+        // CPU seconds, resident memory, open file descriptors of this process (Linux).
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once");
         Self {
             registry,
             requests,
             latency,
-            gauges,
+            pool_connections,
+            upstream_instances,
         }
     }
 

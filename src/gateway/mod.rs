@@ -18,9 +18,9 @@ use std::{sync::Arc, time::Duration};
 
 use actix_cors::Cors;
 use actix_web::{
-    App, HttpRequest, HttpResponse, ResponseError,
+    App, HttpRequest, HttpResponse, HttpServer, ResponseError,
     body::MessageBody,
-    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse},
     http::{
         StatusCode,
         header::{self, HeaderValue},
@@ -82,6 +82,8 @@ pub struct HttpShell {
     readiness: web::Data<dyn Readiness>,
     trusted_proxies: web::Data<TrustedProxies>,
     cors_origins: Arc<Vec<String>>,
+    /// Whether the public listener serves `/metrics` (not when it has a listener of its own).
+    public_metrics: bool,
 }
 
 impl HttpShell {
@@ -103,7 +105,24 @@ impl HttpShell {
             readiness: web::Data::from(readiness),
             trusted_proxies: web::Data::new(settings.trusted_proxies.clone()),
             cors_origins: Arc::new(settings.cors_allowed_origins.clone()),
+            public_metrics: true,
         })
+    }
+
+    /// Serves `/metrics` on `listener` only, no longer on the public one: an Ingress in front of
+    /// the public port then can not expose it.
+    pub fn metrics_server(&mut self, listener: std::net::TcpListener) -> std::io::Result<Server> {
+        self.public_metrics = false;
+        let (metrics, readiness) = (self.metrics.clone(), self.readiness.clone());
+        Ok(HttpServer::new(move || {
+            App::new()
+                .app_data(metrics.clone())
+                .app_data(readiness.clone())
+                .route("/metrics", web::get().to(render_metrics))
+        })
+        .workers(1)
+        .listen(listener)?
+        .run())
     }
 
     /// Adds collectors (say, the read caches') to this process's `/metrics`.
@@ -145,6 +164,11 @@ impl HttpShell {
             )
             .configure(routes)
             .configure(operations)
+            .configure(|cfg| {
+                if self.public_metrics {
+                    cfg.route("/metrics", web::get().to(render_metrics));
+                }
+            })
             .default_service(web::to(fallback))
             .wrap(from_fn(slow_clients::limit_body_time))
             .wrap(from_fn(rate_limit::limit_auth_requests))
@@ -174,12 +198,11 @@ fn cors(origins: &[String]) -> Cors {
         .fold(cors, |cors, origin| cors.allowed_origin(origin))
 }
 
-/// `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json` and the web page.
+/// `/healthz`, `/readyz`, `/api/openapi.json` and the web page (`/metrics` is mounted apart).
 /// (Their paths are [`known_routes::OPERATIONS`].)
 fn operations(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(render_metrics))
         .route("/api/openapi.json", web::get().to(openapi_json))
         .route("/", web::get().to(index_page));
 }

@@ -221,15 +221,13 @@ impl Proxy {
     pub fn report(&self, metrics: &Metrics) {
         let now = self.now_ms();
         for upstream in &self.upstreams {
-            let component = format!("upstream_{}", upstream.module);
-            metrics
-                .gauges
-                .with_label_values(&[component.as_str(), "healthy"])
-                .set(upstream.healthy_count(now) as i64);
-            metrics
-                .gauges
-                .with_label_values(&[component.as_str(), "instances"])
-                .set(upstream.instances.len() as i64);
+            let gauge = |state| {
+                metrics
+                    .upstream_instances
+                    .with_label_values(&[upstream.module, state])
+            };
+            gauge("healthy").set(upstream.healthy_count(now) as i64);
+            gauge("configured").set(upstream.instances.len() as i64);
         }
     }
 

@@ -140,6 +140,19 @@ where
         self.report_size(cache);
     }
 
+    /// Replaces `key`'s value with `update(current)`, read under `ticket`, unless `key` was
+    /// invalidated since: for a value gathered piece by piece (say, an event's attendee pages).
+    pub fn update(&self, ticket: Ticket, key: K, update: impl FnOnce(Option<V>) -> V) {
+        let Some(cache) = &self.entries else { return };
+        let stripe = lock(&self.stripes[ticket.stripe]);
+        if *stripe == ticket.generation {
+            let value = update(cache.get(&key));
+            cache.insert(key, value);
+        }
+        drop(stripe);
+        self.report_size(cache);
+    }
+
     /// Stores `value` read under a bulk `ticket`, unless anything was invalidated since.
     pub fn fill_bulk(&self, ticket: BulkTicket, key: K, value: V) {
         let Some(cache) = &self.entries else { return };
@@ -299,6 +312,21 @@ mod tests {
             (cache.get(&1), cache.get(&2), cache.get(&3)),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn an_update_builds_on_the_current_value_unless_invalidated() {
+        let cache = cache();
+        cache.update(cache.ticket(&1), 1, |_| value("a"));
+        cache.update(cache.ticket(&1), 1, |old| {
+            assert_eq!(old, Some(value("a")));
+            value("ab")
+        });
+        assert_eq!(cache.get(&1), Some(value("ab")));
+        let ticket = cache.ticket(&1);
+        cache.invalidate(&1);
+        cache.update(ticket, 1, |_| value("stale"));
+        assert_eq!(cache.get(&1), None);
     }
 
     #[test]

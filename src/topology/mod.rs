@@ -220,6 +220,25 @@ pub fn http_shell(
     Ok(shell)
 }
 
+/// Serves `/metrics` on `server.metrics_bind` when one is set (then not on the public listener).
+/// Call before the shell serves anything.
+pub fn metrics_listener(
+    settings: &Settings,
+    shell: &mut HttpShell,
+) -> Result<Option<Server>, StartError> {
+    let Some(address) = &settings.server.metrics_bind else {
+        return Ok(None);
+    };
+    let listener = bind(address)?;
+    shell
+        .metrics_server(listener)
+        .map(Some)
+        .map_err(|source| StartError::Bind {
+            address: address.clone(),
+            source,
+        })
+}
+
 /// A process's read caching: the change announcements its modules share, and the caches'
 /// metrics.
 #[derive(Clone, Default)]
@@ -283,8 +302,8 @@ impl Readiness for DatabaseReadiness {
             let (open, idle, max) = db.pool_state();
             for (state, value) in [("open", open), ("idle", idle), ("max", max)] {
                 metrics
-                    .gauges
-                    .with_label_values(&["db_pool", state])
+                    .pool_connections
+                    .with_label_values(&[state])
                     .set(i64::from(value));
             }
         }

@@ -7,7 +7,7 @@ use actix_web::web;
 
 use super::{
     Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts,
-    events_service, http_shell, serve, token_verifier, users_service,
+    events_service, http_shell, metrics_listener, serve, token_verifier, users_service,
 };
 use crate::{
     config::Settings,
@@ -46,7 +46,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         users.outbox_relay(Arc::new(bus), poll).spawn()
     });
 
-    let shell = http_shell(&settings, Arc::new(DatabaseReadiness(Some(db))), &reads)?;
+    let mut shell = http_shell(&settings, Arc::new(DatabaseReadiness(Some(db))), &reads)?;
+    let metrics = metrics_listener(&settings, &mut shell)?;
     let listener = bind(&settings.server.bind.to_string())?;
     let server = serve(&settings.server, &listener, shell, None, move |cfg| {
         cfg.app_data(web::Data::from(users.clone()))
@@ -57,6 +58,9 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
             .configure(events::configure);
     })?;
     let mut app = Application::new(&listener, server)?;
+    if let Some(metrics) = metrics {
+        app = app.with(metrics);
+    }
     if let Some(relay) = &relay {
         app = app.with_task(relay);
     }

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 
 use super::{
     Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts,
-    events_service, http_shell, serve, token_verifier, users_service,
+    events_service, http_shell, metrics_listener, serve, token_verifier, users_service,
 };
 use crate::{
     config::{Module, Role, Settings},
@@ -215,7 +215,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         database: DatabaseReadiness(db),
         proxy: proxy.clone(),
     });
-    let shell = http_shell(&settings, readiness, &reads)?;
+    let mut shell = http_shell(&settings, readiness, &reads)?;
+    let metrics = metrics_listener(&settings, &mut shell)?;
     let credential = web::Data::new(ServiceCredential(settings.service.credential.clone()));
     let verifier = token_verifier(users.keys.clone(), &deleted);
     // Internal endpoints never share the public entry's listener: a gateway hosting the users
@@ -257,6 +258,9 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         )?
     };
     let mut app = Application::new(&listener, public)?;
+    if let Some(metrics) = metrics {
+        app = app.with(metrics);
+    }
     if let (true, Some(users), Some(address)) = (
         is_gateway,
         users.local.clone(),

@@ -14,7 +14,32 @@ crate::backend_tests!(
     cors_is_off_by_default_and_configurable,
     the_web_page_is_served,
     the_container_probe_reports_health,
+    metrics_can_move_off_the_public_listener,
 );
+
+/// With `server.metrics_bind`, `/metrics` is served there and no longer on the public port (an
+/// Ingress in front of it can not expose it). Split: every process binds a port of its own.
+async fn metrics_can_move_off_the_public_listener(backend: Backend) {
+    let monolith = crate::helpers::topology() == crate::helpers::Topology::Monolith;
+    let address = if monolith {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    } else {
+        "127.0.0.1:0".to_owned()
+    };
+    let app = TestApp::spawn_with(backend, &[("server.metrics_bind", &address)]).await;
+    problem(app.get("/metrics", None).await, StatusCode::NOT_FOUND).await;
+    if monolith {
+        let text = reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("rsvp_build_info"), "{text}");
+        assert!(text.contains("rsvp_db_pool_connections"), "{text}");
+    }
+}
 
 /// `rsvp probe` (every image's `HEALTHCHECK`) asks the process at `server.bind` for its health.
 async fn the_container_probe_reports_health(backend: Backend) {
@@ -96,11 +121,22 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
     );
     // The monolith reports its pool; a split gateway (no database) its upstreams.
     assert!(
-        metrics.contains(r#"rsvp_component_gauge{component="db_pool",state="max"}"#)
-            || metrics
-                .contains(r#"rsvp_component_gauge{component="upstream_events",state="healthy"} 1"#),
+        metrics.contains(r#"rsvp_db_pool_connections{state="max"}"#)
+            || metrics.contains(r#"rsvp_upstream_instances{module="events",state="healthy"} 1"#),
         "{metrics}"
     );
+    // What the build is, and what the process costs.
+    assert!(metrics.contains(r#"rsvp_build_info{split=""#), "{metrics}");
+    for process_metric in [
+        "rsvp_process_cpu_seconds_total",
+        "rsvp_process_resident_memory_bytes",
+        "rsvp_process_open_fds",
+    ] {
+        assert!(
+            metrics.contains(process_metric),
+            "{process_metric}: {metrics}"
+        );
+    }
 }
 
 async fn the_openapi_document_covers_the_whole_contract(backend: Backend) {

@@ -26,6 +26,8 @@ crate::backend_tests!(
     a_deleted_organisers_name_goes,
     a_deleted_attendees_seat_frees_in_counts_read_before,
     concurrent_writers_each_read_their_own_write,
+    the_attendee_list_read_before_a_change_shows_it,
+    a_cached_attendee_list_is_still_only_for_the_organiser,
 );
 
 async fn get(app: &TestApp, path: &str) -> Value {
@@ -382,4 +384,71 @@ mod across_instances {
         );
         eprintln!("cross-instance invalidation: sign-up, edit, rename seen after {took:?}");
     }
+}
+
+/// The organiser's attendee list, as names and statuses.
+async fn attendee_list(app: &TestApp, id: &str, organizer: &TestUser) -> Vec<(Value, Value)> {
+    let path = format!("/api/events/{id}/registrations");
+    let page = json_of(
+        app.get(&path, Some(&organizer.access_token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["user"]["name"].clone(), a["status"].clone()))
+        .collect()
+}
+
+async fn the_attendee_list_read_before_a_change_shows_it(backend: Backend) {
+    let app = spawn(backend).await;
+    let ada = app.user().await;
+    let id = app.event_id(&ada, 1).await;
+    let (bob, carol) = (app.user_named("Bob").await, app.user_named("Carol").await);
+    assert!(attendee_list(&app, &id, &ada).await.is_empty());
+    let registrations = format!("/api/events/{id}/registrations");
+    for user in [&bob, &carol] {
+        let answer = app
+            .post(&registrations, Some(&user.access_token), json!({}))
+            .await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+    }
+    assert_eq!(
+        attendee_list(&app, &id, &ada).await,
+        [
+            (json!("Bob"), json!("confirmed")),
+            (json!("Carol"), json!("waitlisted"))
+        ]
+    );
+    let mine = format!("{registrations}/me");
+    let answer = app.delete(&mine, Some(&bob.access_token)).await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        attendee_list(&app, &id, &ada).await,
+        [(json!("Carol"), json!("confirmed"))]
+    );
+    rename(&app, &carol, "Carol Shaw").await;
+    let start = Instant::now();
+    while attendee_list(&app, &id, &ada).await != [(json!("Carol Shaw"), json!("confirmed"))] {
+        assert!(
+            topology() != Topology::Monolith && start.elapsed() < Duration::from_secs(3),
+            "the rename did not reach the attendee list"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A page cached for the organiser is not served to anyone else.
+async fn a_cached_attendee_list_is_still_only_for_the_organiser(backend: Backend) {
+    let app = spawn(backend).await;
+    let (ada, mallory) = (app.user().await, app.user().await);
+    let id = app.event_id(&ada, 5).await;
+    attendee_list(&app, &id, &ada).await;
+    let path = format!("/api/events/{id}/registrations");
+    let answer = app.get(&path, Some(&mallory.access_token)).await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    let answer = app.get(&path, None).await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
 }

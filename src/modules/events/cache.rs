@@ -2,7 +2,7 @@
 //! list page holds, and the organisers' and attendees' display names. [`Change`]s keep them
 //! current (see `platform::changes`); fills are race-free (see `platform::read_cache`).
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{EventFilter, domain::EventId};
 use crate::platform::{
     changes::{Change, ChangeListener},
+    ids::UserId,
     pagination::PageRequest,
     read_cache::{CacheMetrics, CacheSettings, ReadCache, Weigh},
 };
@@ -35,6 +36,21 @@ impl Weigh for ListedPage {
     }
 }
 
+/// The attendee pages of one event read so far, with its organiser (who, with admins, may see
+/// them; an event's organiser never changes).
+#[derive(Debug)]
+pub struct AttendeePages {
+    pub organizer: UserId,
+    pub pages: HashMap<PageRequest, Bytes>,
+}
+
+impl Weigh for AttendeePages {
+    fn weight(&self) -> u32 {
+        let bytes: usize = 64 + self.pages.values().map(|p| 48 + p.len()).sum::<usize>();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
 /// A display name as the users module gave it; `None` for an account that does not exist.
 #[derive(Debug, Clone)]
 pub struct CachedName(pub Option<Arc<str>>);
@@ -45,7 +61,7 @@ impl Weigh for CachedName {
     }
 }
 
-/// The three caches, kept current by [`Change`]s.
+/// The caches, kept current by [`Change`]s.
 pub struct EventCaches {
     /// Event id → the event's JSON, organiser's name included.
     pub details: ReadCache<EventId, Bytes>,
@@ -53,6 +69,8 @@ pub struct EventCaches {
     pub lists: ReadCache<ListKey, Arc<ListedPage>>,
     /// User id → display name.
     pub names: ReadCache<Uuid, CachedName>,
+    /// Event id → its attendee pages' JSON (names included).
+    pub attendees: ReadCache<EventId, Arc<AttendeePages>>,
 }
 
 impl EventCaches {
@@ -62,6 +80,7 @@ impl EventCaches {
             details: ReadCache::new("event_details", settings, metrics),
             lists: ReadCache::new("event_lists", settings, metrics),
             names: ReadCache::new("user_names", settings, metrics),
+            attendees: ReadCache::new("event_attendees", settings, metrics),
         }
     }
 }
@@ -71,6 +90,7 @@ impl ChangeListener for EventCaches {
         match change {
             Change::Event { id, listed } => {
                 self.details.invalidate(&id.into());
+                self.attendees.invalidate(&id.into());
                 if listed {
                     self.lists.invalidate_all();
                 }
@@ -79,11 +99,13 @@ impl ChangeListener for EventCaches {
             Change::User { id } => {
                 self.names.invalidate(&id);
                 self.details.invalidate_all();
+                self.attendees.invalidate_all();
             }
             Change::Everything => {
                 self.names.invalidate_all();
                 self.details.invalidate_all();
                 self.lists.invalidate_all();
+                self.attendees.invalidate_all();
             }
         }
     }

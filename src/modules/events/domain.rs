@@ -276,7 +276,7 @@ impl Event {
 
     /// Whether `user` may change it: its organiser or an admin.
     pub fn may_be_changed_by(&self, user: UserId, is_admin: bool) -> bool {
-        is_admin || self.organizer == user
+        may_manage(self.organizer, user, is_admin)
     }
 
     /// Applies `patch`. A cancelled event is not changed; capacity never drops below the seats
@@ -352,6 +352,12 @@ impl Event {
         self.seats_taken += 1;
         self.waitlist_length -= 1;
     }
+}
+
+/// Whether `user` may manage (change, or see the attendees of) an event `organizer` organises:
+/// its organiser or an admin.
+pub fn may_manage(organizer: UserId, user: UserId, is_admin: bool) -> bool {
+    is_admin || organizer == user
 }
 
 /// Why the event refused a change. Each becomes the matching `EventsError`.

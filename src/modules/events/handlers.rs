@@ -189,10 +189,9 @@ async fn attendees(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, EventsError> {
     let page = query.validate()?;
-    Ok(HttpResponse::Ok().json(
-        service
-            .attendees(caller, id.into_inner().into(), page)
-            .await?,
+    let id = id.into_inner().into();
+    Ok(json_response(
+        service.attendees_json(caller, id, page).await?,
     ))
 }
 

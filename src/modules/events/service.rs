@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     Attendee, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
     RegistrationStatus,
-    cache::{CachedName, EventCaches, ListKey, ListedPage},
+    cache::{AttendeePages, CachedName, EventCaches, ListKey, ListedPage},
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
     error::EventsError,
     store::{self, RegistrationsOf},
@@ -307,33 +307,50 @@ impl EventsService {
         Ok(())
     }
 
-    /// A page of an event's registrations, for its organiser or an admin.
-    pub async fn attendees(
+    /// A page of an event's registrations, for its organiser or an admin, as
+    /// `GET /api/events/{id}/registrations` answers it (JSON).
+    pub async fn attendees_json(
         &self,
         caller: AuthUser,
         event_id: EventId,
         page: PageRequest,
-    ) -> Result<Page<Attendee>, EventsError> {
-        let registrations = self
+    ) -> Result<Bytes, EventsError> {
+        if let Some(cached) = self.caches.attendees.get(&event_id) {
+            if !domain::may_manage(cached.organizer, caller.id, caller.is_admin()) {
+                return Err(EventsError::NotOrganizer);
+            }
+            if let Some(json) = cached.pages.get(&page) {
+                return Ok(json.clone());
+            }
+        }
+        let ticket = self.caches.attendees.ticket(&event_id);
+        let (organizer, registrations) = self
             .db
             .run(move |conn| {
                 let event = store::find_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
                 ensure_organizer(&caller, &event)?;
-                store::registrations_page(conn, RegistrationsOf::Event(event_id), page)
+                let of = RegistrationsOf::Event(event_id);
+                Ok::<_, EventsError>((event.organizer, store::registrations_page(conn, of, page)?))
             })
             .await?;
         let users: Vec<UserId> = registrations.iter().map(|r| r.user).collect();
-        let (names, _) = self.names(&users).await;
-        Ok(into_page(
-            registrations,
-            page,
-            store::cursor_by_user,
-            |registration| Attendee {
+        let (names, complete) = self.names(&users).await;
+        let attendees = into_page(registrations, page, store::cursor_by_user, |registration| {
+            Attendee {
                 user: person(registration.user, &names),
                 status: registration.status,
                 created_at: registration.created_at,
-            },
-        ))
+            }
+        });
+        let json = Bytes::from(serde_json::to_vec(&attendees).expect("a page always serializes"));
+        if complete {
+            self.caches.attendees.update(ticket, event_id, |cached| {
+                let mut pages = cached.map(|c| c.pages.clone()).unwrap_or_default();
+                pages.insert(page, json.clone());
+                Arc::new(AttendeePages { organizer, pages })
+            });
+        }
+        Ok(json)
     }
 
     /// A page of the caller's registrations, each with its event and waitlist position.
