@@ -59,17 +59,30 @@ fn subject(settings: &NatsSettings, topic: &str) -> String {
 
 /// Connects lazily: a broker that is down at start is retried in the background.
 pub async fn connect(settings: &NatsSettings) -> Result<jetstream::Context, BrokerError> {
-    let client = async_nats::ConnectOptions::new()
+    let client = lazy_client(settings, options("rsvp")).await?;
+    Ok(jetstream::new(client))
+}
+
+/// A client's options, named `name` in the broker's monitoring.
+fn options(name: &str) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
-        .name("rsvp")
+        .name(name)
+}
+
+/// A client that connects in the background: start-up never waits for the broker.
+async fn lazy_client(
+    settings: &NatsSettings,
+    options: async_nats::ConnectOptions,
+) -> Result<async_nats::Client, BrokerError> {
+    options
         .connect(&settings.url)
         .await
         .map_err(|source| BrokerError::Connect {
             url: settings.url.clone(),
             source,
-        })?;
-    Ok(jetstream::new(client))
+        })
 }
 
 async fn ensure_stream(
@@ -241,24 +254,15 @@ pub async fn fan_out_changes(
 ) -> Result<[tokio::task::JoinHandle<()>; 2], BrokerError> {
     let origin = uuid::Uuid::now_v7();
     let on_event = changes.clone();
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(2))
-        .name("rsvp-changes")
-        .event_callback(move |event| {
-            let changes = on_event.clone();
-            async move {
-                if matches!(event, async_nats::Event::Connected) {
-                    changes.apply(Change::Everything);
-                }
+    let on_connect = options("rsvp-changes").event_callback(move |event| {
+        let changes = on_event.clone();
+        async move {
+            if matches!(event, async_nats::Event::Connected) {
+                changes.apply(Change::Everything);
             }
-        })
-        .connect(&settings.url)
-        .await
-        .map_err(|source| BrokerError::Connect {
-            url: settings.url.clone(),
-            source,
-        })?;
+        }
+    });
+    let client = lazy_client(settings, on_connect).await?;
     let subject = changes_subject(settings);
     let (queue, mut queued) = tokio::sync::mpsc::channel(CHANGES_QUEUE);
     let publisher = {

@@ -200,6 +200,19 @@ async fn a_rename_shows_as_the_organisers_name(backend: Backend) {
     read_until(&app, &list, "list", |page| renamed(&page["items"][0])).await;
 }
 
+async fn delete_account(app: &TestApp, user: &TestUser) {
+    let body = json!({"current_password": user.password});
+    let answer = app
+        .request(
+            reqwest::Method::DELETE,
+            "/api/users/me",
+            Some(&user.access_token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+}
+
 async fn a_deleted_organisers_name_goes(backend: Backend) {
     let app = spawn(backend).await;
     let ada = app.user_named("Ada").await;
@@ -207,16 +220,7 @@ async fn a_deleted_organisers_name_goes(backend: Backend) {
     let detail = format!("/api/events/{id}");
     assert_eq!(get(&app, &detail).await["organizer"]["name"], "Ada");
 
-    let body = json!({"current_password": ada.password});
-    let answer = app
-        .request(
-            reqwest::Method::DELETE,
-            "/api/users/me",
-            Some(&ada.access_token),
-            Some(body),
-        )
-        .await;
-    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    delete_account(&app, &ada).await;
     read_until(&app, &detail, "detail", |v| {
         v["organizer"]["name"].is_null()
     })
@@ -238,16 +242,7 @@ async fn a_deleted_attendees_seat_frees_in_counts_read_before(backend: Backend) 
     }
     assert_eq!(app.seat_counts(&id).await, (1, 1));
 
-    let body = json!({"current_password": bob.password});
-    let answer = app
-        .request(
-            reqwest::Method::DELETE,
-            "/api/users/me",
-            Some(&bob.access_token),
-            Some(body),
-        )
-        .await;
-    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    delete_account(&app, &bob).await;
     app.eventually("Carol promoted to Bob's seat", || async {
         app.seat_counts(&id).await == (1, 0)
     })
