@@ -191,14 +191,12 @@ impl ManageConnection for DbConnectionManager {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a SQLite file in WAL mode (readers run beside the one writer) with a busy timeout, so
-/// writers queue instead of failing. Each connection keeps a 512 KiB page cache instead of
-/// SQLite's 2 MiB: the pool's connections each cache the same hot pages (the OS caches the file
-/// once anyway), and at the default they alone made up a third of the monolith's peak RSS.
+/// writers queue instead of failing.
 fn open_sqlite(path: &std::path::Path) -> Result<diesel::SqliteConnection, r2d2::Error> {
     let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
         .map_err(r2d2::Error::ConnectionError)?;
     conn.batch_execute(&format!(
-        "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -512;",
+        "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         SQLITE_BUSY_TIMEOUT.as_millis()
     ))
     .map_err(r2d2::Error::QueryError)?;
