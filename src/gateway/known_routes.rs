@@ -10,7 +10,14 @@ use actix_web::{dev::ResourceDef, http::Method};
 use super::openapi::openapi_document;
 
 /// The gateway's own GET endpoints, outside the modules' OpenAPI paths.
-pub const OPERATIONS: &[&str] = &["/", "/healthz", "/readyz", "/metrics", "/api/openapi.json"];
+pub const OPERATIONS: &[&str] = &[
+    "/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/openapi.json",
+    "/api/docs",
+];
 
 /// One route pattern and the methods it serves.
 pub struct KnownRoute {

@@ -2,6 +2,7 @@
 //! application (request ids, access log, metrics, CORS, rate limit, body limit, error bodies,
 //! operations endpoints, OpenAPI document, web page); a topology only supplies the routes.
 
+mod api_reference;
 mod canonical_path;
 mod client_address;
 mod known_routes;
@@ -198,12 +199,13 @@ fn cors(origins: &[String]) -> Cors {
         .fold(cors, |cors, origin| cors.allowed_origin(origin))
 }
 
-/// `/healthz`, `/readyz`, `/api/openapi.json` and the web page (`/metrics` is mounted apart).
+/// `/healthz`, `/readyz`, `/api/openapi.json`, its browsable form `/api/docs` and the web page (`/metrics` is mounted apart).
 /// (Their paths are [`known_routes::OPERATIONS`].)
 fn operations(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/api/openapi.json", web::get().to(openapi_json))
+        .route("/api/docs", web::get().to(api_docs))
         .route("/", web::get().to(index_page));
 }
 
@@ -231,6 +233,12 @@ async fn render_metrics(
 
 async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(openapi_document())
+}
+
+async fn api_docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(api_reference::page())
 }
 
 async fn index_page() -> HttpResponse {

@@ -15,7 +15,42 @@ crate::backend_tests!(
     the_web_page_is_served,
     the_container_probe_reports_health,
     metrics_can_move_off_the_public_listener,
+    the_api_reference_is_browsable,
 );
+
+/// `/api/docs` shows every operation and schema of the served document, as HTML that loads
+/// nothing else, linked from the web page.
+async fn the_api_reference_is_browsable(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let doc = json_of(app.get("/api/openapi.json", None).await, StatusCode::OK).await;
+    let page = app.get("/api/docs", None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let heading = format!("{}</span> <code>{path}</code>", method.to_uppercase());
+            assert!(html.contains(&heading), "{method} {path} missing");
+        }
+    }
+    for schema in doc["components"]["schemas"].as_object().unwrap().keys() {
+        assert!(
+            html.contains(&format!("id=\"schema-{schema}\"")),
+            "{schema} missing"
+        );
+    }
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "loads nothing"
+    );
+    let index = app.get("/", None).await.text().await.unwrap();
+    assert!(index.contains("href=\"/api/docs\""));
+}
 
 /// With `server.metrics_bind`, `/metrics` is served there and no longer on the public port (an
 /// Ingress in front of it can not expose it). Split: every process binds a port of its own.
