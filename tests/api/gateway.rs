@@ -18,20 +18,20 @@ crate::backend_tests!(
     the_api_reference_is_browsable,
 );
 
+/// The body of a `200` HTML page.
+async fn html_of(page: reqwest::Response) -> String {
+    assert_eq!(page.status(), StatusCode::OK);
+    let content_type = page.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    page.text().await.unwrap()
+}
+
 /// `/api/docs` shows every operation and schema of the served document, as HTML that loads
 /// nothing else, linked from the web page.
 async fn the_api_reference_is_browsable(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let doc = json_of(app.get("/api/openapi.json", None).await, StatusCode::OK).await;
-    let page = app.get("/api/docs", None).await;
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let html = page.text().await.unwrap();
+    let html = html_of(app.get("/api/docs", None).await).await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             let heading = format!("{}</span> <code>{path}</code>", method.to_uppercase());
@@ -322,13 +322,9 @@ async fn cors_is_off_by_default_and_configurable(backend: Backend) {
 
 async fn the_web_page_is_served(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let page = app.get("/", None).await;
-    assert_eq!(page.status(), StatusCode::OK);
     assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
+        html_of(app.get("/", None).await)
+            .await
+            .contains("/api/events")
     );
-    assert!(page.text().await.unwrap().contains("/api/events"));
 }
