@@ -16,7 +16,11 @@ use crate::platform::{nats::NatsSettings, service_client::ServiceSettings};
 use crate::{
     gateway::{DEFAULT_ROUTES, GatewaySettings},
     modules::users::{AuthSettings, OutboxSettings},
-    platform::{db::DatabaseSettings, read_cache::CacheSettings, telemetry::LogSettings},
+    platform::{
+        db::DatabaseSettings,
+        read_cache::CacheSettings,
+        telemetry::{LogSettings, TelemetrySettings},
+    },
 };
 
 /// Every setting of a process, grouped by the section names operators see.
@@ -27,6 +31,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub gateway: GatewaySettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
     pub outbox: OutboxSettings,
     pub cache: CacheSettings,
     #[cfg(feature = "split")]
@@ -166,6 +171,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("gateway.rate_limit_redis_url", ""),
     ("log.format", "auto"),
     ("log.level", "info"),
+    ("telemetry.otlp_endpoint", ""),
+    ("telemetry.otlp_protocol", "http/protobuf"),
+    ("telemetry.service_name", "rsvp"),
+    ("telemetry.export_delay_ms", "5000"),
     ("outbox.relay_enabled", "true"),
     ("outbox.poll_interval_ms", "1000"),
     ("cache.enabled", "true"),
@@ -213,13 +222,18 @@ impl Role {
         match self {
             Role::Monolith => &[],
             #[cfg(feature = "split")]
-            Role::Gateway => &[("topology.local_modules", ""), ("topology.proxy", "true")],
+            Role::Gateway => &[
+                ("topology.local_modules", ""),
+                ("topology.proxy", "true"),
+                ("telemetry.service_name", "rsvp-gateway"),
+            ],
             #[cfg(feature = "split")]
             Role::Users => &[
                 ("topology.local_modules", "users"),
                 ("server.bind", "127.0.0.1:9091"),
                 ("database.url", "sqlite://data/users.db"),
                 ("gateway.auth_rate_per_minute", "0"),
+                ("telemetry.service_name", "rsvp-users"),
             ],
             #[cfg(feature = "split")]
             Role::Events => &[
@@ -227,6 +241,7 @@ impl Role {
                 ("server.bind", "127.0.0.1:9000"),
                 ("database.url", "sqlite://data/events.db"),
                 ("gateway.auth_rate_per_minute", "0"),
+                ("telemetry.service_name", "rsvp-events"),
             ],
         }
     }
@@ -315,6 +330,15 @@ impl Settings {
         if !(1..=3_600_000).contains(&self.cache.ttl_ms) {
             return invalid("cache.ttl_ms", "must be between 1 and 3600000 (ms)");
         }
+        if let Some(why) = self.telemetry.endpoint_problem() {
+            return invalid("telemetry.otlp_endpoint", &why);
+        }
+        if !(1..=60_000).contains(&self.telemetry.export_delay_ms) {
+            return invalid(
+                "telemetry.export_delay_ms",
+                "must be between 1 and 60000 (ms)",
+            );
+        }
         #[cfg(feature = "split")]
         {
             if self.service.call_timeout_ms == 0 || self.upstreams.health_interval_ms == 0 {
@@ -349,6 +373,20 @@ mod tests {
         assert_eq!(s.gateway.auth_rate_per_minute, 30);
         assert!(s.gateway.cors_allowed_origins.is_empty());
         assert_eq!(s.gateway.rate_limit_redis_url, None);
+        assert_eq!(s.telemetry.otlp_endpoint, None);
+        assert_eq!(s.telemetry.service_name, "rsvp");
+    }
+
+    #[test]
+    fn an_otlp_endpoint_needs_the_exporter_compiled_in() {
+        let endpoint = [("telemetry.otlp_endpoint", "http://collector:4318")];
+        let loaded = Settings::with_overrides(&endpoint);
+        if cfg!(feature = "otlp") {
+            assert!(loaded.unwrap().telemetry.otlp_endpoint.is_some());
+        } else {
+            let err = loaded.unwrap_err().to_string();
+            assert!(err.contains("--features otlp"), "{err}");
+        }
     }
 
     #[test]
@@ -367,6 +405,22 @@ mod tests {
             ("server.bind", "nowhere", "server.bind"),
             ("log.level", "info,=[", "log.level"),
             ("server.body_timeout_ms", "0", "server.body_timeout_ms"),
+            (
+                "telemetry.otlp_endpoint",
+                "collector:4318",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "telemetry.otlp_endpoint",
+                "ftp://c",
+                "telemetry.otlp_endpoint",
+            ),
+            ("telemetry.otlp_protocol", "grpc", "otlp_protocol"),
+            (
+                "telemetry.export_delay_ms",
+                "0",
+                "telemetry.export_delay_ms",
+            ),
         ] {
             let err = Settings::with_overrides(&[(key, value)]).unwrap_err();
             assert!(err.to_string().contains(named), "{key}={value}: {err}");

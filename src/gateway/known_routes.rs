@@ -9,9 +9,9 @@ use actix_web::{dev::ResourceDef, http::Method};
 
 use super::openapi::openapi_document;
 
-/// The gateway's own GET endpoints, outside the modules' OpenAPI paths.
+/// The gateway's own GET endpoints, outside the modules' OpenAPI paths (and the web app's
+/// files, [`super::web_app::PATHS`]).
 pub const OPERATIONS: &[&str] = &[
-    "/",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -81,7 +81,8 @@ impl KnownRoutes {
                 }
             })
             .collect();
-        routes.extend(OPERATIONS.iter().map(|pattern| KnownRoute {
+        let gets = OPERATIONS.iter().chain(&super::web_app::PATHS);
+        routes.extend(gets.map(|pattern| KnownRoute {
             pattern: (*pattern).to_owned(),
             matcher: ResourceDef::new(*pattern),
             methods: vec![Method::GET],

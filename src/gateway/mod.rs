@@ -14,6 +14,7 @@ mod rate_limit;
 mod request_context;
 mod routes;
 mod slow_clients;
+mod web_app;
 
 use std::{sync::Arc, time::Duration};
 
@@ -199,14 +200,15 @@ fn cors(origins: &[String]) -> Cors {
         .fold(cors, |cors, origin| cors.allowed_origin(origin))
 }
 
-/// `/healthz`, `/readyz`, `/api/openapi.json`, its browsable form `/api/docs` and the web page (`/metrics` is mounted apart).
+/// `/healthz`, `/readyz`, `/api/openapi.json`, its browsable form `/api/docs` and the web app
+/// (`/metrics` is mounted apart).
 /// (Their paths are [`known_routes::OPERATIONS`].)
 fn operations(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/api/openapi.json", web::get().to(openapi_json))
         .route("/api/docs", web::get().to(api_docs))
-        .route("/", web::get().to(index_page));
+        .configure(web_app::routes);
 }
 
 async fn healthz() -> HttpResponse {
@@ -239,12 +241,6 @@ async fn api_docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(api_reference::page())
-}
-
-async fn index_page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(include_str!("static/index.html"))
 }
 
 /// What no route matched: a known path asked with a method it does not serve is 405; anything

@@ -24,6 +24,7 @@ use actix_web::{
 };
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::{ClientAddress, Metrics, Routes, request_context::REQUEST_ID};
 use crate::platform::{
@@ -237,6 +238,9 @@ impl Proxy {
             .routes
             .module_of(path)
             .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
+        let span = tracing::Span::current();
+        span.record("module", module);
+        span.record("otel.name", format!("{} {module}", req.method()));
         let upstream = self
             .upstream(module)
             .ok_or_else(|| Problem::not_found(format!("no route for {} {}", req.method(), path)))?;
@@ -387,10 +391,20 @@ pub async fn proxy_request(
         .app_data::<web::Data<BodyLimit>>()
         .map_or(64 * 1024, |l| l.0);
     match payload.to_bytes_limited(limit).await {
-        Ok(Ok(body)) => proxy
-            .forward(&req, body)
-            .await
-            .unwrap_or_else(|p| p.error_response()),
+        Ok(Ok(body)) => {
+            // The hop to the upstream, as a span of its own: the callee's spans hang under it.
+            let span = tracing::info_span!(
+                "proxy",
+                otel.kind = "client",
+                otel.name = tracing::field::Empty,
+                module = tracing::field::Empty,
+            );
+            proxy
+                .forward(&req, body)
+                .instrument(span)
+                .await
+                .unwrap_or_else(|p| p.error_response())
+        }
         Ok(Err(err)) => match err.as_error::<PayloadError>() {
             Some(err) => unreadable_body(err).error_response(),
             None => Problem::bad_request("the request body could not be read").error_response(),

@@ -15,8 +15,11 @@ use actix_web::{
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::client_address::{ClientAddress, TrustedProxies};
-use crate::platform::trace::TraceContext;
+use super::{
+    client_address::{ClientAddress, TrustedProxies},
+    known_routes::KnownRoutes,
+};
+use crate::platform::{telemetry, trace::TraceContext};
 
 /// The request id header, echoed on every response and passed to upstreams.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -58,15 +61,23 @@ pub async fn request_context(
     req.extensions_mut().insert(RequestId(id.clone()));
     let client = client_address(&req);
     let traceparent = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
-    let context = TraceContext::new(id.clone(), traceparent);
+    let mut context = TraceContext::new(id.clone(), traceparent);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        trace_id = %context.trace_id,
+        trace_id = tracing::field::Empty,
         method = %req.method(),
         path = %req.path(),
         client_ip = client.as_ref().map(|c| tracing::field::display(c.ip)),
+        otel.kind = "server",
+        otel.name = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
     );
+    if let Some(exported) = telemetry::continue_trace(&span, traceparent) {
+        context.trace_id = exported;
+    }
+    span.record("trace_id", tracing::field::display(&context.trace_id));
     if let Some(client) = client {
         req.extensions_mut().insert(client);
     }
@@ -79,6 +90,26 @@ pub async fn request_context(
     }
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Named by route template, not path: span names stay few whatever ids are requested. A
+    // proxied request matched no local route; the contract's routes name it.
+    let request = response.request();
+    let route = request.match_pattern().or_else(|| {
+        KnownRoutes::get()
+            .find(request.path())
+            .map(|known| known.pattern().to_owned())
+    });
+    let method = request.method().as_str();
+    telemetry::name_span(
+        &span,
+        match &route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_owned(),
+        },
+    );
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
     span.in_scope(|| {
         // 503 is an expected answer (a dependency down, not ready yet); other 5xx are bugs.
         if status >= 500 && status != 503 {

@@ -14,6 +14,7 @@ use std::{
 use rand::Rng;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -126,6 +127,25 @@ impl ServiceClient {
     }
 
     async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        idempotent: bool,
+    ) -> Result<T, CallError> {
+        // One span per call, retries included: the callee's spans hang under it.
+        let span = tracing::info_span!(
+            "service call",
+            otel.kind = "client",
+            otel.name = %format_args!("{method} {}", self.service),
+            service = self.service,
+        );
+        self.call_instances(method, path, body, idempotent)
+            .instrument(span)
+            .await
+    }
+
+    async fn call_instances<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -28,9 +28,11 @@ impl TraceContext {
         }
     }
 
-    /// A `traceparent` for an outgoing call made on behalf of this request.
+    /// A `traceparent` for an outgoing call made on behalf of this request: the current span's
+    /// when spans are exported (so the callee's span hangs under it), else a fresh parent id.
     pub fn child_traceparent(&self) -> String {
-        format!("00-{}-{}-01", self.trace_id, random_hex(8))
+        super::telemetry::current_traceparent()
+            .unwrap_or_else(|| format!("00-{}-{}-01", self.trace_id, random_hex(8)))
     }
 
     /// Runs `f` with `self` as the current context.

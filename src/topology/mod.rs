@@ -75,6 +75,7 @@ pub async fn run(app: Result<Application, StartError>) -> ExitCode {
         Ok(app) => app.run_until_stopped().await.map_err(|e| e.to_string()),
         Err(err) => Err(err.to_string()),
     };
+    telemetry::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -90,10 +91,13 @@ pub fn settings_or_exit(
     load: impl FnOnce() -> Result<Settings, ConfigError>,
 ) -> Result<Settings, ExitCode> {
     match load() {
-        Ok(settings) => {
-            telemetry::init(&settings.log);
-            Ok(settings)
-        }
+        Ok(settings) => match telemetry::init(&settings.log, &settings.telemetry) {
+            Ok(()) => Ok(settings),
+            Err(err) => {
+                eprintln!("rsvp: {err}");
+                Err(ExitCode::from(2))
+            }
+        },
         Err(err) => {
             eprintln!("rsvp: {err}");
             Err(ExitCode::from(2))

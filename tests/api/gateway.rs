@@ -12,7 +12,6 @@ crate::backend_tests!(
     the_openapi_document_covers_the_whole_contract,
     unknown_routes_and_methods_are_problem_json,
     cors_is_off_by_default_and_configurable,
-    the_web_page_is_served,
     the_container_probe_reports_health,
     metrics_can_move_off_the_public_listener,
     the_api_reference_is_browsable,
@@ -317,14 +316,5 @@ async fn cors_is_off_by_default_and_configurable(backend: Backend) {
     assert_eq!(
         response.headers()["access-control-allow-origin"],
         "https://app.example"
-    );
-}
-
-async fn the_web_page_is_served(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    assert!(
-        html_of(app.get("/", None).await)
-            .await
-            .contains("/api/events")
     );
 }

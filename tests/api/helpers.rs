@@ -228,11 +228,42 @@ impl TestApp {
 
     /// Starts the deployment with test settings plus `overrides` (configuration keys).
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Self {
-        let topology = topology();
-        let count = if topology == Topology::Monolith { 1 } else { 2 };
-        let databases: Vec<TestDatabase> =
-            (0..count).map(|_| TestDatabase::create(backend)).collect();
-        let (address, deployment) = start(topology, &databases, overrides).await;
+        let databases = Self::databases(backend);
+        let (address, deployment) = start(topology(), &databases, overrides).await;
+        Self::new(address, deployment, databases, overrides)
+    }
+
+    /// Like [`TestApp::spawn_with`], but the monolith too runs as a process of its own (the
+    /// `rsvp` binary), for what only a process shows: its exported spans, say.
+    #[cfg(feature = "split")]
+    pub async fn spawn_processes(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        let databases = Self::databases(backend);
+        let processes = crate::processes::Processes::start(topology(), &databases, overrides).await;
+        let address = processes.gateway_address();
+        Self::new(
+            address,
+            Deployment::Processes(processes),
+            databases,
+            overrides,
+        )
+    }
+
+    /// The users module's database, and the events module's when it has one of its own.
+    fn databases(backend: Backend) -> Vec<TestDatabase> {
+        let count = if topology() == Topology::Monolith {
+            1
+        } else {
+            2
+        };
+        (0..count).map(|_| TestDatabase::create(backend)).collect()
+    }
+
+    fn new(
+        address: String,
+        deployment: Deployment,
+        databases: Vec<TestDatabase>,
+        overrides: &[(&str, &str)],
+    ) -> Self {
         Self {
             address,
             client: reqwest::Client::builder()
@@ -551,7 +582,7 @@ async fn start(
     if std::env::var("TEST_LOG").is_ok() {
         let settings =
             Settings::with_overrides(&[("log.format", "pretty"), ("log.level", "debug")]).unwrap();
-        telemetry::init(&settings.log);
+        telemetry::init(&settings.log, &settings.telemetry).unwrap();
     }
     match topology {
         Topology::Monolith => {

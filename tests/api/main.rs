@@ -21,4 +21,7 @@ mod outbox;
 mod proxy;
 mod read_cache;
 mod registrations;
+#[cfg(feature = "split")]
+mod traces;
 mod users;
+mod web_app;

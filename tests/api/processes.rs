@@ -1,6 +1,7 @@
 //! The split and mixed topologies as real processes: the `rsvp-users`, `rsvp-events` and
 //! `rsvp-gateway` binaries, each with its own database, on free loopback ports, with a NATS
-//! stream of their own so parallel tests never see each other's domain events.
+//! stream of their own so parallel tests never see each other's domain events. The monolith
+//! too, as the `rsvp` binary, for what only a process of its own shows (its exported traces).
 
 use std::{collections::HashMap, process::Stdio, time::Duration};
 
@@ -58,7 +59,6 @@ impl Processes {
             .map(|p| (p, free_port()))
             .collect();
         let nats_id = Uuid::new_v4().simple().to_string();
-        let url = |name: &str| format!("http://127.0.0.1:{}", ports[name]);
         let common = |db: &TestDatabase| -> Vec<(String, String)> {
             let mut env: Vec<(String, String)> = test_settings(db).into_iter().collect();
             env.extend(
@@ -92,6 +92,48 @@ impl Processes {
             env
         };
         let mut envs = HashMap::new();
+        if topology == Topology::Monolith {
+            let mut monolith = common(&databases[0]);
+            monolith.push((
+                "server.bind".into(),
+                format!("127.0.0.1:{}", ports["gateway"]),
+            ));
+            envs.insert("gateway", with_overrides(monolith, true));
+        } else {
+            Self::split_envs(
+                topology,
+                databases,
+                &mut envs,
+                &ports,
+                common,
+                with_overrides,
+            );
+        }
+        let mut processes = Self {
+            topology,
+            ports,
+            nats_id,
+            children: HashMap::new(),
+            logs: tempfile::tempdir().unwrap(),
+            envs,
+        };
+        for name in processes.names() {
+            processes.spawn(name);
+        }
+        processes.wait_ready("gateway").await;
+        processes
+    }
+
+    /// Each split process's environment: its database, its port, where its upstreams are.
+    fn split_envs(
+        topology: Topology,
+        databases: &[TestDatabase],
+        envs: &mut HashMap<&'static str, Vec<(String, String)>>,
+        ports: &HashMap<&'static str, u16>,
+        common: impl Fn(&TestDatabase) -> Vec<(String, String)>,
+        with_overrides: impl Fn(Vec<(String, String)>, bool) -> Vec<(String, String)>,
+    ) {
+        let url = |name: &str| format!("http://127.0.0.1:{}", ports[name]);
         let mut events = common(&databases[1]);
         events.push((
             "server.bind".into(),
@@ -123,29 +165,17 @@ impl Processes {
                 events.push(("upstreams.users".into(), url("gateway")));
                 events.push(("upstreams.users_internal".into(), url("internal")));
             }
-            Topology::Monolith => unreachable!(),
+            Topology::Monolith => unreachable!("one process, started by `start`"),
         }
         envs.insert("events", with_overrides(events, false));
         envs.insert("gateway", with_overrides(gateway, true));
-        let mut processes = Self {
-            topology,
-            ports,
-            nats_id,
-            children: HashMap::new(),
-            logs: tempfile::tempdir().unwrap(),
-            envs,
-        };
-        for name in processes.names() {
-            processes.spawn(name);
-        }
-        processes.wait_ready("gateway").await;
-        processes
     }
 
     fn names(&self) -> Vec<&'static str> {
         match self.topology {
             Topology::Split => vec!["users", "events", "gateway"],
-            _ => vec!["events", "gateway"],
+            Topology::Mixed => vec!["events", "gateway"],
+            Topology::Monolith => vec!["gateway"],
         }
     }
 
@@ -162,6 +192,7 @@ impl Processes {
         let binary = match name {
             "users" => env!("CARGO_BIN_EXE_rsvp-users"),
             "events" => env!("CARGO_BIN_EXE_rsvp-events"),
+            _ if self.topology == Topology::Monolith => env!("CARGO_BIN_EXE_rsvp"),
             _ => env!("CARGO_BIN_EXE_rsvp-gateway"),
         };
         self.launch(name, binary);

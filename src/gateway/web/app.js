@@ -1,0 +1,778 @@
+// rsvp in the browser: a hash-routed page over the public API (docs/api.md). No framework and
+// no build step. User text is only ever set as text (`h` appends strings as text nodes), never
+// parsed as markup, and the server's Content-Security-Policy allows no inline script anyway.
+
+// ---------------------------------------------------------------------------------------------
+// DOM
+
+/** `h('p', {class: 'x'}, 'text', child)`: an element; `on*` attributes are listeners. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value == null || value === false) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else el.setAttribute(key, value === true ? '' : value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child != null && child !== false) el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+const main = document.getElementById('main');
+const flashBox = document.getElementById('flash');
+
+/** A message read out by screen readers, kept through the next screen change (an action that
+ * navigates says what it did on the screen it lands on), cleared by the one after. */
+function flash(text) {
+  flashBox.textContent = text;
+  flashBox.dataset.keep = 'yes';
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+/** A refused or failed call, with what the problem+json said. */
+class ApiError extends Error {
+  constructor(status, problem = {}, retryAfter = null) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.title = problem.title;
+    this.errors = Array.isArray(problem.errors) ? problem.errors : [];
+    this.retryAfter = retryAfter;
+  }
+
+  /** What a person should read. */
+  get readable() {
+    switch (this.status) {
+      case 0:
+        return 'The server can not be reached. Check your connection, then try again.';
+      case 429:
+        return `Too many attempts. Try again in ${this.retryAfter ?? 'a few'} seconds.`;
+      case 503:
+        return `The service is unavailable for a moment${this.retryAfter ? ` (try again in ${this.retryAfter} seconds)` : ''}.`;
+      default:
+        if (this.status >= 500) return 'Something went wrong on the server. Try again in a moment.';
+        return sentence(this.message);
+    }
+  }
+}
+
+function sentence(text) {
+  const t = String(text || '').trim();
+  return t ? t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.') : '';
+}
+
+async function problemOf(response) {
+  let problem = {};
+  try {
+    problem = await response.json();
+  } catch {
+    // not JSON: the status says enough
+  }
+  const retry = Number.parseInt(response.headers.get('retry-after') ?? '', 10);
+  return new ApiError(response.status, problem, Number.isFinite(retry) ? retry : null);
+}
+
+async function send(method, path, body, token) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  try {
+    return await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(15000),
+    });
+  } catch {
+    throw new ApiError(0);
+  }
+}
+
+// The session: the token pair in localStorage, shared by the tabs of this browser.
+const SESSION = 'rsvp.session';
+const session = {
+  get() {
+    try {
+      return JSON.parse(localStorage.getItem(SESSION));
+    } catch {
+      return null;
+    }
+  },
+  save(pair) {
+    const value = {
+      access: pair.access_token,
+      refresh: pair.refresh_token,
+      expires: Date.now() + pair.expires_in * 1000,
+    };
+    localStorage.setItem(SESSION, JSON.stringify(value));
+    return value;
+  },
+  clear() {
+    localStorage.removeItem(SESSION);
+    me = null;
+  },
+};
+
+/** The account logged in, once known. */
+let me = null;
+
+/**
+ * A fresh token pair, or null when the session is over. Refresh tokens are single use and a
+ * reused one revokes the whole family, so tabs take turns (a Web Lock) and a tab adopts the
+ * pair another tab just obtained instead of spending the old refresh token again.
+ */
+async function refreshSession(staleAccess) {
+  const run = async () => {
+    const current = session.get();
+    if (!current) return null;
+    if (current.access !== staleAccess && current.expires - 30000 > Date.now()) return current;
+    const response = await send('POST', '/api/auth/refresh', { refresh_token: current.refresh });
+    if (response.ok) return session.save(await response.json());
+    if (response.status === 401 || response.status === 400 || response.status === 422) {
+      session.clear(); // used, expired or revoked: logged out, cleanly
+      return null;
+    }
+    throw await problemOf(response);
+  };
+  return navigator.locks ? navigator.locks.request('rsvp-refresh', run) : run();
+}
+
+/** Calls the API as the logged-in account (if any); the answer's JSON, or an ApiError. */
+async function api(method, path, body) {
+  let current = session.get();
+  if (current && current.expires - 30000 < Date.now()) current = await refreshSession(current.access);
+  let response = await send(method, path, body, current?.access);
+  if (response.status === 401 && current) {
+    current = await refreshSession(current.access);
+    if (current) response = await send(method, path, body, current.access);
+  }
+  if (!response.ok) throw await problemOf(response);
+  return response.status === 204 ? null : response.json();
+}
+
+/** Who is logged in (null for nobody), asked once per page load. */
+async function whoAmI() {
+  if (me || !session.get()) return me;
+  try {
+    me = await api('GET', '/api/users/me');
+  } catch (error) {
+    if (error.status !== 401) throw error;
+    session.clear();
+  }
+  return me;
+}
+
+async function logIn(email, password) {
+  session.save(await api('POST', '/api/auth/login', { email, password }));
+  me = null;
+  return whoAmI();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+const dateTime = new Intl.DateTimeFormat(undefined, {
+  weekday: 'short', day: 'numeric', month: 'short', year: 'numeric',
+  hour: '2-digit', minute: '2-digit', timeZoneName: 'short',
+});
+const timeOnly = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+function when(event) {
+  const start = new Date(event.starts_at);
+  const end = new Date(event.ends_at);
+  const sameDay = start.toDateString() === end.toDateString();
+  return `${dateTime.format(start)} – ${sameDay ? timeOnly.format(end) : dateTime.format(end)}`;
+}
+
+function seats(event) {
+  const waiting = event.waitlist_length ? ` · ${event.waitlist_length} on the waitlist` : '';
+  return `${event.seats_taken} of ${event.capacity} seats taken${waiting}`;
+}
+
+/** `2026-12-01T18:00` in the viewer's zone, for a datetime-local input. */
+function localInput(iso) {
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function stateOf(registration) {
+  if (!registration) return h('p', { class: 'state', 'data-state': 'none' }, 'You are not registered.');
+  if (registration.status === 'confirmed') {
+    return h('p', { class: 'state confirmed', 'data-state': 'confirmed' }, 'You have a seat.');
+  }
+  return h('p', { class: 'state waitlisted', 'data-state': 'waitlisted' },
+    `You are on the waitlist, at position ${registration.position}.`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Screens' building blocks
+
+/** A labelled input with its error line (filled from a problem's `errors`). */
+function field(name, label, attrs = {}, hint = null) {
+  const { tag = 'input', options = [], id = `f-${name}`, ...rest } = attrs;
+  const control = tag === 'input'
+    ? h('input', { id, name, type: 'text', ...rest })
+    : h(tag, { id, name, ...rest }, options);
+  control.setAttribute('aria-describedby', `${id}-error${hint ? ` ${id}-hint` : ''}`);
+  return h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    hint && h('span', { class: 'hint', id: `${id}-hint` }, hint),
+    control,
+    h('p', { class: 'field-error', id: `${id}-error` }));
+}
+
+/**
+ * Submits `form` through `action(values)`. Empty `required` fields are named before any request
+ * (a time or a number can not be sent empty); everything else is the server's to judge, and its
+ * problem's `errors` show beside each named field (the rest in one alert above the form). The
+ * first invalid field takes the focus.
+ */
+function handle(form, action, required = []) {
+  const alert = h('div', { class: 'alert', role: 'alert', tabindex: '-1', hidden: true });
+  form.prepend(alert);
+  form.noValidate = true;
+  form.addEventListener('submit', async (submitted) => {
+    submitted.preventDefault();
+    for (const error of form.querySelectorAll('.field-error')) error.textContent = '';
+    for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+    alert.hidden = true;
+    const values = Object.fromEntries(new FormData(form));
+    const missing = required.filter((name) => !String(values[name] ?? '').trim());
+    if (missing.length) {
+      showErrors(form, alert, null, missing.map((name) => ({ field: name, message: 'required' })));
+      return;
+    }
+    const button = form.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      await action(values);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 401 && me) return toLogin();
+      showErrors(form, alert, error, error.errors);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}
+
+function showErrors(form, alert, error, errors) {
+  const unplaced = [];
+  let first = null;
+  for (const { field: name, message } of errors) {
+    const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+    if (!input) {
+      unplaced.push(`${name}: ${message}`);
+      continue;
+    }
+    input.setAttribute('aria-invalid', 'true');
+    document.getElementById(`${input.id}-error`).textContent = sentence(message);
+    first ??= input;
+  }
+  if (!errors.length || unplaced.length) {
+    alert.replaceChildren(h('p', {}, errors.length ? 'Please check the form.' : error.readable),
+      unplaced.map((text) => h('p', {}, sentence(text))));
+    alert.hidden = false;
+  }
+  (first ?? alert).focus();
+}
+
+/** A failed screen: what happened, and a way forward (never a blank page or endless loading). */
+function failure(error, retry) {
+  if (error.status === 401) {
+    toLogin();
+    return h('p', {}, 'Please log in.');
+  }
+  const box = h('div', { class: 'alert', role: 'alert' },
+    h('p', {}, error.status === 404 ? 'This page does not exist (anymore).' : error.readable));
+  if (error.status !== 404 && error.status !== 403) {
+    box.append(h('p', {}, h('button', { type: 'button', onclick: retry }, 'Try again')));
+  }
+  box.append(h('p', {}, h('a', { href: '#/' }, 'Back to the events')));
+  return box;
+}
+
+/** A button that runs `action` once per click, disabled meanwhile, showing failures in place. */
+function actionButton(label, action, attrs = {}) {
+  const button = h('button', { type: 'button', ...attrs }, label);
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      await action();
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 401) return toLogin();
+      flash(error.readable);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+/**
+ * A keyset-paged list filling `container`: `first()` loads the first page, "More" each next one.
+ * `status` shows the empty state or a failure (with a retry), `controls` holds "More".
+ */
+function pagedList(container, load, renderItem, empty) {
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, 'More');
+  const status = h('div');
+  let cursor = null;
+  const next = async () => {
+    more.disabled = true;
+    try {
+      const page = await load(cursor);
+      container.append(...page.items.map(renderItem));
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+      status.replaceChildren(container.children.length ? '' : h('div', { class: 'empty' }, empty));
+    } catch (error) {
+      status.replaceChildren(failure(error, next));
+    } finally {
+      more.disabled = false;
+    }
+  };
+  more.addEventListener('click', next);
+  return { status, controls: h('div', { class: 'actions' }, more), first: next };
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const text = q.toString();
+  return text ? `?${text}` : '';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Screens: each returns the content of <main>, and throws an ApiError it could not recover from.
+
+async function browse(params) {
+  const filters = {
+    from: params.get('from') ?? '', to: params.get('to') ?? '',
+    location: params.get('location') ?? '', category: params.get('category') ?? '',
+    status: params.get('status') ?? 'scheduled',
+  };
+  const form = h('form', { class: 'inline card', role: 'search', 'aria-label': 'Filter events' },
+    field('from', 'From', { type: 'date', value: filters.from }),
+    field('to', 'To', { type: 'date', value: filters.to }),
+    field('location', 'Location', { value: filters.location }),
+    field('category', 'Category', { value: filters.category }),
+    field('status', 'Show', {
+      tag: 'select',
+      options: [['scheduled', 'Upcoming'], ['cancelled', 'Cancelled']].map(([value, label]) =>
+        h('option', { value, selected: filters.status === value }, label)),
+    }),
+    h('button', { type: 'submit' }, 'Apply'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = Object.fromEntries(new FormData(form));
+    location.hash = `#/${query({ ...v, status: v.status === 'scheduled' ? '' : v.status })}`;
+  });
+  const apiFilters = {
+    from: filters.from && new Date(`${filters.from}T00:00`).toISOString(),
+    to: filters.to && new Date(`${filters.to}T23:59:59`).toISOString(),
+    location: filters.location, category: filters.category, status: filters.status,
+  };
+  const list = h('ul', { class: 'cards', 'aria-label': 'Events' });
+  const paged = pagedList(list,
+    (cursor) => api('GET', `/api/events${query({ ...apiFilters, limit: 20, cursor })}`),
+    eventCard,
+    filters.status === 'cancelled'
+      ? 'No cancelled events match.'
+      : [h('p', {}, 'No upcoming events match.'),
+        me && h('p', {}, h('a', { href: '#/events/new' }, 'Create an event'))]);
+  await paged.first();
+  return h('section', {},
+    h('h1', {}, filters.status === 'cancelled' ? 'Cancelled events' : 'Upcoming events'),
+    form, list, paged.status, paged.controls);
+}
+
+function eventCard(event) {
+  const full = event.status === 'scheduled' && event.seats_taken >= event.capacity;
+  return h('li', { class: 'card' },
+    h('h2', {}, h('a', { href: `#/events/${event.id}` }, event.title),
+      event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled'),
+      full && h('span', { class: 'badge full' }, 'Full')),
+    h('p', { class: 'meta' }, when(event)),
+    h('p', { class: 'meta' }, [event.location, event.category].filter(Boolean).join(' · ')),
+    h('p', { class: 'meta' }, seats(event), ' · by ', event.organizer?.name ?? 'a former member'));
+}
+
+/** The viewer's registration for an event, from "my registrations". */
+async function myRegistration(eventId) {
+  let cursor = null;
+  for (let pages = 0; pages < 50; pages += 1) {
+    const page = await api('GET', `/api/users/me/registrations${query({ limit: 100, cursor })}`);
+    const found = page.items.find((r) => (r.event?.id ?? r.event_id) === eventId);
+    if (found || !page.next_cursor) return found ?? null;
+    cursor = page.next_cursor;
+  }
+  return null;
+}
+
+async function eventPage(params, id) {
+  const [event, viewer] = await Promise.all([api('GET', `/api/events/${encodeURIComponent(id)}`), whoAmI()]);
+  const mine = viewer ? await myRegistration(event.id) : null;
+  const started = new Date(event.starts_at) <= new Date();
+  const manages = viewer && (viewer.id === event.organizer?.id || viewer.role === 'admin');
+  const rerender = () => route();
+
+  const actions = h('div', { class: 'actions' });
+  if (event.status === 'cancelled') {
+    actions.append(h('p', { class: 'state' }, 'This event was cancelled.'));
+  } else if (!viewer) {
+    actions.append(h('a', { class: 'button', href: `#/login${query({ next: location.hash })}` }, 'Log in to sign up'));
+  } else if (!mine && !started) {
+    actions.append(actionButton('Sign up', async () => {
+      const registration = await api('POST', `/api/events/${event.id}/registrations`);
+      flash(registration.status === 'confirmed'
+        ? 'You are signed up: you have a seat.'
+        : `The event is full: you are on the waitlist, at position ${registration.position}.`);
+      await rerender();
+    }));
+  } else if (mine) {
+    actions.append(actionButton(mine.status === 'confirmed' ? 'Give up my seat' : 'Leave the waitlist', async () => {
+      await api('DELETE', `/api/events/${event.id}/registrations/me`);
+      flash('You are no longer registered for this event.');
+      await rerender();
+    }, { class: 'secondary' }));
+  }
+  if (manages && event.status === 'scheduled') {
+    actions.append(h('a', { class: 'button secondary', href: `#/events/${event.id}/edit` }, 'Edit'),
+      actionButton('Cancel event', async () => {
+        if (!confirm(`Cancel “${event.title}”? Everyone registered will see it cancelled.`)) return;
+        await api('DELETE', `/api/events/${event.id}`);
+        flash('The event was cancelled.');
+        await rerender();
+      }, { class: 'danger' }));
+  }
+
+  const view = h('article', {},
+    h('h1', {}, event.title, event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
+    h('div', { class: 'card' },
+      h('p', { class: 'meta' }, h('time', { datetime: event.starts_at }, when(event))),
+      h('p', { class: 'hint' }, `Times are in your time zone (${zone}).`),
+      (event.location || event.category) &&
+        h('p', { class: 'meta' }, [event.location, event.category].filter(Boolean).join(' · ')),
+      h('p', { class: 'meta' }, 'Organised by ', event.organizer?.name ?? 'a former member'),
+      h('p', { class: 'meta', 'data-seats': '' }, seats(event)),
+      viewer && stateOf(mine),
+      event.description && h('p', { class: 'description' }, event.description)),
+    actions);
+  if (manages) view.append(await attendees(event));
+  return view;
+}
+
+async function attendees(event) {
+  const list = h('tbody');
+  const row = (r) => h('tr', {},
+    h('td', { 'data-label': 'Name' }, r.user?.name ?? 'a former member'),
+    h('td', { 'data-label': 'Status' }, r.status === 'confirmed' ? 'Confirmed' : `Waitlisted${r.position ? ` (#${r.position})` : ''}`),
+    h('td', { 'data-label': 'Since' }, dateTime.format(new Date(r.created_at))));
+  const paged = pagedList(list,
+    (cursor) => api('GET', `/api/events/${event.id}/registrations${query({ limit: 50, cursor })}`),
+    row, 'Nobody has signed up yet.');
+  await paged.first();
+  return h('section', { 'aria-labelledby': 'attendees' },
+    h('h2', { id: 'attendees' }, 'Attendees'),
+    h('table', { class: 'responsive' },
+      h('thead', {}, h('tr', {}, ['Name', 'Status', 'Since'].map((c) => h('th', { scope: 'col' }, c)))),
+      list),
+    paged.status, paged.controls);
+}
+
+function eventForm(event) {
+  const form = h('form', { class: 'stack card' },
+    field('title', 'Title', { value: event?.title ?? '', autocomplete: 'off' }),
+    field('description', 'Description', { tag: 'textarea' }),
+    h('div', { class: 'field row' },
+      field('location', 'Location', { value: event?.location ?? '' }),
+      field('category', 'Category', { value: event?.category ?? '' }, 'Tech, Music, …')),
+    h('div', { class: 'field row' },
+      field('starts_at', 'Starts', { type: 'datetime-local', value: event ? localInput(event.starts_at) : '' }),
+      field('ends_at', 'Ends', { type: 'datetime-local', value: event ? localInput(event.ends_at) : '' })),
+    field('capacity', 'Seats', { type: 'number', min: 1, max: 100000, inputmode: 'numeric', value: event?.capacity ?? '' },
+      event ? 'More seats promote people from the waitlist.' : null),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, event ? 'Save changes' : 'Publish event')));
+  form.querySelector('textarea').value = event?.description ?? '';
+  return form;
+}
+
+const EVENT_REQUIRED = ['title', 'starts_at', 'ends_at', 'capacity'];
+
+/** The form's values as the API takes them (times in UTC, empty optional text left out). */
+function eventBody(values) {
+  const time = (v) => (v ? new Date(v).toISOString() : v);
+  const body = {
+    title: values.title,
+    description: values.description || null,
+    location: values.location || null,
+    category: values.category || null,
+    starts_at: time(values.starts_at),
+    ends_at: time(values.ends_at),
+    capacity: values.capacity === '' ? null : Number(values.capacity),
+  };
+  return body;
+}
+
+async function createEvent() {
+  if (!(await whoAmI())) return toLogin();
+  return h('section', {}, h('h1', {}, 'New event'),
+    handle(eventForm(null), async (values) => {
+      const event = await api('POST', '/api/events', eventBody(values));
+      flash('Your event is published.');
+      location.hash = `#/events/${event.id}`;
+    }, EVENT_REQUIRED));
+}
+
+async function editEvent(params, id) {
+  if (!(await whoAmI())) return toLogin();
+  const event = await api('GET', `/api/events/${encodeURIComponent(id)}`);
+  return h('section', {}, h('h1', {}, 'Edit ', event.title),
+    handle(eventForm(event), async (values) => {
+      await api('PATCH', `/api/events/${event.id}`, eventBody(values));
+      flash('Your changes are saved.');
+      location.hash = `#/events/${event.id}`;
+    }, EVENT_REQUIRED));
+}
+
+async function myRegistrations() {
+  if (!(await whoAmI())) return toLogin();
+  const list = h('ul', { class: 'cards', 'aria-label': 'My registrations' });
+  const item = (r) => h('li', { class: 'card' },
+    h('h2', {}, h('a', { href: `#/events/${r.event.id}` }, r.event.title),
+      r.event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
+    h('p', { class: 'meta' }, when(r.event)),
+    stateOf(r));
+  const paged = pagedList(list,
+    (cursor) => api('GET', `/api/users/me/registrations${query({ limit: 20, cursor })}`),
+    item, 'You have not signed up for anything yet.');
+  await paged.first();
+  return h('section', {}, h('h1', {}, 'My registrations'), list, paged.status, paged.controls);
+}
+
+function login(params) {
+  const next = params.get('next') || '#/';
+  return h('section', {}, h('h1', {}, 'Log in'),
+    handle(h('form', { class: 'stack card' },
+      field('email', 'Email', { type: 'email', autocomplete: 'username' }),
+      field('password', 'Password', { type: 'password', autocomplete: 'current-password' }),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Log in'))),
+    async ({ email, password }) => {
+      const user = await logIn(email, password);
+      flash(`Welcome back, ${user.name}.`);
+      go(next);
+    }),
+    h('p', {}, 'New here? ', h('a', { href: `#/register${query({ next: params.get('next') })}` }, 'Create an account')));
+}
+
+function register(params) {
+  return h('section', {}, h('h1', {}, 'Create an account'),
+    handle(h('form', { class: 'stack card' },
+      field('name', 'Name', { autocomplete: 'name' }),
+      field('email', 'Email', { type: 'email', autocomplete: 'email' }),
+      field('password', 'Password', { type: 'password', autocomplete: 'new-password' }, '8 to 128 characters.'),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create account'))),
+    async ({ name, email, password }) => {
+      await api('POST', '/api/auth/register', { name, email, password });
+      const user = await logIn(email, password);
+      flash(`Welcome, ${user.name}. You are logged in.`);
+      go(params.get('next') || '#/');
+    }),
+    h('p', {}, 'Already have an account? ', h('a', { href: '#/login' }, 'Log in')));
+}
+
+async function account() {
+  const user = await whoAmI();
+  if (!user) return toLogin();
+  return h('section', {}, h('h1', {}, 'Your account'),
+    h('div', { class: 'card' },
+      h('p', {}, h('strong', {}, 'Email: '), user.email),
+      h('p', {}, h('strong', {}, 'Member since: '), dateTime.format(new Date(user.created_at))),
+      user.role === 'admin' && h('p', {}, h('strong', {}, 'Role: '), 'administrator')),
+    h('h2', {}, 'Name'),
+    handle(h('form', { class: 'stack card', 'aria-label': 'Change name' },
+      field('name', 'Name', { value: user.name, autocomplete: 'name' }),
+      field('current_password', 'Current password', { type: 'password', autocomplete: 'current-password', id: 'f-name-current' }),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Change name'))),
+    async ({ name, current_password }) => {
+      me = await api('PATCH', '/api/users/me', { name, current_password });
+      flash('Your name is changed.');
+      route();
+    }),
+    h('h2', {}, 'Password'),
+    handle(h('form', { class: 'stack card', 'aria-label': 'Change password' },
+      field('current_password', 'Current password', { type: 'password', autocomplete: 'current-password', id: 'f-pw-current' }),
+      field('password', 'New password', { type: 'password', autocomplete: 'new-password' }, '8 to 128 characters.'),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Change password'))),
+    async ({ current_password, password }) => {
+      await api('PATCH', '/api/users/me', { password, current_password });
+      // A new password ends every session, this one's too: log in again with it.
+      await logIn(user.email, password);
+      flash('Your password is changed.');
+      route();
+    }),
+    h('h2', {}, 'Delete account'),
+    handle(h('form', { class: 'stack card', 'aria-label': 'Delete account' },
+      h('p', {}, 'Your registrations are removed and the events you organise are cancelled. This can not be undone.'),
+      field('current_password', 'Current password', { type: 'password', autocomplete: 'current-password', id: 'f-delete-current' }),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'danger' }, 'Delete my account'))),
+    async ({ current_password }) => {
+      if (!confirm('Delete your account for good?')) return;
+      await api('DELETE', '/api/users/me', { current_password });
+      session.clear();
+      flash('Your account is deleted.');
+      go('#/');
+    }));
+}
+
+async function adminUsers(params) {
+  const user = await whoAmI();
+  if (!user) return toLogin();
+  if (user.role !== 'admin') {
+    return h('section', {}, h('h1', {}, 'Users'), h('p', { class: 'alert', role: 'alert' }, 'Only administrators can see this page.'));
+  }
+  const email = params.get('email') ?? '';
+  const search = h('form', { class: 'inline card', role: 'search', 'aria-label': 'Find a user' },
+    field('email', 'Email', { type: 'email', value: email }, 'The whole address.'),
+    h('button', { type: 'submit' }, 'Find'));
+  search.addEventListener('submit', (e) => {
+    e.preventDefault();
+    location.hash = `#/admin/users${query({ email: new FormData(search).get('email').trim() })}`;
+  });
+  const list = h('tbody');
+  const row = (u) => h('tr', {},
+    h('td', { 'data-label': 'Email' }, u.email),
+    h('td', { 'data-label': 'Name' }, u.name),
+    h('td', { 'data-label': 'Role' }, u.role),
+    h('td', {}, u.id === user.id ? 'you' : actionButton(`Delete ${u.email}`, async () => {
+      if (!confirm(`Delete the account ${u.email}? Their registrations are removed and their events cancelled.`)) return;
+      await api('DELETE', `/api/users/${u.id}`);
+      flash(`${u.email} is deleted.`);
+      route();
+    }, { class: 'danger' })));
+  const paged = pagedList(list,
+    (cursor) => api('GET', `/api/users${query({ email, limit: 50, cursor })}`),
+    row, email ? 'No account has this email.' : 'No accounts yet.');
+  await paged.first();
+  return h('section', {}, h('h1', {}, 'Users'), search,
+    h('table', { class: 'responsive' },
+      h('thead', {}, h('tr', {}, ['Email', 'Name', 'Role', 'Action'].map((c) => h('th', { scope: 'col' }, c)))),
+      list),
+    paged.status, paged.controls);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Navigation
+
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+/** Sends to the login screen, which comes back here afterwards. */
+function toLogin() {
+  const here = location.hash.startsWith('#/login') ? '#/' : location.hash || '#/';
+  session.clear();
+  flash('Please log in to continue.');
+  go(`#/login${query({ next: here })}`);
+  return h('p', {}, 'Please log in.');
+}
+
+async function logOut() {
+  const current = session.get();
+  session.clear();
+  if (current) {
+    try {
+      await send('POST', '/api/auth/logout', { refresh_token: current.refresh });
+    } catch {
+      // the session is gone here either way
+    }
+  }
+  flash('You are logged out.');
+  go('#/');
+}
+
+const ROUTES = [
+  [/^\/?$/, browse, 'Events'],
+  [/^\/events\/new$/, createEvent, 'New event'],
+  [/^\/events\/([0-9a-fA-F-]{36})$/, eventPage, 'Event'],
+  [/^\/events\/([0-9a-fA-F-]{36})\/edit$/, editEvent, 'Edit event'],
+  [/^\/me\/registrations$/, myRegistrations, 'My registrations'],
+  [/^\/account$/, account, 'Account'],
+  [/^\/admin\/users$/, adminUsers, 'Users'],
+  [/^\/login$/, login, 'Log in'],
+  [/^\/register$/, register, 'Create an account'],
+];
+
+function renderNav() {
+  const link = (href, text) => h('li', {}, h('a', { href, 'aria-current': location.hash.split('?')[0] === href ? 'page' : null }, text));
+  const nav = document.getElementById('nav');
+  nav.replaceChildren(link('#/', 'Events'));
+  if (me) {
+    nav.append(link('#/events/new', 'New event'), link('#/me/registrations', 'My registrations'),
+      link('#/account', me.name));
+    if (me.role === 'admin') nav.append(link('#/admin/users', 'Users'));
+    nav.append(h('li', {}, h('button', { type: 'button', class: 'link', onclick: logOut }, 'Log out')));
+  } else {
+    nav.append(link('#/login', 'Log in'), link('#/register', 'Sign up'));
+  }
+}
+
+let rendering = 0;
+let lastPath = null;
+
+/** Renders the screen the address names. */
+async function route() {
+  const ticket = ++rendering;
+  const [path, search] = location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(search ?? '');
+  const match = ROUTES.map(([pattern, view, title]) => [path.match(pattern), view, title]).find(([m]) => m);
+  const moved = path !== lastPath;
+  lastPath = path;
+  if (flashBox.dataset.keep === 'yes') flashBox.dataset.keep = 'no';
+  else flashBox.textContent = '';
+  main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  main.setAttribute('aria-busy', 'true');
+  let content;
+  let title = 'Not found';
+  try {
+    await whoAmI();
+    if (!match) throw new ApiError(404);
+    const [found, view, name] = match;
+    title = name;
+    content = await view(params, ...found.slice(1));
+  } catch (error) {
+    if (!(error instanceof ApiError)) {
+      console.error(error);
+      error = new ApiError(500);
+    }
+    content = failure(error, route);
+  }
+  if (ticket !== rendering) return; // a newer navigation took over
+  renderNav();
+  main.replaceChildren(content);
+  main.removeAttribute('aria-busy');
+  const heading = main.querySelector('h1');
+  document.title = `${heading?.textContent || title} · rsvp`;
+  if (moved) {
+    (heading ?? main).setAttribute('tabindex', '-1');
+    (heading ?? main).focus();
+  }
+}
+
+window.addEventListener('hashchange', route);
+// Another tab logged out or in (not merely refreshed its tokens): follow it.
+window.addEventListener('storage', (e) => {
+  if (e.key === SESSION && (e.oldValue === null) !== (e.newValue === null)) {
+    me = null;
+    route();
+  }
+});
+route();

@@ -1,0 +1,91 @@
+//! The web app for people: one HTML shell, one script, one style sheet, compiled into the binary
+//! (the one-binary deployment stays one file) and served by whichever process is the public
+//! entry. No build step: the script is plain JavaScript the browser runs as written.
+//!
+//! Every answer carries a Content-Security-Policy that allows only this origin's own script and
+//! styles (no inline script, nothing from elsewhere), so even user text that slipped into markup
+//! could not run; the app itself only ever sets user text as text.
+
+use std::sync::LazyLock;
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use sha2::{Digest, Sha256};
+
+/// The app's files: path, content type, body.
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("web/index.html"),
+    ),
+    (
+        "/assets/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("web/app.js"),
+    ),
+    (
+        "/assets/app.css",
+        "text/css; charset=utf-8",
+        include_str!("web/app.css"),
+    ),
+    (
+        "/assets/icon.svg",
+        "image/svg+xml",
+        include_str!("web/icon.svg"),
+    ),
+];
+
+/// The paths the app serves (known routes: `HEAD` works, other methods are `405`).
+pub const PATHS: [&str; 4] = [FILES[0].0, FILES[1].0, FILES[2].0, FILES[3].0];
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// Each file's strong validator, computed once.
+static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    FILES
+        .iter()
+        .map(|(_, _, body)| format!("\"{:x}\"", Sha256::digest(body.as_bytes())))
+        .map(|hash| hash[..18].to_owned() + "\"")
+        .collect()
+});
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for (index, (path, ..)) in FILES.iter().enumerate() {
+        cfg.route(
+            path,
+            web::get().to(move |req: HttpRequest| serve(req, index)),
+        );
+    }
+}
+
+/// Revalidated on every use (`no-cache`): an upgraded binary's app is picked up at once, and an
+/// unchanged file costs a `304`.
+async fn serve(req: HttpRequest, index: usize) -> HttpResponse {
+    let (_, content_type, body) = FILES[index];
+    let etag = &ETAGS[index];
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag));
+    let mut response = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
+    if unchanged {
+        response.finish()
+    } else {
+        response.body(body)
+    }
+}

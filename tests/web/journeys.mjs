@@ -1,0 +1,374 @@
+// The web app's main journeys in a real browser: Debian's Chromium driven by playwright-core
+// (which never downloads a browser), against the server the Rust test started (`tests/api/
+// web_app.rs` passes BASE_URL, an admin's credentials and where screenshots go).
+//
+// People register, log in, publish an event with two seats; two others take them, a third is
+// waitlisted at position 1, one withdraws, the third is promoted and sees it; a capacity change
+// promotes the next; an admin deletes a user and the seats update. Along the way: validation
+// beside fields, staying logged in across reloads, refresh-token rotation and reuse, 401 → login
+// → back, 429 and 503 and an unreachable API, user text that stays text, accessibility (axe-core)
+// and screenshots at phone and desktop widths.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.BASE_URL;
+const SHOTS = process.env.SCREENSHOTS ?? 'target/screenshots';
+const ADMIN = { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD };
+assert.ok(BASE && ADMIN.email && ADMIN.password, 'BASE_URL, ADMIN_EMAIL and ADMIN_PASSWORD are required');
+mkdirSync(SHOTS, { recursive: true });
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const run = Math.random().toString(36).slice(2, 8);
+const PASSWORD = 'correct horse battery';
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+});
+const problems = []; // what no step may leave behind: script errors, CSP violations, foreign requests
+
+function step(name) {
+  console.log(`· ${name}`);
+}
+
+/** A person with a browser context of their own (their own localStorage). */
+async function person(name) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => problems.push(`${name}: script error: ${e.message}`));
+  page.on('request', (r) => {
+    if (!r.url().startsWith(BASE) && !r.url().startsWith('data:')) problems.push(`${name}: request to ${r.url()}`);
+  });
+  page.on('dialog', async (d) => {
+    if (d.type() === 'confirm') return d.accept();
+    problems.push(`${name}: unexpected ${d.type()} dialog: ${d.message()}`);
+    return d.dismiss();
+  });
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  page.on('console', (m) => {
+    // A refused call is logged by the browser itself ("Failed to load resource"): expected here.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+      problems.push(`${name}: console error: ${m.text()}`);
+    }
+  });
+  const email = `${name.toLowerCase()}-${run}@example.test`;
+  return { name, email, password: PASSWORD, context, page };
+}
+
+const text = (page, selector) => page.locator(selector).first().innerText();
+
+/** Waits until `selector`'s text contains `expected`. */
+async function sees(page, expected, selector = 'main') {
+  lastPage = page;
+  await page.locator(selector).filter({ hasText: expected }).first().waitFor({ timeout: 10000 })
+    .catch(async () => assert.fail(`expected "${expected}" in ${selector}, found: ${await text(page, selector)}`));
+}
+
+async function go(page, hash) {
+  lastPage = page;
+  await page.goto(`${BASE}/${hash}`);
+  await page.locator('main[aria-busy]').waitFor({ state: 'detached' });
+}
+
+async function register(who) {
+  await go(who.page, '#/register');
+  await who.page.getByLabel('Name').fill(who.name);
+  await who.page.getByLabel('Email', { exact: true }).fill(who.email);
+  await who.page.getByLabel('Password', { exact: true }).fill(who.password);
+  await who.page.getByRole('button', { name: 'Create account' }).click();
+  await who.page.getByRole('button', { name: 'Log out' }).waitFor();
+}
+
+async function logIn(who, email = who.email, password = who.password) {
+  await who.page.getByLabel('Email', { exact: true }).fill(email);
+  await who.page.getByLabel('Password', { exact: true }).fill(password);
+  await who.page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/** axe-core's serious and critical findings on the current screen: there must be none. */
+async function accessible(page, screen) {
+  await page.evaluate(AXE); // through the DevTools protocol: the page's CSP does not apply
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+  });
+  assert.deepEqual(found, [], `accessibility of ${screen}`);
+}
+
+/** Desktop and phone-width screenshots of the current screen. */
+async function shoot(page, screen) {
+  await page.screenshot({ path: `${SHOTS}/${screen}-desktop.png`, fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: `${SHOTS}/${screen}-phone.png`, fullPage: true });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `${screen} scrolls sideways at 390 px (${overflow} px too wide)`);
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+
+function tomorrowAt(hour) {
+  const d = new Date(Date.now() + 24 * 3600 * 1000);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(hour)}:00`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let lastPage = null; // the page of the step that failed, for its screenshot
+try {
+  step('the page is served with a policy that forbids inline script');
+  {
+    const response = await fetch(`${BASE}/`);
+    const csp = response.headers.get('content-security-policy');
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  }
+
+  const olga = await person('Olga');
+  step('an organiser registers and stays logged in across a reload');
+  await register(olga);
+  await olga.page.reload();
+  await olga.page.getByRole('button', { name: 'Log out' }).waitFor();
+  await olga.page.getByRole('link', { name: 'Olga' }).waitFor();
+  assert.equal(await olga.page.getByRole('link', { name: 'Users' }).count(), 0, 'no admin link for a member');
+
+  step('validation errors appear beside the fields');
+  await go(olga.page, '#/events/new');
+  await olga.page.getByRole('button', { name: 'Publish event' }).click();
+  await olga.page.locator('#f-title-error:not(:empty)').waitFor();
+  assert.equal(await text(olga.page, '#f-starts_at-error'), 'Required.');
+  assert.equal(await olga.page.evaluate(() => document.activeElement.id), 'f-title', 'the first invalid field has the focus');
+  // The server's rules, from the problem's `errors`: each beside its field.
+  await olga.page.getByLabel('Title').fill('x'.repeat(201));
+  await olga.page.getByLabel('Starts').fill('2020-01-01T10:00');
+  await olga.page.getByLabel('Ends').fill('2019-01-01T10:00');
+  await olga.page.getByLabel('Seats').fill('0');
+  await olga.page.getByRole('button', { name: 'Publish event' }).click();
+  await olga.page.locator('#f-capacity-error:not(:empty)').waitFor();
+  for (const [name, says] of [['title', '1 to 200'], ['starts_at', 'future'], ['ends_at', 'after'], ['capacity', 'between']]) {
+    assert.match(await text(olga.page, `#f-${name}-error`), new RegExp(says), name);
+    assert.equal(await olga.page.getAttribute(`#f-${name}`, 'aria-invalid'), 'true', name);
+  }
+  await accessible(olga.page, 'new event with errors');
+  await shoot(olga.page, 'new-event-errors');
+
+  step('an event with two seats is published');
+  await olga.page.getByLabel('Title').fill('Rust & Coffee');
+  await olga.page.getByLabel('Description').fill('Talks, then coffee.\nBring a laptop.');
+  await olga.page.getByLabel('Location').fill('Berlin');
+  await olga.page.getByLabel('Category').fill('Tech');
+  await olga.page.getByLabel('Starts').fill(tomorrowAt(18));
+  await olga.page.getByLabel('Ends').fill(tomorrowAt(20));
+  await olga.page.getByLabel('Seats').fill('2');
+  await olga.page.getByRole('button', { name: 'Publish event' }).click();
+  await olga.page.getByRole('heading', { name: 'Rust & Coffee' }).waitFor();
+  await sees(olga.page, '0 of 2 seats taken');
+  await sees(olga.page, 'Your event is published.', '#flash');
+  await sees(olga.page, 'Nobody has signed up yet.');
+  const eventHash = new URL(olga.page.url()).hash;
+
+  step('two people take the seats, a third is waitlisted at position 1');
+  const [bea, carl, dora] = await Promise.all(['Bea', 'Carl', 'Dora'].map(person));
+  for (const who of [bea, carl, dora]) {
+    await register(who);
+    await go(who.page, eventHash);
+    await sees(who.page, 'You are not registered.');
+    await who.page.getByRole('button', { name: 'Sign up' }).click();
+    await who.page.locator('[data-state="confirmed"], [data-state="waitlisted"]').waitFor();
+  }
+  await sees(bea.page, 'You have a seat.');
+  await sees(carl.page, 'You have a seat.');
+  await sees(dora.page, 'You are on the waitlist, at position 1.');
+  await sees(dora.page, 'The event is full: you are on the waitlist, at position 1.', '#flash');
+  await olga.page.reload();
+  await sees(olga.page, '2 of 2 seats taken · 1 on the waitlist');
+  assert.equal(await olga.page.locator('tbody tr').count(), 3, 'three attendees listed');
+  await sees(olga.page, 'Waitlisted', 'tbody');
+  await accessible(olga.page, 'event page (organiser)');
+  await shoot(olga.page, 'event-organiser');
+
+  step('one withdraws; the waitlisted one is promoted and sees it');
+  await bea.page.getByRole('button', { name: 'Give up my seat' }).click();
+  await sees(bea.page, 'You are not registered.');
+  await go(dora.page, '#/me/registrations');
+  await sees(dora.page, 'Rust & Coffee');
+  await sees(dora.page, 'You have a seat.');
+  await accessible(dora.page, 'my registrations');
+  await shoot(dora.page, 'my-registrations');
+
+  step('a capacity change promotes the next one; a capacity below the seats taken is refused');
+  const eve = await person('Eve');
+  await register(eve);
+  await go(eve.page, eventHash);
+  await eve.page.getByRole('button', { name: 'Sign up' }).click();
+  await sees(eve.page, 'You are on the waitlist, at position 1.');
+  await go(olga.page, `${eventHash}/edit`);
+  await olga.page.getByLabel('Seats').fill('1');
+  await olga.page.getByRole('button', { name: 'Save changes' }).click();
+  await sees(olga.page, 'seats', '[role=alert]');
+  await olga.page.getByLabel('Seats').fill('3');
+  await olga.page.getByRole('button', { name: 'Save changes' }).click();
+  await sees(olga.page, '3 of 3 seats taken');
+  await eve.page.reload();
+  await sees(eve.page, 'You have a seat.');
+
+  step('user text stays text');
+  const hostile = '<img src=x onerror=alert(1)>';
+  await go(olga.page, '#/events/new');
+  await olga.page.getByLabel('Title').fill(hostile);
+  await olga.page.getByLabel('Starts').fill(tomorrowAt(9));
+  await olga.page.getByLabel('Ends').fill(tomorrowAt(10));
+  await olga.page.getByLabel('Seats').fill('5');
+  await olga.page.getByRole('button', { name: 'Publish event' }).click();
+  await olga.page.getByRole('heading', { name: hostile }).waitFor();
+  assert.equal(await olga.page.locator('main img').count(), 0, 'no image element was made');
+  await go(olga.page, '#/');
+  await olga.page.getByRole('link', { name: hostile }).waitFor();
+  assert.equal(await olga.page.locator('main img').count(), 0);
+
+  step('browse: filters, cancelled events marked, empty states');
+  await go(olga.page, '#/?location=berlin');
+  await olga.page.getByRole('link', { name: 'Rust & Coffee' }).waitFor();
+  await accessible(olga.page, 'browse');
+  await shoot(olga.page, 'browse');
+  await go(olga.page, '#/?location=nowhere-' + run);
+  await sees(olga.page, 'No upcoming events match.');
+  await olga.page.getByRole('link', { name: hostile }).waitFor({ state: 'detached' });
+  await go(olga.page, '#/');
+  await olga.page.getByRole('link', { name: hostile }).click();
+  await olga.page.getByRole('button', { name: 'Cancel event' }).click();
+  await sees(olga.page, 'This event was cancelled.');
+  await go(olga.page, '#/?status=cancelled');
+  await olga.page.locator('li', { hasText: hostile }).getByText('Cancelled').waitFor();
+
+  step('an admin deletes a user and the seats update');
+  const admin = await person('Admin');
+  await go(admin.page, '#/login');
+  await logIn(admin, ADMIN.email, ADMIN.password);
+  await admin.page.getByRole('link', { name: 'Users' }).click();
+  await admin.page.getByLabel('Email', { exact: true }).fill(carl.email);
+  await admin.page.getByRole('button', { name: 'Find' }).click();
+  await admin.page.getByRole('cell', { name: carl.email, exact: true }).waitFor();
+  assert.equal(await admin.page.locator('tbody tr').count(), 1, 'the search finds one account');
+  await accessible(admin.page, 'admin users');
+  await shoot(admin.page, 'admin-users');
+  await admin.page.getByRole('button', { name: `Delete ${carl.email}` }).click();
+  await sees(admin.page, `${carl.email} is deleted.`, '#flash');
+  await sees(admin.page, 'No account has this email.');
+  for (let tries = 0; ; tries += 1) {
+    await go(olga.page, eventHash);
+    if ((await text(olga.page, '[data-seats]')).startsWith('2 of 3 seats taken')) break;
+    assert.ok(tries < 40, `seats after the deletion: ${await text(olga.page, '[data-seats]')}`);
+    await olga.page.waitForTimeout(250);
+  }
+  assert.equal(await olga.page.getByRole('cell', { name: 'Carl' }).count(), 0, 'Carl left the attendee list');
+
+  step('a 401 sends to the login and back');
+  const visitor = await person('Visitor');
+  await go(visitor.page, '#/me/registrations');
+  await visitor.page.getByRole('heading', { name: 'Log in' }).waitFor();
+  await accessible(visitor.page, 'login');
+  await shoot(visitor.page, 'login');
+  await logIn(visitor, dora.email, dora.password);
+  await visitor.page.getByRole('heading', { name: 'My registrations' }).waitFor();
+  await sees(visitor.page, 'You have a seat.');
+
+  step('429 says when to retry; 503 and an unreachable API show a message and a retry');
+  const late = await person('Late');
+  await late.page.route('**/api/auth/login', (r) => r.fulfill({
+    status: 429, headers: { 'retry-after': '42' }, contentType: 'application/problem+json',
+    body: JSON.stringify({ type: 'about:blank', title: 'Too Many Requests', status: 429 }),
+  }));
+  await go(late.page, '#/login');
+  await logIn(late, bea.email, bea.password);
+  await sees(late.page, 'Try again in 42 seconds.', '[role=alert]');
+  await late.page.unroute('**/api/auth/login');
+  await late.page.route('**/api/events?*', (r) => r.fulfill({
+    status: 503, headers: { 'retry-after': '5' }, contentType: 'application/problem+json',
+    body: JSON.stringify({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'the events service is unavailable' }),
+  }));
+  await go(late.page, '#/');
+  await sees(late.page, 'unavailable', '[role=alert]');
+  await late.page.unroute('**/api/events?*');
+  await late.page.getByRole('button', { name: 'Try again' }).click();
+  await late.page.getByRole('link', { name: 'Rust & Coffee' }).waitFor();
+  await late.page.route('**/api/events/*', (r) => r.abort('connectionrefused'));
+  await go(late.page, eventHash);
+  await sees(late.page, 'can not be reached', '[role=alert]');
+  await late.page.getByRole('button', { name: 'Try again' }).waitFor();
+  await late.page.unroute('**/api/events/*');
+
+  step('refresh tokens rotate across reloads; a reused one logs out cleanly');
+  const before = await bea.page.evaluate(() => JSON.parse(localStorage.getItem('rsvp.session')));
+  await bea.page.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem('rsvp.session'));
+    localStorage.setItem('rsvp.session', JSON.stringify({ ...s, expires: 0 })); // as if it expired
+  });
+  await bea.page.reload();
+  await bea.page.getByRole('button', { name: 'Log out' }).waitFor();
+  const after = await bea.page.evaluate(() => JSON.parse(localStorage.getItem('rsvp.session')));
+  assert.notEqual(after.refresh, before.refresh, 'the refresh token was rotated');
+  await bea.page.evaluate((used) => {
+    const s = JSON.parse(localStorage.getItem('rsvp.session'));
+    localStorage.setItem('rsvp.session', JSON.stringify({ ...s, refresh: used, expires: 0 }));
+  }, before.refresh);
+  await bea.page.reload();
+  await bea.page.getByRole('link', { name: 'Log in' }).waitFor();
+  assert.equal(await bea.page.evaluate(() => localStorage.getItem('rsvp.session')), null);
+  assert.equal(await bea.page.locator('main', { hasText: 'Loading…' }).count(), 0);
+
+  step('account: change name and password, delete with confirmation');
+  await go(bea.page, '#/login');
+  await logIn(bea);
+  await bea.page.getByRole('button', { name: 'Log out' }).waitFor();
+  await go(bea.page, '#/account');
+  await accessible(bea.page, 'account');
+  await shoot(bea.page, 'account');
+  const nameForm = bea.page.getByRole('form', { name: 'Change name' });
+  await nameForm.getByLabel('Name').fill('Bea B.');
+  await nameForm.getByLabel('Current password').fill(bea.password);
+  await nameForm.getByRole('button', { name: 'Change name' }).click();
+  await bea.page.getByRole('link', { name: 'Bea B.' }).waitFor();
+  const passwordForm = bea.page.getByRole('form', { name: 'Change password' });
+  await passwordForm.getByLabel('Current password').fill('not my password');
+  await passwordForm.getByLabel('New password').fill('another good passphrase');
+  await passwordForm.getByRole('button', { name: 'Change password' }).click();
+  await passwordForm.locator('[role=alert]:not([hidden]), .field-error:not(:empty)').first().waitFor();
+  await passwordForm.getByLabel('Current password').fill(bea.password);
+  await passwordForm.getByRole('button', { name: 'Change password' }).click();
+  await sees(bea.page, 'Your password is changed.', '#flash');
+  bea.password = 'another good passphrase';
+  await bea.page.getByRole('button', { name: 'Log out' }).click();
+  await bea.page.getByRole('link', { name: 'Log in' }).waitFor();
+  await go(bea.page, '#/login');
+  await logIn(bea);
+  await bea.page.getByRole('button', { name: 'Log out' }).waitFor();
+  await go(bea.page, '#/account');
+  const deleteForm = bea.page.getByRole('form', { name: 'Delete account' });
+  await deleteForm.getByLabel('Current password').fill(bea.password);
+  await deleteForm.getByRole('button', { name: 'Delete my account' }).click();
+  await sees(bea.page, 'Your account is deleted.', '#flash');
+  await bea.page.getByRole('link', { name: 'Log in' }).waitFor();
+  await go(bea.page, '#/login');
+  await logIn(bea);
+  await sees(bea.page, 'The email or password is incorrect.', '[role=alert]');
+} catch (error) {
+  // What the failing screen showed: a screenshot and its text, for whoever reads the CI log.
+  if (lastPage) {
+    await lastPage.screenshot({ path: `${SHOTS}/failure.png`, fullPage: true }).catch(() => {});
+    console.error(`screen at the failure (${lastPage.url()}):\n${await lastPage.locator('body').innerText().catch(() => '?')}`);
+  }
+  console.error(problems.join('\n'));
+  await browser.close();
+  throw error;
+}
+await browser.close();
+assert.deepEqual(problems, [], 'script errors, CSP violations or requests elsewhere');
+console.log('all journeys passed');
