@@ -70,10 +70,16 @@ async function sees(page, expected, selector = 'main') {
     .catch(async () => assert.fail(`expected "${expected}" in ${selector}, found: ${await text(page, selector)}`));
 }
 
+/** Waits until the app has rendered the screen (it marks <main> busy until then). */
+async function settled(page) {
+  lastPage = page;
+  await page.locator('main[aria-busy]').waitFor({ state: 'detached' });
+}
+
 async function go(page, hash) {
   lastPage = page;
   await page.goto(`${BASE}/${hash}`);
-  await page.locator('main[aria-busy]').waitFor({ state: 'detached' });
+  await settled(page);
 }
 
 async function register(who) {
@@ -135,6 +141,7 @@ try {
   step('an organiser registers and stays logged in across a reload');
   await register(olga);
   await olga.page.reload();
+  await settled(olga.page);
   await olga.page.getByRole('button', { name: 'Log out' }).waitFor();
   await olga.page.getByRole('link', { name: 'Olga' }).waitFor();
   assert.equal(await olga.page.getByRole('link', { name: 'Users' }).count(), 0, 'no admin link for a member');
@@ -188,6 +195,7 @@ try {
   await sees(dora.page, 'You are on the waitlist, at position 1.');
   await sees(dora.page, 'The event is full: you are on the waitlist, at position 1.', '#flash');
   await olga.page.reload();
+  await settled(olga.page);
   await sees(olga.page, '2 of 2 seats taken · 1 on the waitlist');
   assert.equal(await olga.page.locator('tbody tr').count(), 3, 'three attendees listed');
   await sees(olga.page, 'Waitlisted', 'tbody');
@@ -217,6 +225,7 @@ try {
   await olga.page.getByRole('button', { name: 'Save changes' }).click();
   await sees(olga.page, '3 of 3 seats taken');
   await eve.page.reload();
+  await settled(eve.page);
   await sees(eve.page, 'You have a seat.');
 
   step('user text stays text');
@@ -312,6 +321,7 @@ try {
     localStorage.setItem('rsvp.session', JSON.stringify({ ...s, expires: 0 })); // as if it expired
   });
   await bea.page.reload();
+  await settled(bea.page);
   await bea.page.getByRole('button', { name: 'Log out' }).waitFor();
   const after = await bea.page.evaluate(() => JSON.parse(localStorage.getItem('rsvp.session')));
   assert.notEqual(after.refresh, before.refresh, 'the refresh token was rotated');
@@ -320,7 +330,8 @@ try {
     localStorage.setItem('rsvp.session', JSON.stringify({ ...s, refresh: used, expires: 0 }));
   }, before.refresh);
   await bea.page.reload();
-  await bea.page.getByRole('link', { name: 'Log in' }).waitFor();
+  await settled(bea.page);
+  await bea.page.getByRole('link', { name: 'Log in', exact: true }).waitFor();
   assert.equal(await bea.page.evaluate(() => localStorage.getItem('rsvp.session')), null);
   assert.equal(await bea.page.locator('main', { hasText: 'Loading…' }).count(), 0);
 
@@ -346,7 +357,7 @@ try {
   await sees(bea.page, 'Your password is changed.', '#flash');
   bea.password = 'another good passphrase';
   await bea.page.getByRole('button', { name: 'Log out' }).click();
-  await bea.page.getByRole('link', { name: 'Log in' }).waitFor();
+  await bea.page.getByRole('link', { name: 'Log in', exact: true }).waitFor();
   await go(bea.page, '#/login');
   await logIn(bea);
   await bea.page.getByRole('button', { name: 'Log out' }).waitFor();
@@ -355,7 +366,7 @@ try {
   await deleteForm.getByLabel('Current password').fill(bea.password);
   await deleteForm.getByRole('button', { name: 'Delete my account' }).click();
   await sees(bea.page, 'Your account is deleted.', '#flash');
-  await bea.page.getByRole('link', { name: 'Log in' }).waitFor();
+  await bea.page.getByRole('link', { name: 'Log in', exact: true }).waitFor();
   await go(bea.page, '#/login');
   await logIn(bea);
   await sees(bea.page, 'The email or password is incorrect.', '[role=alert]');

@@ -59,6 +59,11 @@ class ApiError extends Error {
   }
 }
 
+/** A message naming the API's fields by what the form calls them. */
+function humane(message) {
+  return String(message).replace(/\bstarts_at\b/g, 'the start').replace(/\bends_at\b/g, 'the end');
+}
+
 function sentence(text) {
   const t = String(text || '').trim();
   return t ? t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.') : '';
@@ -264,7 +269,6 @@ function handle(form, action, required = []) {
 
 function showErrors(form, alert, error, errors) {
   const unplaced = [];
-  let first = null;
   for (const { field: name, message } of errors) {
     const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
     if (!input) {
@@ -272,9 +276,9 @@ function showErrors(form, alert, error, errors) {
       continue;
     }
     input.setAttribute('aria-invalid', 'true');
-    document.getElementById(`${input.id}-error`).textContent = sentence(message);
-    first ??= input;
+    document.getElementById(`${input.id}-error`).textContent = sentence(humane(message));
   }
+  const first = form.querySelector('[aria-invalid="true"]'); // in reading order
   if (!errors.length || unplaced.length) {
     alert.replaceChildren(h('p', {}, errors.length ? 'Please check the form.' : error.readable),
       unplaced.map((text) => h('p', {}, sentence(text))));
