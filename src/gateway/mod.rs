@@ -1,6 +1,6 @@
 //! The gateway: the one public entry of every topology. It owns the shape of the public
 //! application (request ids, access log, metrics, CORS, rate limit, body limit, error bodies,
-//! operations endpoints, OpenAPI document, web page); a topology only supplies the routes.
+//! operations endpoints, OpenAPI document, the web app); a topology only supplies the routes.
 
 mod api_reference;
 mod canonical_path;

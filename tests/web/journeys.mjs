@@ -10,7 +10,7 @@
 // and screenshots at phone and desktop widths.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
@@ -19,6 +19,7 @@ const SHOTS = process.env.SCREENSHOTS ?? 'target/screenshots';
 const ADMIN = { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD };
 assert.ok(BASE && ADMIN.email && ADMIN.password, 'BASE_URL, ADMIN_EMAIL and ADMIN_PASSWORD are required');
 mkdirSync(SHOTS, { recursive: true });
+rmSync(`${SHOTS}/failure.png`, { force: true });
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const run = Math.random().toString(36).slice(2, 8);
 const PASSWORD = 'correct horse battery';

@@ -553,7 +553,13 @@ async function myRegistrations() {
     h('h2', {}, h('a', { href: `#/events/${r.event.id}` }, r.event.title),
       r.event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
     h('p', { class: 'meta' }, when(r.event)),
-    stateOf(r));
+    stateOf(r),
+    r.event.status === 'scheduled' && h('div', { class: 'actions' },
+      actionButton(r.status === 'confirmed' ? 'Give up my seat' : 'Leave the waitlist', async () => {
+        await api('DELETE', `/api/events/${r.event.id}/registrations/me`);
+        flash(`You are no longer registered for ${r.event.title}.`);
+        await route();
+      }, { class: 'secondary', 'aria-label': `Withdraw from ${r.event.title}` })));
   const paged = pagedList(list,
     (cursor) => api('GET', `/api/users/me/registrations${query({ limit: 20, cursor })}`),
     item, 'You have not signed up for anything yet.');
