@@ -216,7 +216,16 @@ try {
   const eve = await person('Eve');
   await register(eve);
   await go(eve.page, eventHash);
-  await eve.page.getByRole('button', { name: 'Sign up' }).click();
+  // By keyboard alone: a new screen focuses its heading; Tab from there to "Sign up", Enter.
+  assert.equal(await eve.page.evaluate(() => document.activeElement.tagName), 'H1');
+  assert.equal(await eve.page.evaluate(() => document.querySelector('a, button, input').textContent),
+    'Skip to content', 'the first tab stop of the page skips the navigation');
+  for (let tabs = 0; ; tabs += 1) {
+    assert.ok(tabs < 40, '"Sign up" is reachable with Tab');
+    await eve.page.keyboard.press('Tab');
+    if (await eve.page.evaluate(() => document.activeElement.textContent) === 'Sign up') break;
+  }
+  await eve.page.keyboard.press('Enter');
   await sees(eve.page, 'You are on the waitlist, at position 1.');
   await go(olga.page, `${eventHash}/edit`);
   await olga.page.getByLabel('Seats').fill('1');
@@ -242,6 +251,30 @@ try {
   await go(olga.page, '#/');
   await olga.page.getByRole('link', { name: hostile }).waitFor();
   assert.equal(await olga.page.locator('main img').count(), 0);
+
+  step('browse: "More" continues a filtered list page by page');
+  {
+    const { access } = await olga.page.evaluate(() => JSON.parse(localStorage.getItem('rsvp.session')));
+    const category = `Paging-${run}`;
+    for (let i = 0; i < 23; i += 1) {
+      const starts = new Date(Date.now() + (72 + i) * 3600 * 1000); // after the journey's events
+      const response = await fetch(`${BASE}/api/events`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${access}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          title: `Session ${String(i + 1).padStart(2, '0')}`, category, capacity: 10,
+          starts_at: starts.toISOString(), ends_at: new Date(starts.getTime() + 3600 * 1000).toISOString(),
+        }),
+      });
+      assert.equal(response.status, 201);
+    }
+    await go(olga.page, `#/?category=${category.toLowerCase()}`);
+    assert.equal(await olga.page.locator('main li.card').count(), 20, 'a first page of 20');
+    await olga.page.getByRole('button', { name: 'More' }).click();
+    await olga.page.getByRole('link', { name: 'Session 23' }).waitFor();
+    assert.equal(await olga.page.locator('main li.card').count(), 23);
+    assert.equal(await olga.page.getByRole('button', { name: 'More' }).isVisible(), false, 'no more pages');
+  }
 
   step('browse: filters, cancelled events marked, empty states');
   await go(olga.page, '#/?location=berlin');

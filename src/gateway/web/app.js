@@ -546,6 +546,17 @@ async function editEvent(params, id) {
     }, EVENT_REQUIRED));
 }
 
+/** Withdraws from one of "my registrations"; its accessible name says which event. */
+function withdrawButton(registration) {
+  const { event } = registration;
+  const label = registration.status === 'confirmed' ? 'Give up my seat' : 'Leave the waitlist';
+  return actionButton(label, async () => {
+    await api('DELETE', `/api/events/${event.id}/registrations/me`);
+    flash(`You are no longer registered for ${event.title}.`);
+    await route();
+  }, { class: 'secondary', 'aria-label': `${label}: ${event.title}` });
+}
+
 async function myRegistrations() {
   if (!(await whoAmI())) return toLogin();
   const list = h('ul', { class: 'cards', 'aria-label': 'My registrations' });
@@ -554,12 +565,7 @@ async function myRegistrations() {
       r.event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
     h('p', { class: 'meta' }, when(r.event)),
     stateOf(r),
-    r.event.status === 'scheduled' && h('div', { class: 'actions' },
-      actionButton(r.status === 'confirmed' ? 'Give up my seat' : 'Leave the waitlist', async () => {
-        await api('DELETE', `/api/events/${r.event.id}/registrations/me`);
-        flash(`You are no longer registered for ${r.event.title}.`);
-        await route();
-      }, { class: 'secondary', 'aria-label': `Withdraw from ${r.event.title}` })));
+    r.event.status === 'scheduled' && h('div', { class: 'actions' }, withdrawButton(r)));
   const paged = pagedList(list,
     (cursor) => api('GET', `/api/users/me/registrations${query({ limit: 20, cursor })}`),
     item, 'You have not signed up for anything yet.');
