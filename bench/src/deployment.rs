@@ -1,5 +1,6 @@
-//! Starting and measuring one topology: real release binaries on loopback, fresh databases,
-//! readiness on `/readyz`, CPU time and peak RSS of every process read from `/proc`.
+//! Starting and measuring one topology: real release binaries on loopback (or each on a host of
+//! its own, `--network netns`), fresh databases, readiness on `/readyz`, CPU time and peak RSS
+//! of every process read from `/proc`.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,6 +11,8 @@ use std::{
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde::Serialize;
 use tokio::process::{Child, Command};
+
+use crate::network::{Hosts, Placement, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,10 +49,14 @@ pub struct Deployment {
     bins: PathBuf,
     postgres_databases: Vec<String>,
     postgres_url: String,
+    /// Where each process runs, with `--network netns`.
+    placement: Option<Placement>,
 }
 
 struct Process {
     name: String,
+    /// Its host with `--network netns` (the process's name otherwise unused).
+    host: &'static str,
     port: u16,
     env: Vec<(String, String)>,
     binary: &'static str,
@@ -72,6 +79,12 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// With `--network netns`: the hosts to run on and how their links behave.
+pub struct OnHosts<'a> {
+    pub hosts: &'a mut Hosts,
+    pub shape: Shape,
+}
+
 impl Deployment {
     /// Starts `topology` on fresh databases in `dir`; returns it with the time it took to be ready.
     pub async fn start(
@@ -81,7 +94,14 @@ impl Deployment {
         dir: &Path,
         postgres_url: &str,
         bcrypt_cost: u32,
+        network: Option<OnHosts<'_>>,
     ) -> Result<(Self, Duration), String> {
+        let placement = network.as_ref().map(|n| n.hosts.placement());
+        // Loopback, or the process's host address (its delay proxy) with `--network netns`.
+        let url = |host: &str, port: u16| match &placement {
+            Some(p) => format!("http://{}:{port}", p.address(host)),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let mut postgres_databases = Vec::new();
         let mut database = |name: &str| -> Result<String, String> {
             match backend {
@@ -121,16 +141,28 @@ impl Deployment {
                 ("RSVP__NATS__STREAM", stream.clone()),
                 ("RSVP__NATS__SUBJECT_PREFIX", stream.to_lowercase()),
                 ("RSVP__UPSTREAMS__HEALTH_INTERVAL_MS", "500".into()),
+                (
+                    "RSVP__NATS__URL",
+                    match &placement {
+                        Some(p) => format!("nats://{}:4222", p.address("data")),
+                        None => "nats://127.0.0.1:4222".into(),
+                    },
+                ),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect()
         };
-        let process = |name: &str, binary: &'static str, port: u16, extra: Vec<(&str, String)>| {
+        let process = |name: &str,
+                       host: &'static str,
+                       binary: &'static str,
+                       port: u16,
+                       extra: Vec<(&str, String)>| {
             let mut env = common(port);
             env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
             Process {
                 name: name.to_owned(),
+                host,
                 port,
                 env,
                 binary,
@@ -144,6 +176,7 @@ impl Deployment {
             Topology::Monolith => {
                 processes.push(process(
                     "monolith",
+                    "monolith",
                     "rsvp",
                     gateway_port,
                     vec![("RSVP__DATABASE__URL", database("monolith")?)],
@@ -151,8 +184,9 @@ impl Deployment {
             }
             Topology::Split | Topology::SplitTwoEvents => {
                 let users_port = free_port();
-                let users = format!("http://127.0.0.1:{users_port}");
+                let users = url("users", users_port);
                 processes.push(process(
+                    "users",
                     "users",
                     "rsvp-users",
                     users_port,
@@ -163,7 +197,7 @@ impl Deployment {
                 let mut events_urls = Vec::new();
                 for i in 0..instances {
                     let port = free_port();
-                    events_urls.push(format!("http://127.0.0.1:{port}"));
+                    events_urls.push(url("events", port));
                     let name = if instances == 1 {
                         "events".to_owned()
                     } else {
@@ -171,6 +205,7 @@ impl Deployment {
                     };
                     processes.push(process(
                         &name,
+                        "events",
                         "rsvp-events",
                         port,
                         vec![
@@ -182,6 +217,7 @@ impl Deployment {
                 events_direct = Some(events_urls[0].clone());
                 processes.push(process(
                     "gateway",
+                    "gateway",
                     "rsvp-gateway",
                     gateway_port,
                     vec![
@@ -191,14 +227,27 @@ impl Deployment {
                 ));
             }
         }
+        if let Some(network) = network {
+            for process in &processes {
+                network
+                    .hosts
+                    .expose(process.host, process.port, network.shape)?;
+            }
+        }
+        let gateway_host = if topology == Topology::Monolith {
+            "monolith"
+        } else {
+            "gateway"
+        };
         let mut deployment = Self {
             topology,
-            gateway: format!("http://127.0.0.1:{gateway_port}"),
+            gateway: url(gateway_host, gateway_port),
             events_direct,
             processes,
             bins: bins.to_owned(),
             postgres_databases,
             postgres_url: postgres_url.to_owned(),
+            placement,
         };
         let ready = deployment.spawn_all().await?;
         Ok((deployment, ready))
@@ -207,7 +256,12 @@ impl Deployment {
     async fn spawn_all(&mut self) -> Result<Duration, String> {
         let started = Instant::now();
         for process in &mut self.processes {
-            let child = Command::new(self.bins.join(process.binary))
+            let program = self.bins.join(process.binary);
+            let mut command = match &self.placement {
+                Some(placement) => placement.command(process.host, &program),
+                None => Command::new(program),
+            };
+            let child = command
                 .envs(process.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
@@ -221,7 +275,7 @@ impl Deployment {
         loop {
             let mut all_ready = true;
             for process in &self.processes {
-                let url = format!("http://127.0.0.1:{}/readyz", process.port);
+                let url = format!("{}/readyz", self.url_of(process));
                 all_ready &= client
                     .get(url)
                     .send()
@@ -236,6 +290,21 @@ impl Deployment {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    fn url_of(&self, process: &Process) -> String {
+        match &self.placement {
+            Some(p) => format!("http://{}:{}", p.address(process.host), process.port),
+            None => format!("http://127.0.0.1:{}", process.port),
+        }
+    }
+
+    /// Every process's base URL, by name.
+    pub fn urls(&self) -> Vec<(String, String)> {
+        self.processes
+            .iter()
+            .map(|p| (p.name.clone(), self.url_of(p)))
+            .collect()
     }
 
     /// The database URL of the first process that has one (the monolith's).

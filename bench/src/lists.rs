@@ -41,8 +41,16 @@ pub async fn compare(
 ) -> Result<String, String> {
     let bar = ProgressBar::new_spinner();
     bar.set_message(format!("{backend:?}: seeding 1 000 events"));
-    let (mut deployment, _) =
-        Deployment::start(Topology::Monolith, backend, bins, dir, postgres_url, 4).await?;
+    let (mut deployment, _) = Deployment::start(
+        Topology::Monolith,
+        backend,
+        bins,
+        dir,
+        postgres_url,
+        4,
+        None,
+    )
+    .await?;
     let target = Target::new(&deployment.gateway);
     let seed = load::seed(&target, 20, 1_000, 0, &bar).await?;
     let organizer = &seed.organizers[0].token;

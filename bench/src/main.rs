@@ -8,6 +8,8 @@
 mod deployment;
 mod lists;
 mod load;
+mod netcompare;
+mod network;
 mod report;
 
 use std::{
@@ -52,6 +54,24 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7999")]
         bind: String,
     },
+    /// Remove the namespaces (and what runs in them) that an interrupted `--network netns` run
+    /// left behind.
+    NetnsCleanup,
+    /// Relay TCP from `listen` to `to`, each chunk held for the delay (`--network netns` starts
+    /// one per host port).
+    #[command(hide = true)]
+    DelayProxy {
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 0)]
+        delay_us: u64,
+        #[arg(long, default_value_t = 0)]
+        jitter_us: u64,
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -87,6 +107,23 @@ struct Options {
     /// Where results go (a timestamped folder inside).
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
+    /// `loopback` (every process on this host) or `netns`: each process, NATS and the load
+    /// generator on a host of its own (network namespaces; needs root and iproute2), swept over
+    /// `--delay`. SQLite only.
+    #[arg(long, default_value = "loopback")]
+    network: String,
+    /// With `--network netns`: the delays per host link to sweep, e.g. `0,1ms,5ms` (`us` too).
+    #[arg(long, value_delimiter = ',', default_value = "0,1ms,5ms")]
+    delay: Vec<String>,
+    /// With `--network netns`: up to this much more delay per chunk, at random.
+    #[arg(long, default_value = "0")]
+    jitter: String,
+    /// With `--network netns`: the share of chunks (0..1) that wait as a lost segment would.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// With `--network netns`: cut this host (`users`) off in the middle of event reads.
+    #[arg(long)]
+    partition: Option<String>,
 }
 
 impl Options {
@@ -100,12 +137,42 @@ impl Options {
 }
 
 fn main() -> std::process::ExitCode {
+    let command = Cli::parse().command;
+    if let Command::Compare(options) = &command
+        && options.network == "netns"
+    {
+        return exit(compare_on_hosts(options.clone().effective()));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let run = match Cli::parse().command {
-        Command::Compare(options) => runtime.block_on(compare(options.effective())),
+    let run = match command {
+        Command::Compare(options) if options.network == "loopback" => {
+            runtime.block_on(compare(options.effective()))
+        }
+        Command::Compare(options) => Err(format!(
+            "--network {}: expected loopback or netns",
+            options.network
+        )),
+        Command::NetnsCleanup => network::cleanup_all().map(|n| {
+            eprintln!("removed {n} namespaces");
+        }),
+        Command::DelayProxy {
+            listen,
+            to,
+            delay_us,
+            jitter_us,
+            loss,
+        } => runtime.block_on(network::delay_proxy(
+            &listen,
+            &to,
+            network::Shape {
+                delay: Duration::from_micros(delay_us),
+                jitter: Duration::from_micros(jitter_us),
+                loss,
+            },
+        )),
         Command::Ceiling { bind } => runtime.block_on(load::serve_bare(&bind)),
         Command::Lists {
             backends,
@@ -114,6 +181,10 @@ fn main() -> std::process::ExitCode {
             out,
         } => runtime.block_on(lists(backends, copies, postgres_url, out)),
     };
+    exit(run)
+}
+
+fn exit(run: Result<(), String>) -> std::process::ExitCode {
     match run {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -121,6 +192,91 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `compare --network netns`: creates the hosts, moves this process onto the load generator's
+/// host before any runtime thread exists (threads inherit it), runs, and removes every host
+/// again — after a failure or Ctrl-C too.
+fn compare_on_hosts(options: Options) -> Result<(), String> {
+    network::preflight()?;
+    let bins = binaries()?;
+    let delays = options
+        .delay
+        .iter()
+        .map(|d| duration(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let run = netcompare::NetworkRun {
+        delays,
+        jitter: duration(&options.jitter)?,
+        loss: options.loss,
+        partition: options.partition.clone(),
+        duration: Duration::from_secs(options.duration),
+        partition_phase: Duration::from_secs(if options.quick { 3 } else { 10 }),
+        concurrency: options.concurrency,
+        users: options.users.min(2_000),
+        events: options.events.min(2_000),
+        registrations: options.registrations.min(2_000),
+        out: options.out.clone(),
+    };
+    if !(0.0..=1.0).contains(&run.loss) {
+        return Err("--loss: a share between 0 and 1".into());
+    }
+    if let Some(host) = &run.partition
+        && host != "users"
+        && host != "events"
+    {
+        return Err(format!("--partition {host}: expected users or events"));
+    }
+    let mut hosts =
+        network::Hosts::create(&["client", "data", "monolith", "gateway", "users", "events"])?;
+    hosts.enter("client")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = netcompare::run(&mut hosts, &bins, run, machine()) => result,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+            _ = terminated() => Err("terminated".to_owned()),
+        }
+    });
+    // The runtime first (its tasks hold the processes), then the hosts.
+    drop(runtime);
+    drop(hosts);
+    result
+}
+
+async fn terminated() {
+    if let Ok(mut signal) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        signal.recv().await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `0`, `500us`, `1ms`, `1.5ms`.
+fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if text == "0" {
+        (text, 0.0)
+    } else {
+        return Err(format!(
+            "{text:?}: expected a duration such as 0, 500us or 2ms"
+        ));
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| Duration::from_secs_f64(n * scale))
+        .ok_or_else(|| format!("{text:?}: expected a duration such as 0, 500us or 2ms"))
 }
 
 /// Under `cargo run`, builds the binaries the topologies need (cargo only built this one), in
@@ -265,8 +421,16 @@ async fn compare(options: Options) -> Result<(), String> {
             let dir = work.join(name.replace(['/', ' ', ','], "_"));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             bar.set_message(format!("{name}: starting"));
-            let (mut deployment, empty_ready) =
-                Deployment::start(topology, backend, &bins, &dir, &options.postgres_url, 4).await?;
+            let (mut deployment, empty_ready) = Deployment::start(
+                topology,
+                backend,
+                &bins,
+                &dir,
+                &options.postgres_url,
+                4,
+                None,
+            )
+            .await?;
             let target = Target::new(&deployment.gateway);
             bar.set_message(format!("{name}: seeding"));
             let seed_bar = bar.clone();
