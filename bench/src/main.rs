@@ -71,6 +71,8 @@ enum Command {
         jitter_us: u64,
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
+        #[arg(long)]
+        count_file: Option<PathBuf>,
     },
 }
 
@@ -164,6 +166,7 @@ fn main() -> std::process::ExitCode {
             delay_us,
             jitter_us,
             loss,
+            count_file,
         } => runtime.block_on(network::delay_proxy(
             &listen,
             &to,
@@ -172,6 +175,7 @@ fn main() -> std::process::ExitCode {
                 jitter: Duration::from_micros(jitter_us),
                 loss,
             },
+            count_file,
         )),
         Command::Ceiling { bind } => runtime.block_on(load::serve_bare(&bind)),
         Command::Lists {
@@ -206,6 +210,7 @@ fn compare_on_hosts(options: Options) -> Result<(), String> {
         .map(|d| duration(d))
         .collect::<Result<Vec<_>, _>>()?;
     let run = netcompare::NetworkRun {
+        backends: parse_backends(&options.backends)?,
         delays,
         jitter: duration(&options.jitter)?,
         loss: options.loss,

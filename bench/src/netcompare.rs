@@ -25,6 +25,7 @@ use crate::{
 
 /// What `--network netns` measures and how.
 pub struct NetworkRun {
+    pub backends: Vec<Backend>,
     pub delays: Vec<Duration>,
     pub jitter: Duration,
     pub loss: f64,
@@ -46,6 +47,7 @@ const SCENARIOS: [Scenario; 3] = [
 
 #[derive(Serialize)]
 struct Row {
+    backend: Backend,
     delay_ms: f64,
     topology: &'static str,
     scenario: &'static str,
@@ -54,6 +56,8 @@ struct Row {
     throughput: f64,
     /// HTTP requests served by all processes together, per request of the load generator.
     exchanges: f64,
+    /// Network round trips per request, by the host they went to (counted by the delay proxies).
+    round_trips: std::collections::BTreeMap<String, f64>,
     errors: u64,
 }
 
@@ -89,7 +93,7 @@ pub async fn run(
     let work = out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let placement = hosts.placement();
-    // NATS on a host of its own, as a deployment would have it.
+    // NATS and PostgreSQL on a host of their own, as a deployment would have them.
     let _nats = placement
         .command("data", Path::new("nats-server"))
         .args(["-a", "127.0.0.1", "-p", "4222", "-js", "-sd"])
@@ -99,6 +103,13 @@ pub async fn run(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("nats-server: {e}"))?;
+
+    let _postgres = if run.backends.contains(&Backend::Postgres) {
+        Some(postgres_on_data_host(&placement, &work).await?)
+    } else {
+        None
+    };
+    let postgres_url = format!("postgres://postgres@{}:5432", placement.address("data"));
 
     eprintln!("baseline: a bare actix-web handler on the load generator's host");
     let (bare, handle) = load::bare_actix_server().await;
@@ -114,16 +125,32 @@ pub async fn run(
     handle.stop(false).await;
     let bare_handler_per_second = per_second(measured.histogram.len(), measured.elapsed);
 
+    let run_backends = run.backends.clone();
     let mut rows = Vec::new();
-    for &delay in &run.delays {
+    let sweep: Vec<(Backend, Duration)> = run
+        .backends
+        .iter()
+        .flat_map(|&b| run.delays.iter().map(move |&d| (b, d)))
+        .collect();
+    for (backend, delay) in sweep {
         let shape = Shape {
             delay,
             jitter: run.jitter,
             loss: run.loss,
         };
         for topology in [Topology::Monolith, Topology::Split] {
-            eprintln!("{} at {} ms: starting", topology.label(), ms(delay));
-            let (deployment, seed) = start(hosts, bins, &work, topology, shape, &run, &[]).await?;
+            eprintln!(
+                "{backend:?}, {} at {} ms: starting",
+                topology.label(),
+                ms(delay)
+            );
+            let place = Place {
+                topology,
+                backend,
+                shape,
+                postgres_url: &postgres_url,
+            };
+            let (deployment, seed) = start(hosts, bins, &work, place, &run, &[]).await?;
             let target = Target::new(&deployment.gateway);
             let counter = Arc::new(AtomicU64::new(0));
             for scenario in SCENARIOS {
@@ -134,6 +161,7 @@ pub async fn run(
                     scenario.label()
                 );
                 let before = served(&deployment).await;
+                let trips_before = hosts.round_trips();
                 let measured = load::closed_loop(
                     scenario,
                     &target,
@@ -144,6 +172,7 @@ pub async fn run(
                 )
                 .await;
                 let after = served(&deployment).await;
+                let trips_after = hosts.round_trips();
                 let requests = measured.histogram.len() + measured.errors;
                 let calls_per_request = if scenario == Scenario::RegisterCancel {
                     2
@@ -151,6 +180,7 @@ pub async fn run(
                     1
                 };
                 rows.push(Row {
+                    backend,
                     delay_ms: ms(delay),
                     topology: topology.label(),
                     scenario: scenario.label(),
@@ -159,6 +189,14 @@ pub async fn run(
                     throughput: per_second(measured.histogram.len(), measured.elapsed),
                     exchanges: (after - before) as f64
                         / (requests * calls_per_request).max(1) as f64,
+                    round_trips: trips_after
+                        .iter()
+                        .map(|(host, n)| {
+                            let delta = n - trips_before.get(host).copied().unwrap_or(0);
+                            (host.clone(), delta as f64 / requests.max(1) as f64)
+                        })
+                        .filter(|(_, per_request)| *per_request >= 0.005)
+                        .collect(),
                     errors: measured.errors,
                 });
             }
@@ -170,7 +208,7 @@ pub async fn run(
     let partition = match &run.partition {
         Some(host) => Some((
             host.clone(),
-            partition(hosts, bins, &work, host, &run).await?,
+            partition(hosts, bins, &work, host, &run, &postgres_url).await?,
         )),
         None => None,
     };
@@ -193,7 +231,10 @@ pub async fn run(
     )
     .map_err(|e| e.to_string())?;
     std::fs::write(out.join("network.md"), &markdown).map_err(|e| e.to_string())?;
-    chart(&results, &out.join("network.svg"))?;
+    for &backend in &run_backends {
+        let name = format!("network-{backend:?}.svg").to_lowercase();
+        chart(&results, backend, &out.join(name))?;
+    }
     let _ = std::fs::remove_dir_all(&work);
     println!("{markdown}");
     println!("written to {}", out.display());
@@ -204,20 +245,37 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts `topology` on its hosts (SQLite: each service's database is a file on its own host),
-/// with a small seeded data set.
+/// What to start, where.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    topology: Topology,
+    backend: Backend,
+    shape: Shape,
+    postgres_url: &'a str,
+}
+
+/// Starts a topology on its hosts with a small seeded data set. SQLite: each service's database
+/// is a file on its own host; PostgreSQL: on the data host, every query crossing the network.
 async fn start(
     hosts: &mut Hosts,
     bins: &Path,
     work: &Path,
-    topology: Topology,
-    shape: Shape,
+    place: Place<'_>,
     run: &NetworkRun,
     settings: &[(&str, &str)],
 ) -> Result<(Deployment, Arc<Seed>), String> {
+    let Place {
+        topology,
+        backend,
+        shape,
+        postgres_url,
+    } = place;
     hosts.expose("data", 4222, shape)?;
+    if backend == Backend::Postgres {
+        hosts.expose("data", 5432, shape)?;
+    }
     let dir = work.join(format!(
-        "{}-{}ms-{}",
+        "{backend:?}-{}-{}ms-{}",
         topology.label(),
         ms(shape.delay),
         settings.len()
@@ -225,10 +283,10 @@ async fn start(
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (mut deployment, _) = Deployment::start(
         topology,
-        Backend::Sqlite,
+        backend,
         bins,
         &dir,
-        "",
+        postgres_url,
         4,
         Some(OnHosts { hosts, shape }),
     )
@@ -247,6 +305,73 @@ async fn start(
     .await
     .map_err(|e| format!("seeding: {e}"))?;
     Ok((deployment, Arc::new(seed)))
+}
+
+/// A PostgreSQL server of this run's own on the data host: a fresh cluster (trust
+/// authentication, the machine's PostgreSQL binaries), killed when the returned child is dropped.
+async fn postgres_on_data_host(
+    placement: &crate::network::Placement,
+    work: &Path,
+) -> Result<tokio::process::Child, String> {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(
+            |_| "PostgreSQL on the data host needs the server's binaries (/usr/lib/postgresql)",
+        )?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .max()
+        .ok_or("no PostgreSQL version under /usr/lib/postgresql")?;
+    let data = work.join("postgres");
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    // The server runs as `postgres`, which must reach its folder and own it.
+    for dir in [work, &data] {
+        let _ = std::process::Command::new("chmod")
+            .arg("755")
+            .arg(dir)
+            .status();
+    }
+    std::process::Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(&data)
+        .status()
+        .map_err(|e| format!("chown: {e}"))?;
+    let init = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join("initdb"))
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !init.status.success() {
+        return Err(format!("initdb: {}", String::from_utf8_lossy(&init.stderr)));
+    }
+    let child = placement
+        .command("data", Path::new("runuser"))
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-h", "127.0.0.1", "-p", "5432", "-k"])
+        .arg(&data)
+        .args(["-c", "max_connections=300"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("postgres: {e}"))?;
+    for _ in 0..100 {
+        let ready = placement
+            .command("data", &bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", "5432"])
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if ready {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("PostgreSQL on the data host did not start".into())
 }
 
 /// Requests served so far by every process of `deployment` (health checks and scrapes aside).
@@ -280,19 +405,24 @@ async fn partition(
     work: &Path,
     host: &str,
     run: &NetworkRun,
+    postgres_url: &str,
 ) -> Result<Vec<Phase>, String> {
-    let shape = Shape {
-        delay: run.delays[0],
-        jitter: run.jitter,
-        loss: run.loss,
+    let place = Place {
+        topology: Topology::Split,
+        backend: run.backends[0],
+        shape: Shape {
+            delay: run.delays[0],
+            jitter: run.jitter,
+            loss: run.loss,
+        },
+        postgres_url,
     };
     eprintln!("partition: the {host} host cut off during event reads");
     let (deployment, seed) = start(
         hosts,
         bins,
         work,
-        Topology::Split,
-        shape,
+        place,
         run,
         &[("RSVP__CACHE__ENABLED", "false")],
     )
@@ -365,16 +495,18 @@ async fn read_events(
 fn markdown(results: &Results) -> String {
     let mut md = format!(
         "## Monolith and split, each process on a host of its own\n\nMachine: {}\n\nNetwork: {}. \
-         Load generator, NATS and every process on hosts of their own (network namespaces); \
-         SQLite, each database a file on its service's host. A bare actix-web handler on the \
-         load generator's host: {:.0} requests/s.\n\n\
-         | delay (ms) | scenario | topology | p50 (ms) | p99 (ms) | requests/s | HTTP exchanges per request | errors |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|\n",
+         Load generator, NATS and every process on hosts of their own (network namespaces). \
+         SQLite: each database a file on its service's host; PostgreSQL: a server on the data \
+         host, every query crossing the network. A bare actix-web handler on the load \
+         generator's host: {:.0} requests/s.\n\n\
+         | backend | delay (ms) | scenario | topology | p50 (ms) | p99 (ms) | requests/s | HTTP exchanges per request | network round trips per request, by host reached | errors |\n\
+         |---|---:|---|---|---:|---:|---:|---:|---|---:|\n",
         results.machine, results.shape, results.bare_handler_per_second
     );
     for r in &results.rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {} |\n",
+            "| {:?} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {} |\n",
+            r.backend,
             r.delay_ms,
             r.scenario,
             r.topology,
@@ -382,6 +514,11 @@ fn markdown(results: &Results) -> String {
             r.p99_ms,
             r.throughput,
             r.exchanges,
+            r.round_trips
+                .iter()
+                .map(|(host, n)| format!("{host} {n:.2}"))
+                .collect::<Vec<_>>()
+                .join(" · "),
             r.errors
         ));
     }
@@ -401,7 +538,7 @@ fn markdown(results: &Results) -> String {
 }
 
 /// p50 latency against the link delay: one line per scenario and topology.
-fn chart(results: &Results, path: &Path) -> Result<(), String> {
+fn chart(results: &Results, backend: Backend, path: &Path) -> Result<(), String> {
     let max_delay = results
         .rows
         .iter()
@@ -419,7 +556,9 @@ fn chart(results: &Results, path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "p50 latency against link delay (ms; thick: split, thin: monolith)",
+            format!(
+                "p50 latency against link delay, {backend:?} (ms; thick: split, thin: monolith)"
+            ),
             ("sans-serif", 20),
         )
         .margin(15)
@@ -443,7 +582,11 @@ fn chart(results: &Results, path: &Path) -> Result<(), String> {
             let points: Vec<(f64, f64)> = results
                 .rows
                 .iter()
-                .filter(|r| r.scenario == scenario.label() && r.topology == topology.label())
+                .filter(|r| {
+                    r.scenario == scenario.label()
+                        && r.topology == topology.label()
+                        && r.backend == backend
+                })
                 .map(|r| (r.delay_ms, r.p50_ms))
                 .collect();
             let style = colours[i].stroke_width(if topology == Topology::Split { 3 } else { 1 });

@@ -19,6 +19,7 @@ use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -36,6 +37,8 @@ pub struct Hosts {
     hosts: Vec<(String, Ipv4Addr)>,
     proxies: Vec<Child>,
     bench: PathBuf,
+    /// Where each delay proxy keeps the number of round trips it relayed (`<host>-<port>`).
+    counts: PathBuf,
 }
 
 /// Where each host is: enough to start a program on one and to address it.
@@ -147,7 +150,9 @@ impl Hosts {
             hosts: Vec::new(),
             proxies: Vec::new(),
             bench: std::env::current_exe().map_err(|e| e.to_string())?,
+            counts: std::env::temp_dir().join(format!("{prefix}-round-trips")),
         };
+        std::fs::create_dir_all(&hosts.counts).map_err(|e| e.to_string())?;
         let switch = format!("{prefix}-switch");
         ip(&["netns", "add", &switch])?;
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
@@ -230,12 +235,22 @@ impl Hosts {
                 &shape.jitter.as_micros().to_string(),
                 "--loss",
                 &shape.loss.to_string(),
+                "--count-file",
             ])
+            .arg(self.counts.join(format!("{host}-{port}")))
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("delay proxy: {e}"))?;
         self.proxies.push(child);
-        Ok(())
+        // Listening before anyone is told the address.
+        let address: std::net::SocketAddr = listen.parse().map_err(|e| format!("{listen}: {e}"))?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("the delay proxy on {listen} did not start"))
     }
 
     /// Stops every delay proxy (before the next delay's are started).
@@ -244,6 +259,28 @@ impl Hosts {
             let _ = proxy.kill();
             let _ = proxy.wait();
         }
+    }
+
+    /// Round trips relayed so far to each host (all its ports), by host name.
+    pub fn round_trips(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for entry in std::fs::read_dir(&self.counts)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((host, _port)) = name.rsplit_once('-').filter(|_| !name.ends_with(".new"))
+            else {
+                continue;
+            };
+            let count = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            *counts.entry(host.to_owned()).or_default() += count;
+        }
+        counts
     }
 
     /// Cuts `host` off the network (`up = false`) or connects it again.
@@ -263,6 +300,7 @@ impl Hosts {
 impl Drop for Hosts {
     fn drop(&mut self) {
         self.unexpose_all();
+        let _ = std::fs::remove_dir_all(&self.counts);
         let names: Vec<String> = self
             .hosts
             .iter()
@@ -277,14 +315,41 @@ impl Drop for Hosts {
 }
 
 /// `rsvp-bench delay-proxy`: relays TCP connections from `listen` to `to`, holding each chunk of
-/// data for the delay in both directions.
-pub async fn delay_proxy(listen: &str, to: &str, shape: Shape) -> Result<(), String> {
+/// data for the delay in both directions. It counts round trips — a chunk towards the server
+/// after one came back (or the first on a connection) starts one — and keeps the total in
+/// `count_file`.
+pub async fn delay_proxy(
+    listen: &str,
+    to: &str,
+    shape: Shape,
+    count_file: Option<PathBuf>,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("{listen}: {e}"))?;
+    let round_trips = std::sync::Arc::new(AtomicU64::new(0));
+    if let Some(path) = count_file {
+        let round_trips = round_trips.clone();
+        tokio::spawn(async move {
+            let mut written = u64::MAX;
+            loop {
+                let now = round_trips.load(Ordering::Relaxed);
+                if now != written {
+                    let staged = path.with_extension("new");
+                    if std::fs::write(&staged, now.to_string()).is_ok()
+                        && std::fs::rename(&staged, &path).is_ok()
+                    {
+                        written = now;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
     loop {
         let (inbound, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let to = to.to_owned();
+        let round_trips = round_trips.clone();
         tokio::spawn(async move {
             let Ok(outbound) = tokio::net::TcpStream::connect(&to).await else {
                 return;
@@ -292,9 +357,19 @@ pub async fn delay_proxy(listen: &str, to: &str, shape: Shape) -> Result<(), Str
             let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
             let (in_read, in_write) = inbound.into_split();
             let (out_read, out_write) = outbound.into_split();
+            // Whose turn it is: true once the server answered since the client last sent.
+            let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let to_server = Turn {
+                answered: answered.clone(),
+                round_trips: Some(round_trips),
+            };
+            let to_client = Turn {
+                answered,
+                round_trips: None,
+            };
             tokio::join!(
-                relay(in_read, out_write, shape),
-                relay(out_read, in_write, shape)
+                relay(in_read, out_write, shape, to_server),
+                relay(out_read, in_write, shape, to_client)
             );
         });
     }
@@ -302,10 +377,18 @@ pub async fn delay_proxy(listen: &str, to: &str, shape: Shape) -> Result<(), Str
 
 /// Copies `from` to `to`, each chunk released `delay` (+ jitter, + a loss penalty) after it
 /// arrived, in order.
+/// One direction's part in counting round trips.
+struct Turn {
+    answered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Towards the server: counts a round trip when the client speaks after an answer.
+    round_trips: Option<std::sync::Arc<AtomicU64>>,
+}
+
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     shape: Shape,
+    turn: Turn,
 ) {
     use rand::Rng;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -317,6 +400,14 @@ async fn relay(
         while let Ok(n) = from.read(&mut buf).await {
             if n == 0 {
                 break;
+            }
+            match &turn.round_trips {
+                Some(count) => {
+                    if turn.answered.swap(false, Ordering::Relaxed) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None => turn.answered.store(true, Ordering::Relaxed),
             }
             let mut wait = shape.delay;
             let mut rng = rand::thread_rng();
