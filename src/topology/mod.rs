@@ -253,10 +253,43 @@ pub struct ReadCaching {
 
 /// Binds `address` now (so a test can ask for port 0 and learn the port).
 pub fn bind(address: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address).map_err(|source| StartError::Bind {
+    listen(address).map_err(|source| StartError::Bind {
         address: address.to_owned(),
         source,
     })
+}
+
+/// How long an idle connection is kept open for its next request. Far longer than the idle
+/// timeout of any pool that reuses connections to us (the gateway's and services' clients keep
+/// theirs 4 s): with actix-web's default of 5 s, a busy client could take a pooled connection
+/// the instant the server closed it, and its request was reset — a POST then fails, since it may
+/// not be retried. 75 s is what nginx keeps.
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
+/// Connections the kernel queues for a listener before the server accepts them. The standard
+/// library's `TcpListener::bind` queues 128: a burst of more clients at once (a busy minute on
+/// two cores) overflowed it, and those connections were reset. actix-web's own default is 1 024.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn listen(address: &str) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last_error = None;
+    for addr in std::net::ToSocketAddrs::to_socket_addrs(address)? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // As the standard library does: a restarted process may bind while old connections of
+        // its predecessor linger in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()) {
+            Ok(()) => {
+                socket.listen(LISTEN_BACKLOG)?;
+                return Ok(socket.into());
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    }))
 }
 
 /// Serves `mount`'s routes in `shell` on `listener`, with the server settings' timeouts and
@@ -272,7 +305,8 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let mut server = HttpServer::new(move || shell.clone().app(mount.clone()))
-        .client_request_timeout(server_settings.header_timeout());
+        .client_request_timeout(server_settings.header_timeout())
+        .keep_alive(KEEP_ALIVE);
     match workers {
         Some(n) => server = server.workers(n),
         None if server_settings.workers > 0 => server = server.workers(server_settings.workers),
@@ -400,5 +434,28 @@ impl Application {
             .into_iter()
             .collect::<std::io::Result<Vec<()>>>()
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's queue of a listener holds a burst of connections (`ss` shows its size as
+    /// the listening socket's Send-Q); it held 128 with `TcpListener::bind`.
+    #[test]
+    fn listeners_queue_a_burst_of_connections() {
+        let listener = bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let Ok(out) = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output()
+        else {
+            eprintln!("SKIPPED: `ss` (iproute2) is not installed");
+            return;
+        };
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let queue: Vec<&str> = line.split_whitespace().take(3).collect();
+        assert_eq!(queue, ["LISTEN", "0", "1024"], "{line}");
     }
 }

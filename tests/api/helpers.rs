@@ -266,8 +266,12 @@ impl TestApp {
     ) -> Self {
         Self {
             address,
+            // Idle connections are dropped before the server's 5 s keep-alive closes them:
+            // otherwise a request may go out on a connection the server is closing that instant
+            // (a reset, which a POST can not be retried after).
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
+                .pool_idle_timeout(Duration::from_secs(3))
                 .build()
                 .unwrap(),
             databases,
