@@ -12,6 +12,7 @@ failures=0
 leftovers() { # what a run may have left: its namespaces, links, processes on its hosts
   ip netns list | grep '^rsvp-'
   ip -o link show | grep -E ': (h[0-9]+|br0)[@:]'
+  ls -d "${TMPDIR:-/tmp}"/rsvp-*-postgres "${TMPDIR:-/tmp}"/rsvp-*-round-trips 2>/dev/null
   local root pid
   root=$(readlink /proc/self/ns/net)
   for pid in $(pgrep -f 'rsvp|nats-server'); do
@@ -39,17 +40,19 @@ wait_for() { # pattern: until a process matching it runs (30 s)
   echo "FAIL: $1 never started"; failures=$((failures + 1)); return 1
 }
 
-args=(compare --network netns --quick --delay 1ms --out "$out")
+# Each run bounded: a run that hangs fails the test instead of the CI job (timeout passes the
+# signals it receives on to the run).
+args=(300 "$bench" compare --network netns --quick --delay 1ms --out "$out")
 
 if [[ -n $(leftovers) ]]; then
   echo "error: leftovers before the test (run: $bench netns-cleanup)"; leftovers; exit 1
 fi
 
-"$bench" "${args[@]}" >/dev/null 2>&1 || { echo "FAIL: the plain run failed"; failures=$((failures + 1)); }
+timeout "${args[@]}" >/dev/null 2>&1 || { echo "FAIL: the plain run failed"; failures=$((failures + 1)); }
 check "a run that succeeded"
 
 for signal in INT TERM; do
-  "$bench" "${args[@]}" >/dev/null 2>&1 &
+  timeout "${args[@]}" >/dev/null 2>&1 &
   pid=$!
   wait_for 'rsvp-events' && sleep 1
   kill -"$signal" "$pid"
@@ -58,7 +61,7 @@ for signal in INT TERM; do
   check "a run stopped with SIG$signal"
 done
 
-"$bench" "${args[@]}" >/dev/null 2>&1 &
+timeout "${args[@]}" >/dev/null 2>&1 &
 pid=$!
 wait_for 'rsvp-gateway' && sleep 0.5
 pkill -9 -f 'rsvp-gateway$'

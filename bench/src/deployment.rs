@@ -270,7 +270,10 @@ impl Deployment {
                 .map_err(|e| format!("cannot start {}: {e} (build them with `cargo build --release --features split`)", process.binary))?;
             process.child = Some(child);
         }
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())?;
         let deadline = started + Duration::from_secs(60);
         loop {
             let mut all_ready = true;

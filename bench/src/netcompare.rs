@@ -92,6 +92,8 @@ pub async fn run(
     ));
     let work = out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    // Absolute: the servers started on other hosts run as other users, elsewhere.
+    let work = work.canonicalize().map_err(|e| e.to_string())?;
     let placement = hosts.placement();
     // NATS and PostgreSQL on a host of their own, as a deployment would have them.
     let _nats = placement
@@ -105,7 +107,7 @@ pub async fn run(
         .map_err(|e| format!("nats-server: {e}"))?;
 
     let _postgres = if run.backends.contains(&Backend::Postgres) {
-        Some(postgres_on_data_host(&placement, &work).await?)
+        Some(postgres_on_data_host(&placement).await?)
     } else {
         None
     };
@@ -199,6 +201,16 @@ pub async fn run(
                         .collect(),
                     errors: measured.errors,
                 });
+                // A measurement with failed requests means nothing: stop here, saying why.
+                if let Some(error) = measured.first_error {
+                    return Err(format!(
+                        "{backend:?}, {} at {} ms, {}: {} requests failed, the first: {error}",
+                        topology.label(),
+                        ms(delay),
+                        scenario.label(),
+                        measured.errors
+                    ));
+                }
             }
             deployment.stop().await;
             hosts.unexpose_all();
@@ -307,12 +319,27 @@ async fn start(
     Ok((deployment, Arc::new(seed)))
 }
 
-/// A PostgreSQL server of this run's own on the data host: a fresh cluster (trust
-/// authentication, the machine's PostgreSQL binaries), killed when the returned child is dropped.
+/// A PostgreSQL server of this run's own on the data host, and its cluster's folder: both gone
+/// when this is dropped.
+struct DataHostPostgres {
+    server: tokio::process::Child,
+    folder: PathBuf,
+}
+
+impl Drop for DataHostPostgres {
+    fn drop(&mut self) {
+        let _ = self.server.start_kill();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// A fresh cluster (trust authentication, the machine's PostgreSQL binaries) served on the data
+/// host. Its folder is in the system's temporary folder: the `postgres` user must reach it,
+/// which `--out` (or a private temporary folder) may not allow.
 async fn postgres_on_data_host(
     placement: &crate::network::Placement,
-    work: &Path,
-) -> Result<tokio::process::Child, String> {
+) -> Result<DataHostPostgres, String> {
     let bin = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(
             |_| "PostgreSQL on the data host needs the server's binaries (/usr/lib/postgresql)",
@@ -321,15 +348,9 @@ async fn postgres_on_data_host(
         .map(|e| e.path().join("bin"))
         .max()
         .ok_or("no PostgreSQL version under /usr/lib/postgresql")?;
-    let data = work.join("postgres");
+    let data = std::env::temp_dir().join(format!("rsvp-{}-postgres", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-    // The server runs as `postgres`, which must reach its folder and own it.
-    for dir in [work, &data] {
-        let _ = std::process::Command::new("chmod")
-            .arg("755")
-            .arg(dir)
-            .status();
-    }
     std::process::Command::new("chown")
         .arg("postgres:postgres")
         .arg(&data)
@@ -345,6 +366,8 @@ async fn postgres_on_data_host(
     if !init.status.success() {
         return Err(format!("initdb: {}", String::from_utf8_lossy(&init.stderr)));
     }
+    let log = std::env::temp_dir().join(format!("rsvp-{}-postgres.log", std::process::id()));
+    let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let child = placement
         .command("data", Path::new("runuser"))
         .args(["-u", "postgres", "--"])
@@ -355,7 +378,7 @@ async fn postgres_on_data_host(
         .arg(&data)
         .args(["-c", "max_connections=300"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log_file)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("postgres: {e}"))?;
@@ -367,16 +390,28 @@ async fn postgres_on_data_host(
             .await
             .is_ok_and(|s| s.success());
         if ready {
-            return Ok(child);
+            let _ = std::fs::remove_file(&log);
+            return Ok(DataHostPostgres {
+                server: child,
+                folder: data,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err("PostgreSQL on the data host did not start".into())
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = said.lines().rev().take(5).collect();
+    Err(format!(
+        "PostgreSQL on the data host did not start: {}",
+        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+    ))
 }
 
 /// Requests served so far by every process of `deployment` (health checks and scrapes aside).
 async fn served(deployment: &Deployment) -> u64 {
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client");
     let mut total = 0;
     for (_, base) in deployment.urls() {
         let Ok(response) = client.get(format!("{base}/metrics")).send().await else {

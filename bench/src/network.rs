@@ -106,7 +106,8 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Removes every namespace a run of rsvp-bench left (`rsvp-<pid>-*`), whatever its pid.
+/// Removes every namespace a run of rsvp-bench left (`rsvp-<pid>-*`), whatever its pid, and
+/// what those runs kept in the temporary folder.
 pub fn cleanup_all() -> Result<usize, String> {
     let list = Command::new("ip")
         .args(["netns", "list"])
@@ -121,6 +122,22 @@ pub fn cleanup_all() -> Result<usize, String> {
     for name in &names {
         kill_processes_in(name);
         let _ = ip(&["netns", "del", name]);
+    }
+    // The data host's PostgreSQL cluster and the relays' counters live beside them.
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("rsvp-")
+            && (name.ends_with("-postgres")
+                || name.ends_with("-postgres.log")
+                || name.ends_with("-round-trips"))
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     Ok(names.len())
 }
