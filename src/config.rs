@@ -163,6 +163,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("auth.signing_key_path", "data/signing_key.pem"),
     ("auth.retired_signing_key_paths", ""),
     ("auth.issuer", "rsvp"),
+    ("auth.password_attempts_per_minute", "30"),
     ("gateway.auth_rate_per_minute", "30"),
     ("gateway.body_limit_bytes", "65536"),
     ("gateway.cors_allowed_origins", ""),

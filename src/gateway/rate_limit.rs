@@ -1,5 +1,9 @@
-//! Per-client-IP rate limit on `/api/auth/*`, where every request may cost a bcrypt hash. The
-//! client is the peer, or whom a trusted proxy forwards for (see [`super::client_address`]).
+//! Per-client rate limit on every request that may cost a bcrypt hash: `/api/auth/*`, and the
+//! changes of one's own account that check the current password (`PATCH`/`DELETE
+//! /api/users/me`). The client is the peer, or whom a trusted proxy forwards for (see
+//! [`super::client_address`]), and an IPv6 client is its /64: one host commonly holds a whole
+//! /64, so counting its addresses one by one would grant it 2^64 quotas. (The users module adds
+//! a limit per account, whatever the address.)
 //!
 //! One gateway counts alone, in memory. Several instances behind a load balancer would each
 //! grant the whole quota, so with `gateway.rate_limit_redis_url` they count together in Redis,
@@ -21,7 +25,7 @@ use actix_web::{
     Error, HttpMessage, ResponseError,
     body::{EitherBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
-    http::StatusCode,
+    http::{Method, StatusCode},
     middleware::Next,
     web,
 };
@@ -181,13 +185,33 @@ impl SharedCount {
     }
 }
 
+/// Whether a request may check a password (and so costs a bcrypt hash).
+fn checks_password(method: &Method, path: &str) -> bool {
+    path.starts_with("/api/auth/")
+        || (path == "/api/users/me" && (method == Method::PATCH || method == Method::DELETE))
+}
+
+/// What one client's quota is counted by: an IPv4 address, or an IPv6 address's /64 (an
+/// IPv4-mapped IPv6 address counts as the IPv4 address it maps).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 pub async fn limit_auth_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let client = req.extensions().get::<ClientAddress>().map(|c| c.ip);
     let limited = match (req.app_data::<web::Data<AuthRateLimit>>(), client) {
-        (Some(limit), Some(ip)) if req.path().starts_with("/api/auth/") => limit.wait_for(ip).await,
+        (Some(limit), Some(ip)) if checks_password(req.method(), req.path()) => {
+            limit.wait_for(client_key(ip)).await
+        }
         _ => None,
     };
     if let Some(retry_after) = limited {
@@ -196,7 +220,7 @@ pub async fn limit_auth_requests(
             ..Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
-                "too many authentication requests from this address; retry later",
+                "too many password attempts from this address; retry later",
             )
         };
         return Ok(req
@@ -206,4 +230,50 @@ pub async fn limit_auth_requests(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let next_network: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(one), client_key(other));
+        assert_ne!(client_key(one), client_key(next_network));
+        assert_eq!(client_key(one), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ipv4_clients_are_counted_alone_in_either_spelling() {
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(client_key(v4), v4);
+        assert_eq!(client_key(mapped), v4);
+        assert_ne!(client_key("203.0.113.8".parse().unwrap()), v4);
+    }
+
+    #[test]
+    fn every_password_checking_route_is_limited_and_nothing_else() {
+        for (method, path) in [
+            (Method::POST, "/api/auth/login"),
+            (Method::POST, "/api/auth/register"),
+            (Method::POST, "/api/auth/refresh"),
+            (Method::POST, "/api/auth/password-reset/confirm"),
+            (Method::PATCH, "/api/users/me"),
+            (Method::DELETE, "/api/users/me"),
+        ] {
+            assert!(checks_password(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/api/users/me"),
+            (Method::GET, "/api/users/me/registrations"),
+            (Method::DELETE, "/api/users/me/registrations"),
+            (Method::GET, "/api/events"),
+        ] {
+            assert!(!checks_password(&method, path), "{method} {path}");
+        }
+    }
 }

@@ -140,11 +140,23 @@ impl TokenVerifier for KeySetVerifier {
 
 /// Accounts deleted while tokens issued to them may still be unexpired. Access tokens are
 /// stateless, so each process remembers the deletions it learnt of (the users module as it
-/// deletes, the events module from `user.deleted`) for one token lifetime, and refuses their
-/// tokens without asking anyone per request. Memory is bounded by the deletions of one lifetime.
+/// deletes, every other process from the broadcast of `user.deleted`) for one token lifetime,
+/// and refuses their tokens without asking anyone per request. Memory is bounded by the
+/// deletions of one lifetime.
+///
+/// A deletion in progress is refused too, from before its transaction commits: each one holds a
+/// [`PendingDeletion`], counted, so a deletion that fails (or loses a race with another deletion
+/// of the same account) takes back only its own mark, never another's.
 pub struct DeletedAccounts {
     remember_for: chrono::Duration,
-    deleted_at: RwLock<HashMap<Uuid, DateTime<Utc>>>,
+    marks: RwLock<Marks>,
+}
+
+#[derive(Default)]
+struct Marks {
+    deleted_at: HashMap<Uuid, DateTime<Utc>>,
+    /// Deletions in progress per account.
+    pending: HashMap<Uuid, u32>,
 }
 
 impl DeletedAccounts {
@@ -154,8 +166,12 @@ impl DeletedAccounts {
         Self {
             remember_for: chrono::Duration::from_std(access_ttl + slack)
                 .unwrap_or(chrono::Duration::MAX),
-            deleted_at: RwLock::default(),
+            marks: RwLock::default(),
         }
+    }
+
+    fn marks(&self) -> std::sync::RwLockWriteGuard<'_, Marks> {
+        self.marks.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The earliest deletion that still matters: older ones have no unexpired token left.
@@ -164,13 +180,15 @@ impl DeletedAccounts {
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
-    /// Records a deletion, forgetting those past the horizon.
+    /// Records a deletion, forgetting those past the horizon. Idempotent: learning a deletion
+    /// twice (a redelivery, the broadcast and the cascade) keeps the earlier time.
     pub fn insert(&self, id: Uuid, deleted_at: DateTime<Utc>) {
         let horizon = self.horizon(Utc::now());
-        let mut map = self.deleted_at.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, at| *at >= horizon);
+        let mut marks = self.marks();
+        marks.deleted_at.retain(|_, at| *at >= horizon);
         if deleted_at >= horizon {
-            map.insert(id, deleted_at);
+            let at = marks.deleted_at.entry(id).or_insert(deleted_at);
+            *at = (*at).min(deleted_at);
         }
     }
 
@@ -185,26 +203,58 @@ impl DeletedAccounts {
         rows.len()
     }
 
-    /// Takes back a deletion that did not happen (its transaction failed).
-    pub fn remove(&self, id: Uuid) {
-        let mut map = self.deleted_at.write().unwrap_or_else(|e| e.into_inner());
-        map.remove(&id);
+    /// Refuses `id` while its deletion is in progress: until the returned mark is dropped, or
+    /// for good once [`PendingDeletion::done`] says the deletion committed.
+    pub fn begin(self: &Arc<Self>, id: Uuid) -> PendingDeletion {
+        *self.marks().pending.entry(id).or_default() += 1;
+        PendingDeletion {
+            accounts: self.clone(),
+            id,
+        }
     }
 
-    /// Whether `id`'s account was deleted within the last token lifetime.
+    /// Whether `id`'s account was deleted within the last token lifetime, or is being deleted.
     pub fn contains(&self, id: Uuid) -> bool {
-        let map = self.deleted_at.read().unwrap_or_else(|e| e.into_inner());
-        map.contains_key(&id)
+        let marks = self.marks.read().unwrap_or_else(|e| e.into_inner());
+        marks.deleted_at.contains_key(&id) || marks.pending.contains_key(&id)
     }
 
     /// How many deletions are remembered.
     pub fn len(&self) -> usize {
-        self.deleted_at.read().map(|m| m.len()).unwrap_or_default()
+        self.marks
+            .read()
+            .map(|m| m.deleted_at.len())
+            .unwrap_or_default()
     }
 
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// One deletion in progress (see [`DeletedAccounts::begin`]).
+pub struct PendingDeletion {
+    accounts: Arc<DeletedAccounts>,
+    id: Uuid,
+}
+
+impl PendingDeletion {
+    /// The deletion committed at `deleted_at`: the account stays refused.
+    pub fn done(self, deleted_at: DateTime<Utc>) {
+        self.accounts.insert(self.id, deleted_at);
+    }
+}
+
+impl Drop for PendingDeletion {
+    fn drop(&mut self) {
+        let mut marks = self.accounts.marks();
+        if let Some(count) = marks.pending.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                marks.pending.remove(&self.id);
+            }
+        }
     }
 }
 

@@ -1,13 +1,20 @@
 //! Domain events over NATS JetStream (split build). The outbox relay publishes each event with
-//! its id as `Nats-Msg-Id`, so JetStream drops a republished duplicate; a durable pull consumer
-//! shared by a service's instances delivers each event at least once and is acknowledged only
-//! after the handler committed. Both sides survive the broker being down: the publisher's
-//! failures leave rows in the outbox, the consumer reconnects with backoff.
+//! its id as `Nats-Msg-Id`, so JetStream drops a republished duplicate. Two kinds of delivery,
+//! kept apart: a work queue ([`spawn_consumer`]: a durable pull consumer shared by a service's
+//! instances delivers each event to one of them, at least once, acknowledged only after the
+//! handler committed) and a broadcast ([`spawn_broadcast`]: every process sees every event, for
+//! what each instance keeps in memory). Both survive the broker being down: the publisher's
+//! failures leave rows in the outbox, the consumers reconnect with backoff.
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{DeliverPolicy, pull},
+    stream,
+};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
 use super::{
@@ -141,7 +148,8 @@ impl EventPublisher for NatsPublisher {
     }
 }
 
-/// Runs a durable consumer for `handler`'s topics until the process ends.
+/// Runs a durable consumer for `handler`'s topics until the process ends: the work queue, where
+/// the instances sharing `settings.consumer` split the events between them.
 pub fn spawn_consumer(
     js: jetstream::Context,
     settings: NatsSettings,
@@ -208,6 +216,74 @@ async fn consume(
             }
         };
         ack.map_err(BrokerError::jetstream("ack"))?;
+    }
+    Ok(())
+}
+
+/// Runs a broadcast subscription for `handler`'s topics until the process ends: every process
+/// that runs one sees every event (through an ordered consumer of its own that nobody
+/// acknowledges), starting with those published since `since()`. A process that starts, or
+/// whose connection broke, so relearns what happened while it was away. For per-instance memory
+/// (deleted accounts); work that must happen once belongs to [`spawn_consumer`]. The handler
+/// must be idempotent: a reconnection replays from `since()` again.
+pub fn spawn_broadcast(
+    js: jetstream::Context,
+    settings: NatsSettings,
+    handler: Arc<dyn EventHandler>,
+    since: impl Fn() -> DateTime<Utc> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            match listen(&js, &settings, handler.as_ref(), since()).await {
+                Ok(()) => failures = 0,
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %err, "event broadcast interrupted; reconnecting");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.clamp(1, 8)))).await;
+        }
+    })
+}
+
+async fn listen(
+    js: &jetstream::Context,
+    settings: &NatsSettings,
+    handler: &dyn EventHandler,
+    since: DateTime<Utc>,
+) -> Result<(), BrokerError> {
+    let stream = ensure_stream(js, settings).await?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            // One topic is filtered by the broker; several are picked out below.
+            filter_subject: match handler.topics() {
+                [topic] => subject(settings, topic),
+                _ => subject(settings, ">"),
+            },
+            deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| BrokerError::jetstream("broadcast consumer")(e.into()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| BrokerError::jetstream("broadcast messages")(e.into()))?;
+    tracing::info!(topics = ?handler.topics(), "listening to broadcast domain events");
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| BrokerError::jetstream("message")(e.into()))?;
+        match serde_json::from_slice::<DomainEvent>(&message.payload) {
+            Ok(event) if !handler.topics().contains(&event.topic.as_str()) => {}
+            Ok(event) => {
+                if let Err(err) = handler.handle(&event).await {
+                    tracing::error!(error = %err, topic = %event.topic, "broadcast domain event not applied");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, subject = %message.subject, "undecodable domain event dropped");
+            }
+        }
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use crate::{
     },
     modules::{
         events::{self, EventsService, UserDeletedHandler},
-        users::{self, UsersApi, UsersClient, UsersService},
+        users::{self, RememberDeletions, UsersApi, UsersClient, UsersService},
     },
     platform::{
         auth::{DeletedAccounts, KeySetVerifier, TokenVerifier},
@@ -117,9 +117,22 @@ async fn relay_domain_events(
     settings: &Settings,
     users: Option<&Arc<UsersService>>,
     events: Option<&Arc<EventsService>>,
+    deleted: &Arc<DeletedAccounts>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
     let consumer = |events: &Arc<EventsService>| Arc::new(UserDeletedHandler(events.clone()));
     let mut tasks = Vec::new();
+    // Every instance verifies tokens, so every instance learns every deletion: a broadcast,
+    // replayed from one token lifetime back at start. (The cascade below runs once.)
+    if users.is_some() != events.is_some() {
+        let js = nats::connect(&settings.nats).await?;
+        let horizon = deleted.clone();
+        tasks.push(nats::spawn_broadcast(
+            js,
+            settings.nats.clone(),
+            Arc::new(RememberDeletions(deleted.clone())),
+            move || horizon.horizon(chrono::Utc::now()),
+        ));
+    }
     if let (Some(events), None) = (events, users) {
         let js = nats::connect(&settings.nats).await?;
         tasks.push(nats::spawn_consumer(
@@ -204,7 +217,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         }
         _ => None,
     };
-    let mut tasks = relay_domain_events(&settings, users.local.as_ref(), events.as_ref()).await?;
+    let mut tasks =
+        relay_domain_events(&settings, users.local.as_ref(), events.as_ref(), &deleted).await?;
     // Any other instance may cache what this one's modules change (names, events).
     if db.is_some() {
         tasks.extend(nats::fan_out_changes(&settings.nats, reads.changes.clone()).await?);

@@ -333,6 +333,11 @@ impl TestApp {
         &self.databases[0].url
     }
 
+    /// The events module's database (the only one in the monolith).
+    pub fn events_database_url(&self) -> &str {
+        &self.databases[self.databases.len() - 1].url
+    }
+
     /// Sends `request` as it is, bytes on the wire (HTTP clients would tidy a path up before
     /// sending it), and returns what came back until the server closed or `wait` passed.
     pub async fn raw(&self, request: &[u8], wait: Duration) -> RawAnswer {
@@ -388,6 +393,12 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
         self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    /// [`TestApp::post`] with owned arguments, for futures built in a loop and awaited together.
+    pub async fn post_owned(&self, path: String, token: Option<String>, body: Value) -> Response {
+        self.request(Method::POST, &path, token.as_deref(), Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Response {
@@ -571,6 +582,7 @@ pub fn test_settings(db: &TestDatabase) -> Vec<(String, String)> {
             db.dir.join("signing_key.pem").display().to_string(),
         ),
         ("gateway.auth_rate_per_minute", "0".to_owned()),
+        ("auth.password_attempts_per_minute", "0".to_owned()),
         ("outbox.poll_interval_ms", "200".to_owned()),
     ]
     .into_iter()
@@ -689,4 +701,21 @@ pub fn fields(problem: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The one number `sql` (a `SELECT count(*) AS n ...` or any `AS n` bigint) answers on the
+/// database at `url`: for invariants checked on the database itself, beside the API.
+pub fn sql_number(url: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Number {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let query = diesel::sql_query(sql);
+    let rows: Vec<Number> = match url.strip_prefix("sqlite://") {
+        Some(path) => query.load(&mut diesel::SqliteConnection::establish(path).expect("sqlite")),
+        None => query.load(&mut PgConnection::establish(url).expect("postgres")),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.first().map_or(0, |row| row.n)
 }

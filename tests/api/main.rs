@@ -19,6 +19,7 @@ mod migrations;
 mod outbox;
 #[cfg(feature = "split")]
 mod proxy;
+mod races;
 mod read_cache;
 mod registrations;
 #[cfg(feature = "split")]

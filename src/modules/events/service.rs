@@ -99,7 +99,10 @@ impl EventsService {
         let event = domain::Event::new(caller.id, draft, at);
         let event = self
             .db
-            .write(move |conn| store::insert_event(conn, &event).map(|()| event))
+            .write(move |conn| {
+                store::ensure_account_alive(conn, caller.id)?;
+                store::insert_event(conn, &event).map(|()| event)
+            })
             .await?;
         self.announce(event.id, true);
         Ok(to_event(
@@ -216,6 +219,7 @@ impl EventsService {
         let event = self
             .db
             .write(move |conn| {
+                store::ensure_account_alive(conn, caller.id)?;
                 let mut event = locked_for(conn, id, &caller)?;
                 event.revise(patch, now())?;
                 // A larger capacity seats waitlisted people now, not at the next cancellation.
@@ -234,6 +238,7 @@ impl EventsService {
         let changed = self
             .db
             .write(move |conn| {
+                store::ensure_account_alive(conn, caller.id)?;
                 let mut event = locked_for(conn, id, &caller)?;
                 let changed = event.cancel(now());
                 if changed {
@@ -254,17 +259,16 @@ impl EventsService {
         caller: AuthUser,
         event_id: EventId,
     ) -> Result<Registration, EventsError> {
-        let deleted = self.deleted.clone();
         let registration = self
             .db
             .write(move |conn| {
+                // Checked inside the transaction: a deletion cascade either ran before (refused
+                // here) or waits for this commit and then removes the registration.
+                store::ensure_account_alive(conn, caller.id)?;
                 let mut event =
                     store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
                 // Under the lock: arrival order is admission order, and `created_at` says it.
                 let at = now();
-                if deleted.contains(caller.id.as_uuid()) {
-                    return Err(EventsError::AccountGone);
-                }
                 event.ensure_open(at)?;
                 if store::find_registration(conn, event_id, caller.id)?.is_some() {
                     return Err(EventsError::AlreadyRegistered);
@@ -420,6 +424,9 @@ impl EventsService {
         let changed = self
             .db
             .write(move |conn| {
+                // First: registrations and events being written for the account commit before
+                // the cascade looks for them, and later ones see the record below and refuse.
+                store::lock_account_for_deletion(conn, user)?;
                 let at = now();
                 let mut changed = Vec::new();
                 if !store::record_handled(conn, message_id, USER_DELETED, at)? {

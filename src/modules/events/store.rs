@@ -467,6 +467,54 @@ pub fn record_handled(
     Ok(true)
 }
 
+/// Class of the PostgreSQL advisory locks that guard an account's writes in this module (the
+/// two-key lock space, apart from the migration lock's one-key space).
+const ACCOUNT_LOCK_CLASS: i32 = 0x7273_7601;
+
+/// An account's lock key: its id folded to 32 bits. Two accounts sharing one only wait on each
+/// other now and then.
+fn account_lock_key(user: UserId) -> i32 {
+    let bits = user.as_uuid().as_u128();
+    (0..4).fold(0u32, |key, i| key ^ (bits >> (32 * i)) as u32) as i32
+}
+
+/// Refuses a write for `user` once this module recorded the account's deletion. On PostgreSQL
+/// the write first shares the account's lock until it commits, and the deletion cascade takes it
+/// exclusively before it looks for the account's registrations and events: so a write that
+/// passed this check is committed, and seen by the cascade, before the cascade reads. (SQLite
+/// runs one write transaction at a time, which gives the same order.) Call it before locking an
+/// event, the order the cascade locks in.
+pub fn ensure_account_alive(conn: &mut DbConnection, user: UserId) -> Result<(), EventsError> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+            .bind::<diesel::sql_types::Integer, _>(ACCOUNT_LOCK_CLASS)
+            .bind::<diesel::sql_types::Integer, _>(account_lock_key(user))
+            .execute(pg)?;
+    }
+    let deleted = events_deleted_users::table
+        .find(user.to_string())
+        .select(events_deleted_users::user_id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some();
+    if deleted {
+        return Err(EventsError::AccountGone);
+    }
+    Ok(())
+}
+
+/// Waits for the writes in flight for `user` to commit and holds off new ones until this
+/// transaction ends (see [`ensure_account_alive`]); the deletion cascade's first step.
+pub fn lock_account_for_deletion(conn: &mut DbConnection, user: UserId) -> QueryResult<()> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind::<diesel::sql_types::Integer, _>(ACCOUNT_LOCK_CLASS)
+            .bind::<diesel::sql_types::Integer, _>(account_lock_key(user))
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Records that `user`'s account was deleted (once; later records change nothing).
 pub fn record_deleted_user(
     conn: &mut DbConnection,

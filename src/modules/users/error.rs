@@ -26,6 +26,8 @@ pub enum UsersError {
     AccountGone,
     #[error("user not found")]
     NotFound,
+    #[error("too many password attempts for this account")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error(transparent)]
     Problem(#[from] Problem),
     #[error(transparent)]
@@ -80,6 +82,14 @@ impl ToProblem for UsersError {
                 Problem::unauthorized("the account of this access token no longer exists")
             }
             UsersError::NotFound => Problem::not_found("no such user"),
+            UsersError::TooManyAttempts { retry_after_secs } => Problem {
+                retry_after_secs: Some(*retry_after_secs),
+                ..Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "too many password attempts for this account; retry later",
+                )
+            },
             UsersError::Problem(problem) => problem.clone(),
             UsersError::Db(err) if err.is_unavailable() => {
                 tracing::error!(error = %err, "database unavailable");

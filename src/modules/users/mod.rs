@@ -32,7 +32,13 @@ pub use keys::{KeysError, SigningKeys};
 pub use outbox::OutboxRelay;
 pub use service::UsersService;
 
-use crate::platform::{auth::Role, db::ModuleMigrations};
+use std::sync::Arc;
+
+use crate::platform::{
+    auth::{DeletedAccounts, Role},
+    db::ModuleMigrations,
+    messaging::{DeliveryError, DomainEvent, EventHandler},
+};
 
 /// What other modules may ask of the users module. In process it is [`UsersService`]; in a
 /// split deployment an HTTP client implements it.
@@ -91,6 +97,9 @@ pub struct AuthSettings {
     #[serde(deserialize_with = "crate::platform::settings::list")]
     pub retired_signing_key_paths: Vec<String>,
     pub issuer: String,
+    /// Password checks allowed per account and minute (a burst of as many), whichever address
+    /// they come from; 0 turns the limit off.
+    pub password_attempts_per_minute: u32,
 }
 
 /// The `outbox` section of the configuration: the relay of the users module's domain events.
@@ -109,6 +118,26 @@ pub const USER_DELETED: &str = "user.deleted";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserDeleted {
     pub user_id: Uuid,
+}
+
+/// Teaches a process's [`DeletedAccounts`] every `user.deleted`: subscribed as a broadcast, so
+/// every instance of every process that verifies tokens refuses a deleted account, not only the
+/// one instance that ran the cascade.
+pub struct RememberDeletions(pub Arc<DeletedAccounts>);
+
+#[async_trait]
+impl EventHandler for RememberDeletions {
+    fn topics(&self) -> &'static [&'static str] {
+        &[USER_DELETED]
+    }
+
+    async fn handle(&self, event: &DomainEvent) -> Result<(), DeliveryError> {
+        let payload: UserDeleted = serde_json::from_value(event.payload.clone()).map_err(|e| {
+            DeliveryError::because(format!("malformed {USER_DELETED} payload: {e}"))
+        })?;
+        self.0.insert(payload.user_id, event.occurred_at);
+        Ok(())
+    }
 }
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/users/sqlite");

@@ -1,11 +1,15 @@
 //! The users module's rules: accounts, passwords, token issuance and rotation, account deletion
 //! with its `user.deleted` domain event. All database and bcrypt work runs off the async runtime.
 
-use std::sync::Arc;
+use std::{num::NonZeroU32, sync::Arc};
 
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -43,7 +47,13 @@ pub struct UsersService {
     deleted: Arc<DeletedAccounts>,
     /// Where renames and deletions are announced to the caches holding names.
     changes: Arc<Changes>,
+    /// Password checks per account (its id, or the email when no account has it), whichever
+    /// address they come from: the gateway limits per address, this per target.
+    attempts: Option<DefaultKeyedRateLimiter<String>>,
 }
+
+/// Accounts whose attempts are remembered before idle ones are forgotten.
+const ATTEMPTS_KEPT: usize = 10_000;
 
 /// Fields a caller may change on their own account.
 pub struct ProfileChange {
@@ -62,7 +72,10 @@ impl UsersService {
         changes: Arc<Changes>,
     ) -> Result<Self, bcrypt::BcryptError> {
         let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)?;
+        let attempts = NonZeroU32::new(settings.password_attempts_per_minute)
+            .map(|rate| RateLimiter::keyed(Quota::per_minute(rate)));
         Ok(Self {
+            attempts,
             db,
             keys,
             settings,
@@ -148,6 +161,10 @@ impl UsersService {
             .db
             .run(move |conn| store::find_user_by_email(conn, &lookup).map_err(UsersError::from))
             .await?;
+        match &user {
+            Some(user) => self.count_attempt(&user.id)?,
+            None => self.count_attempt(email.as_str())?,
+        }
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
@@ -185,17 +202,31 @@ impl UsersService {
     }
 
     /// Rotates a refresh token. A token presented twice revokes its whole family: whoever holds
-    /// the other copy (the thief or the owner) has to log in again.
+    /// the other copy (the thief or the owner) has to log in again. Consuming the token and
+    /// storing its successor are one transaction under the account's lock, so a revocation
+    /// (password change, logout, reuse, deletion) either comes first and the token is refused,
+    /// or comes after and revokes the successor too.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, UsersError> {
         let hash = hash_refresh_token(refresh_token);
+        let (successor, mut successor_row) = self.new_refresh_token(now());
         let outcome = self
             .db
             .write(
-                move |conn| -> Result<Result<(UserRow, String), UsersError>, UsersError> {
-                    let at = now();
+                move |conn| -> Result<Result<UserRow, UsersError>, UsersError> {
                     let Some(token) = store::find_refresh_token(conn, &hash)? else {
                         return Ok(Err(UsersError::InvalidRefreshToken));
                     };
+                    let user_id: Uuid = token.user_id.parse().map_err(|_| {
+                        UsersError::Internal("refresh token with a malformed user id".into())
+                    })?;
+                    if !store::lock_user(conn, user_id)? {
+                        return Ok(Err(UsersError::InvalidRefreshToken));
+                    }
+                    // Read again under the lock: a revocation that committed meanwhile shows now.
+                    let Some(token) = store::find_refresh_token(conn, &hash)? else {
+                        return Ok(Err(UsersError::InvalidRefreshToken));
+                    };
+                    let at = now();
                     if token.revoked_at.is_some() || token.used_at.is_some() {
                         store::revoke_family(conn, &token.family_id, at)?;
                         return Ok(Err(UsersError::RefreshTokenReused));
@@ -207,22 +238,19 @@ impl UsersService {
                         store::revoke_family(conn, &token.family_id, at)?;
                         return Ok(Err(UsersError::RefreshTokenReused));
                     }
-                    let user_id: Uuid = token.user_id.parse().map_err(|_| {
-                        UsersError::Internal("refresh token with a malformed user id".into())
-                    })?;
-                    let user = store::find_user(conn, user_id)?;
-                    Ok(user
-                        .map(|u| (u, token.family_id))
-                        .ok_or(UsersError::InvalidRefreshToken))
+                    let Some(user) = store::find_user(conn, user_id)? else {
+                        return Ok(Err(UsersError::InvalidRefreshToken));
+                    };
+                    successor_row.user_id = token.user_id;
+                    successor_row.family_id = token.family_id;
+                    store::insert_refresh_token(conn, &successor_row)?;
+                    Ok(Ok(user))
                 },
             )
             .await?;
         // The revocation above must commit, so the refusal is returned only after the write.
         match outcome {
-            Ok((user, family)) => {
-                let family = family.parse().unwrap_or_else(|_| Uuid::new_v4());
-                self.issue_tokens(&user, family).await
-            }
+            Ok(user) => self.token_pair(&user, successor),
             Err(UsersError::RefreshTokenReused) => {
                 tracing::warn!("refresh token reuse detected; token family revoked");
                 Err(UsersError::RefreshTokenReused)
@@ -237,7 +265,13 @@ impl UsersService {
         let hash = hash_refresh_token(refresh_token);
         self.db
             .write(move |conn| {
-                if let Some(token) = store::find_refresh_token(conn, &hash)? {
+                let Some(token) = store::find_refresh_token(conn, &hash)? else {
+                    return Ok(());
+                };
+                // Under the account's lock, so a successor issued at this instant is revoked too.
+                if let Ok(user_id) = token.user_id.parse()
+                    && store::lock_user(conn, user_id)?
+                {
                     store::revoke_family(conn, &token.family_id, now())?;
                 }
                 Ok(())
@@ -325,11 +359,9 @@ impl UsersService {
         };
         let at = event.occurred_at;
         // Refused from before the commit on, so no request acts for the account once it is gone
-        // (the 204 included); taken back if the deletion does not happen.
-        let known = self.deleted.contains(id);
-        self.deleted.insert(id, at);
-        let deleted = self
-            .db
+        // (the 204 included); the mark goes with this attempt if it fails, and only this one's.
+        let pending = self.deleted.begin(id);
+        self.db
             .write(move |conn| {
                 if store::delete_user(conn, id, at)? == 0 {
                     return Err(UsersError::NotFound);
@@ -337,13 +369,8 @@ impl UsersService {
                 store::insert_outbox(conn, &event)?;
                 Ok(())
             })
-            .await;
-        if let Err(err) = deleted {
-            if !known {
-                self.deleted.remove(id);
-            }
-            return Err(err);
-        }
+            .await?;
+        pending.done(at);
         self.changes.announce(Change::User { id });
         self.outbox_wakeup.notify_one();
         tracing::info!(user_id = %id, "account deleted");
@@ -403,11 +430,30 @@ impl UsersService {
             .await
     }
 
+    /// Counts one password check against `account`'s limit.
+    fn count_attempt(&self, account: &str) -> Result<(), UsersError> {
+        let Some(attempts) = &self.attempts else {
+            return Ok(());
+        };
+        if attempts.len() > ATTEMPTS_KEPT {
+            attempts.retain_recent();
+        }
+        attempts
+            .check_key(&account.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                UsersError::TooManyAttempts {
+                    retry_after_secs: wait.as_secs() + 1,
+                }
+            })
+    }
+
     async fn check_current_password(
         &self,
         user: &UserRow,
         password: String,
     ) -> Result<(), UsersError> {
+        self.count_attempt(&user.id)?;
         match verify_password(password, user.password_hash.clone()).await? {
             Verdict::Match { .. } => Ok(()),
             Verdict::Mismatch => Err(UsersError::WrongCurrentPassword),
@@ -422,7 +468,42 @@ impl UsersService {
             .map_err(UsersError::from)
     }
 
+    /// A new session (a token family) for `user`, unless the account was deleted meanwhile.
     async fn issue_tokens(&self, user: &UserRow, family: Uuid) -> Result<TokenPair, UsersError> {
+        let (refresh_token, mut row) = self.new_refresh_token(now());
+        row.user_id = user.id.clone();
+        row.family_id = family.to_string();
+        let id = user.id()?;
+        self.db
+            .write(move |conn| {
+                // The account's lock: a deletion racing this login comes first (and the login
+                // is refused like a wrong password) or after (and removes this token).
+                if !store::lock_user(conn, id)? {
+                    return Err(UsersError::InvalidCredentials);
+                }
+                store::insert_refresh_token(conn, &row).map_err(UsersError::from)
+            })
+            .await?;
+        self.token_pair(user, refresh_token)
+    }
+
+    /// A fresh refresh token and its row, without owner or family yet.
+    fn new_refresh_token(&self, at: DateTime<Utc>) -> (String, RefreshTokenRow) {
+        let token = new_refresh_token();
+        let row = RefreshTokenRow {
+            token_hash: hash_refresh_token(&token),
+            user_id: String::new(),
+            family_id: String::new(),
+            expires_at: (at + Duration::seconds(self.settings.refresh_ttl_secs as i64)).naive_utc(),
+            created_at: at.naive_utc(),
+            used_at: None,
+            revoked_at: None,
+        };
+        (token, row)
+    }
+
+    /// The pair answered to `user`: a new access token beside the stored `refresh_token`.
+    fn token_pair(&self, user: &UserRow, refresh_token: String) -> Result<TokenPair, UsersError> {
         let at = now();
         let claims = Claims {
             sub: user.id()?,
@@ -434,19 +515,6 @@ impl UsersService {
         };
         let access_token =
             jsonwebtoken::encode(&self.keys.header(), &claims, self.keys.encoding_key())?;
-        let refresh_token = new_refresh_token();
-        let row = RefreshTokenRow {
-            token_hash: hash_refresh_token(&refresh_token),
-            user_id: user.id.clone(),
-            family_id: family.to_string(),
-            expires_at: (at + Duration::seconds(self.settings.refresh_ttl_secs as i64)).naive_utc(),
-            created_at: at.naive_utc(),
-            used_at: None,
-            revoked_at: None,
-        };
-        self.db
-            .write(move |conn| store::insert_refresh_token(conn, &row).map_err(UsersError::from))
-            .await?;
         Ok(TokenPair {
             access_token,
             refresh_token,

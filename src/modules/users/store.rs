@@ -81,6 +81,19 @@ pub fn find_user(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<UserRo
         .optional()
 }
 
+/// Takes the account's row lock until the transaction ends; `false` when there is no such
+/// account. Every write to an account's refresh tokens takes it first, so issuing a token,
+/// rotating one, revoking them and deleting the account happen one after the other: a revocation
+/// always sees a successor issued at the same instant, and a token is never issued to an account
+/// deleted meanwhile. (An update that changes nothing still locks the row on PostgreSQL; SQLite's
+/// write transactions are serialised anyway.)
+pub fn lock_user(conn: &mut DbConnection, id: Uuid) -> QueryResult<bool> {
+    let touched = diesel::update(users::table.find(id.to_string()))
+        .set(users::updated_at.eq(users::updated_at))
+        .execute(conn)?;
+    Ok(touched > 0)
+}
+
 pub fn find_user_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
     users::table
         .filter(users::email.eq(email))
@@ -142,10 +155,12 @@ pub fn upgrade_password_hash(
     .execute(conn)
 }
 
-/// Deletes the user; their refresh tokens go with them (`ON DELETE CASCADE`).
 /// Deletes the account and its refresh tokens, leaving a record of the deletion; `0` when there
 /// was no such account.
 pub fn delete_user(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<usize> {
+    if !lock_user(conn, id)? {
+        return Ok(0);
+    }
     diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(id.to_string())))
         .execute(conn)?;
     let deleted = diesel::delete(users::table.find(id.to_string())).execute(conn)?;
