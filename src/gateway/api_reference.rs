@@ -4,7 +4,9 @@
 
 use std::{fmt::Write as _, sync::LazyLock};
 
+use base64::Engine as _;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::openapi::openapi_document;
 
@@ -250,6 +252,15 @@ fn escape(raw: &str) -> String {
     }
     out
 }
+
+/// The page's policy: nothing but its own inline style, named by its hash; no script at all.
+pub static CONTENT_SECURITY_POLICY: LazyLock<String> = LazyLock::new(|| {
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    )
+});
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;\
 padding:0 1rem;color:#1a1a1a}code{font-family:ui-monospace,monospace}a{color:#0b57d0}\

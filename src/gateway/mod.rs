@@ -121,6 +121,10 @@ impl HttpShell {
                 .app_data(metrics.clone())
                 .app_data(readiness.clone())
                 .route("/metrics", web::get().to(render_metrics))
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+                )
         })
         .workers(1)
         .listen(listener)?
@@ -240,6 +244,12 @@ async fn openapi_json() -> HttpResponse {
 async fn api_docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            api_reference::CONTENT_SECURITY_POLICY.as_str(),
+        ))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .body(api_reference::page())
 }
 

@@ -1,14 +1,23 @@
 //! Request ids and the access log: every request gets an `X-Request-Id` (the caller's, when it
 //! sent a sane one) and a tracing span carrying it and the W3C trace id, so every log line of
 //! the request, in every process it touches, names them.
+//!
+//! Being the outermost layer, it also holds what every answer shares: `nosniff`; a request line
+//! or header section too large for the contract refused (`414`, `431`) before anything reads it;
+//! and every refusal as problem details, including those a library wrote in its own words (a
+//! refused CORS preflight). Heads so large that the HTTP parser itself gives up (a URI over
+//! 64 KiB, more than 96 headers, 128 KiB in all) are answered by actix before any of this runs.
 
 use std::time::Instant;
 
 use actix_web::{
-    Error, HttpMessage,
-    body::MessageBody,
+    Error, HttpMessage, ResponseError,
+    body::{EitherBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        StatusCode,
+        header::{self, HeaderName, HeaderValue},
+    },
     middleware::Next,
     web,
 };
@@ -19,7 +28,82 @@ use super::{
     client_address::{ClientAddress, TrustedProxies},
     known_routes::KnownRoutes,
 };
-use crate::platform::{telemetry, trace::TraceContext};
+use crate::platform::{problem::Problem, telemetry, trace::TraceContext};
+
+/// The longest request target (path and query) answered; longer is `414`.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The largest header section answered (names, values and their separators); larger is `431`.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The refusal of a request head larger than the contract serves, if it is one.
+fn oversized(req: &ServiceRequest) -> Option<Problem> {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return Some(Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            format!("the request target exceeds {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (headers > MAX_HEADER_BYTES).then(|| {
+        Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request-header-fields-too-large",
+            format!("the request headers exceed {MAX_HEADER_BYTES} bytes"),
+        )
+    })
+}
+
+/// Whether an answer is a refusal that is not problem details yet (a library's own words).
+fn needs_problem_body(response: &ServiceResponse<impl MessageBody>) -> bool {
+    let status = response.status();
+    let problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    (status.is_client_error() || status.is_server_error()) && !problem
+}
+
+/// The same refusal as problem details, keeping the original's headers (`Vary`, `Allow`...).
+fn as_problem<B>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let status = response.status();
+    let request = response.request();
+    let preflight = request.method() == actix_web::http::Method::OPTIONS
+        && request.headers().contains_key(header::ORIGIN);
+    let detail = if preflight {
+        "this origin, method or header is not allowed to call the API (CORS)".to_owned()
+    } else {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned()
+    };
+    let code = match status.as_u16() {
+        400 => "bad-request",
+        403 => "forbidden",
+        404 => "not-found",
+        405 => "method-not-allowed",
+        408 => "request-timeout",
+        413 => "payload-too-large",
+        414 => "uri-too-long",
+        415 => "unsupported-media-type",
+        431 => "request-header-fields-too-large",
+        _ if status.is_server_error() => "internal",
+        _ => "refused",
+    };
+    let mut problem = Problem::new(status, code, detail).error_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    response.into_response(problem).map_into_right_body()
+}
 
 /// The request id header, echoed on every response and passed to upstreams.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -56,7 +140,7 @@ fn client_address(req: &ServiceRequest) -> Option<ClientAddress> {
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let id = caller_id(&req).unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let client = client_address(&req);
@@ -82,12 +166,29 @@ pub async fn request_context(
         req.extensions_mut().insert(client);
     }
     let started = Instant::now();
-    let mut response = context
-        .scope(next.call(req).instrument(span.clone()))
-        .await?;
+    let mut response = match oversized(&req) {
+        Some(problem) => req
+            .into_response(problem.error_response())
+            .map_into_right_body(),
+        None => {
+            let response = context
+                .scope(next.call(req).instrument(span.clone()))
+                .await?;
+            if needs_problem_body(&response) {
+                as_problem(response)
+            } else {
+                response.map_into_left_body()
+            }
+        }
+    };
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID, value);
     }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // Named by route template, not path: span names stay few whatever ids are requested. A

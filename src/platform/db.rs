@@ -253,6 +253,8 @@ pub enum DbSetupError {
 /// Each module's migrations for both backends, embedded in the binary.
 pub struct ModuleMigrations {
     pub module: &'static str,
+    /// The tables the module's migrations create: the module is ready only while all exist.
+    pub tables: &'static [&'static str],
     pub sqlite: fn() -> EmbeddedMigrations,
     pub postgres: fn() -> EmbeddedMigrations,
 }
@@ -262,6 +264,8 @@ pub struct ModuleMigrations {
 pub struct Db {
     pool: r2d2::Pool<DbConnectionManager>,
     backend: &'static str,
+    /// One statement reading nothing from every table of the modules this database serves.
+    schema_probe: String,
 }
 
 impl Db {
@@ -324,7 +328,17 @@ impl Db {
             .connection_timeout(Duration::from_secs(settings.connect_timeout_secs))
             .build(manager)
             .map_err(DbSetupError::Pool)?;
-        Ok(Self { pool, backend })
+        let schema_probe = migrations
+            .iter()
+            .flat_map(|set| set.tables)
+            .map(|table| format!("SELECT 1 FROM {table} WHERE 1 = 0"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        Ok(Self {
+            pool,
+            backend,
+            schema_probe,
+        })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -373,9 +387,13 @@ impl Db {
         self.run(move |conn| write_transaction(conn, f)).await
     }
 
-    /// Whether the database answers, for `/readyz`.
+    /// Whether the database answers with every table of its modules in place, for `/readyz`.
     pub async fn ping(&self) -> bool {
-        self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+        let probe = match self.schema_probe.is_empty() {
+            true => "SELECT 1".to_owned(),
+            false => self.schema_probe.clone(),
+        };
+        self.run(move |conn| conn.batch_execute(&probe).map_err(DbError::from))
             .await
             .is_ok()
     }

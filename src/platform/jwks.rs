@@ -24,7 +24,8 @@ pub struct JwksVerifier {
     issuer: String,
     users: Arc<ServiceClient>,
     keys: RwLock<Option<Arc<KeySetVerifier>>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the key set was last asked for, whether the users service answered or not.
+    last_attempt: Mutex<Option<Instant>>,
 }
 
 impl JwksVerifier {
@@ -34,19 +35,21 @@ impl JwksVerifier {
             issuer,
             users,
             keys: RwLock::new(None),
-            last_fetch: Mutex::new(None),
+            last_attempt: Mutex::new(None),
         }
     }
 
-    /// Fetches the key set unless one was fetched within the cool-down (or `force`).
-    async fn refresh(&self, force: bool) -> Result<Arc<KeySetVerifier>, TokenError> {
-        let mut last_fetch = self.last_fetch.lock().await;
-        if let Some(keys) = self.keys.read().await.clone()
-            && !force
-            && last_fetch.is_some_and(|at| at.elapsed() < REFRESH_COOL_DOWN)
-        {
-            return Ok(keys);
+    /// The key set as freshly as the cool-down allows: fetched now, or, when any request asked
+    /// for it within the cool-down (successfully or not), whatever that left. A users service
+    /// that is down is asked once per cool-down, not once per request.
+    async fn fetch(&self) -> Result<Arc<KeySetVerifier>, TokenError> {
+        let mut last_attempt = self.last_attempt.lock().await;
+        if last_attempt.is_some_and(|at| at.elapsed() < REFRESH_COOL_DOWN) {
+            return self.keys.read().await.clone().ok_or_else(|| {
+                TokenError::KeysUnavailable("the key set could not be fetched just now".into())
+            });
         }
+        *last_attempt = Some(Instant::now());
         let jwks: JwkSet = self
             .users
             .get_json("/.well-known/jwks.json")
@@ -54,7 +57,6 @@ impl JwksVerifier {
             .map_err(|e| TokenError::KeysUnavailable(e.to_string()))?;
         let verifier = Arc::new(KeySetVerifier::new(&self.issuer, &jwks)?);
         *self.keys.write().await = Some(verifier.clone());
-        *last_fetch = Some(Instant::now());
         tracing::info!(keys = jwks.keys.len(), "fetched the users service's JWKS");
         Ok(verifier)
     }
@@ -66,10 +68,18 @@ impl TokenVerifier for JwksVerifier {
         let cached = self.keys.read().await.clone();
         let keys = match cached {
             Some(keys) => keys,
-            None => self.refresh(true).await?,
+            None => self.fetch().await?,
         };
         match keys.verify_now(token) {
-            Err(TokenError::UnknownKey(_)) => self.refresh(false).await?.verify_now(token),
+            Err(TokenError::UnknownKey(kid)) => match self.fetch().await {
+                Ok(fresh) => fresh.verify_now(token),
+                // The keys are known, only not this one: the token is refused (401) whether or
+                // not the users service answers now; "unavailable" would blame an outage.
+                Err(err) => {
+                    tracing::debug!(error = %err, "key set not refetched for an unknown kid");
+                    Err(TokenError::UnknownKey(kid))
+                }
+            },
             other => other,
         }
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod changes;
 pub mod db;
 pub mod ids;
+pub mod instant;
 pub mod json;
 #[cfg(feature = "split")]
 pub mod jwks;

@@ -1,6 +1,11 @@
 //! The one rule for text a client sends: no control characters (U+0000–U+001F, U+007F), except
 //! line feeds and tabs where a field is multi-line. Checked before any database sees the text,
 //! so SQLite (which stores a NUL) and PostgreSQL (which refuses one) give the same answer.
+//! Single-line fields (emails, names, titles, locations, categories) also refuse what shows as
+//! nothing or rearranges what follows it: C1 controls (U+0080–U+009F), zero-width characters and
+//! direction marks (U+200B–U+200F), direction embeddings and overrides (U+202A–U+202E) and
+//! isolates (U+2066–U+2069). Two names that look the same are then the same text, and a title
+//! can not make the text after it read backwards.
 
 use super::problem::FieldError;
 
@@ -12,11 +17,17 @@ pub enum Lines {
     Multi,
 }
 
-/// The first control character `value` may not contain, if any.
+/// Whether `c` is invisible or changes the direction of the text around it.
+pub fn is_invisible_or_directional(c: char) -> bool {
+    matches!(c, '\u{80}'..='\u{9f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The first character `value` may not contain, if any.
 fn forbidden_control(value: &str, lines: Lines) -> Option<char> {
-    value
-        .chars()
-        .find(|&c| c.is_ascii_control() && !(lines == Lines::Multi && matches!(c, '\n' | '\t')))
+    value.chars().find(|&c| match lines {
+        Lines::Single => c.is_ascii_control() || is_invisible_or_directional(c),
+        Lines::Multi => c.is_ascii_control() && !matches!(c, '\n' | '\t'),
+    })
 }
 
 /// Refuses a text field holding a control character, naming the field.
@@ -27,9 +38,16 @@ pub fn check_text(field: &str, value: &str, lines: Lines) -> Result<(), FieldErr
             field,
             "must not contain control characters other than line feeds and tabs",
         )),
-        Some(_) => Err(FieldError::new(
+        Some(c) if c.is_ascii_control() => Err(FieldError::new(
             field,
             "must not contain control characters",
+        )),
+        Some(c) => Err(FieldError::new(
+            field,
+            format!(
+                "must not contain invisible or direction-changing characters (U+{:04X})",
+                u32::from(c)
+            ),
         )),
     }
 }
@@ -63,7 +81,30 @@ mod tests {
                 "{multi:?}"
             );
         }
-        for fine in ["Rust meetup", "Café 🎉", "a\u{85}b", ""] {
+        for invisible in [
+            "a\u{85}b",
+            "zero\u{200b}width",
+            "\u{200f}rtl mark",
+            "evil\u{202e}txt.exe",
+            "\u{2066}isolate\u{2069}",
+            "c1\u{9f}",
+        ] {
+            let refused = check_text("title", invisible, Lines::Single).unwrap_err();
+            assert!(refused.message.contains("invisible"), "{invisible:?}");
+            assert!(!is_clean_parameter(invisible), "{invisible:?}");
+            // Descriptions are prose in any script: only control characters are refused there.
+            assert!(
+                check_text("description", invisible, Lines::Multi).is_ok(),
+                "{invisible:?}"
+            );
+        }
+        for fine in [
+            "Rust meetup",
+            "Café 🎉",
+            "עברית and English",
+            "\u{200a}hair space",
+            "",
+        ] {
             assert!(check_text("title", fine, Lines::Single).is_ok(), "{fine:?}");
             assert!(is_clean_parameter(fine), "{fine:?}");
         }

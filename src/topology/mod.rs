@@ -330,7 +330,9 @@ pub struct DatabaseReadiness(pub Option<Db>);
 impl Readiness for DatabaseReadiness {
     async fn check(&self) -> Result<(), String> {
         match &self.0 {
-            Some(db) if !db.ping().await => Err("database unreachable".into()),
+            Some(db) if !db.ping().await => {
+                Err("database unreachable, or a table of its modules missing".into())
+            }
             _ => Ok(()),
         }
     }

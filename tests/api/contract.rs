@@ -8,7 +8,10 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -324,13 +327,90 @@ async fn token_verifiers_agree(backend: Backend) {
 
     // With the users service gone, the JWKS side says so (a 503 upstream), quickly.
     let started = Instant::now();
-    let cut_off = JwksVerifier::new(issuer, sides.client_of(NOBODY));
+    let cut_off = JwksVerifier::new(issuer.clone(), sides.client_of(NOBODY));
     let token = sign(&current, current.header(), &claims);
     assert!(matches!(
         cut_off.verify(&token).await,
         Err(TokenError::KeysUnavailable(_))
     ));
     assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Once the keys are known, a token naming another key is refused (401) while the users
+    // service is down, not blamed on the outage (503); and a users service that fails is asked
+    // once per cool-down, not once per token.
+    let retries = sides.settings.service.retries as usize;
+    let jwks = serde_json::to_string(&sides.in_process.keys().jwks()).unwrap();
+    let (address, calls) = failing_users_service(Some(jwks)).await;
+    let flaky = JwksVerifier::new(issuer.clone(), sides.client_of(&address));
+    assert!(flaky.verify(&token).await.is_ok());
+    let strangers = sign(&stranger, stranger.header(), &claims);
+    for _ in 0..10 {
+        let refused = flaky.verify(&strangers).await;
+        assert!(
+            matches!(refused, Err(TokenError::UnknownKey(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "within the cool-down");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..10 {
+        let refused = flaky.verify(&strangers).await;
+        assert!(
+            matches!(refused, Err(TokenError::UnknownKey(_))),
+            "{refused:?}"
+        );
+    }
+    let calls_made = calls.load(Ordering::SeqCst) - 1;
+    assert!(
+        (1..=1 + retries).contains(&calls_made),
+        "one fetch after the cool-down, not one per token: {calls_made} calls"
+    );
+    // Without any key yet, every token waits for the users service: unavailable, asked once.
+    let (address, calls) = failing_users_service(None).await;
+    let never = JwksVerifier::new(issuer, sides.client_of(&address));
+    for _ in 0..10 {
+        let refused = never.verify(&token).await;
+        assert!(
+            matches!(refused, Err(TokenError::KeysUnavailable(_))),
+            "{refused:?}"
+        );
+    }
+    let calls_made = calls.load(Ordering::SeqCst);
+    assert!(
+        (1..=1 + retries).contains(&calls_made),
+        "{calls_made} calls"
+    );
+}
+
+/// A users service that publishes `jwks` on its first call (when given) and answers 503 to every
+/// other, counting the calls. Its address, and the count.
+async fn failing_users_service(jwks: Option<String>) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            let answer = match (&jwks, call) {
+                (Some(jwks), 0) => format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                    jwks.len()
+                ),
+                _ => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\
+                      connection: close\r\n\r\n"
+                    .to_owned(),
+            };
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (address, calls)
 }
 
 /// The topics of the contract's handler: it wants `user.deleted` only.

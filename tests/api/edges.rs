@@ -20,7 +20,114 @@ crate::backend_tests!(
     stalled_headers_are_answered_or_closed,
     passwords_are_compared_in_full,
     former_password_hashes_log_in_and_are_upgraded,
+    every_answer_says_nosniff_and_every_refusal_is_a_problem,
+    readiness_needs_every_table_of_the_module,
 );
+
+/// `nosniff` on every answer, a CSP on every HTML page, `no-store` on token answers, and
+/// problem details for the refusals a library used to word: an oversized request target
+/// (`414`) or header section (`431`), a refused CORS preflight. Before: none of these held.
+async fn every_answer_says_nosniff_and_every_refusal_is_a_problem(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[("gateway.cors_allowed_origins", "https://good.example")],
+    )
+    .await;
+    let user = app.user().await;
+    let nosniff = |response: &reqwest::Response| {
+        let value = response.headers().get("x-content-type-options");
+        assert_eq!(
+            value.map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{} {}",
+            response.url(),
+            response.status()
+        );
+    };
+    for (path, token) in [
+        ("/api/events", None),
+        ("/api/users/me", Some(user.access_token.as_str())),
+        ("/api/users/me", None),
+        ("/api/nothing-here", None),
+        ("/healthz", None),
+        ("/api/openapi.json", None),
+        ("/", None),
+    ] {
+        nosniff(&app.get(path, token).await);
+    }
+    let docs = app.get("/api/docs", None).await;
+    nosniff(&docs);
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+
+    let login = app.login(&user.email, &user.password).await;
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let tokens: serde_json::Value = login.json().await.unwrap();
+    let refreshed = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": tokens["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    assert_eq!(refreshed.headers()["cache-control"], "no-store");
+
+    let long_query = format!("/api/events?category={}", "a".repeat(9 * 1024));
+    let refused = app.get(&long_query, None).await;
+    nosniff(&refused);
+    problem(refused, StatusCode::URI_TOO_LONG).await;
+    let big_header = app
+        .client
+        .get(app.url("/api/events"))
+        .header("x-padding", "a".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    nosniff(&big_header);
+    problem(big_header, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/api/events"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = preflight("https://good.example").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let refused = preflight("https://evil.example").await.unwrap();
+    nosniff(&refused);
+    let body = problem(refused, StatusCode::BAD_REQUEST).await;
+    assert!(body["detail"].as_str().unwrap().contains("CORS"), "{body}");
+}
+
+/// `/readyz` checks the module's tables, not only that the database answers: a database that
+/// lost one (a botched restore) makes the process unready.
+async fn readiness_needs_every_table_of_the_module(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let ready = match topology() {
+        Topology::Monolith => app.url("/readyz"),
+        #[cfg(feature = "split")]
+        _ => format!("{}/readyz", app.processes().address("events")),
+        #[cfg(not(feature = "split"))]
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        app.client.get(&ready).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    crate::helpers::sql_number(
+        app.events_database_url(),
+        "SELECT count(*) AS n FROM events_inbox",
+    );
+    crate::helpers::sql_execute(app.events_database_url(), "DROP TABLE events_inbox");
+    let answer = app.client.get(&ready).send().await.unwrap();
+    problem(answer, StatusCode::SERVICE_UNAVAILABLE).await;
+}
 
 /// A raw HTTP/1.1 request with a JSON body.
 fn raw_post(path: &str, body: &str) -> Vec<u8> {

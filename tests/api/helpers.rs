@@ -719,3 +719,15 @@ pub fn sql_number(url: &str, sql: &str) -> i64 {
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows.first().map_or(0, |row| row.n)
 }
+
+/// Runs `sql` (a statement without results) on the database at `url`.
+pub fn sql_execute(url: &str, sql: &str) {
+    let query = diesel::sql_query(sql);
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            query.execute(&mut diesel::SqliteConnection::establish(path).expect("sqlite"))
+        }
+        None => query.execute(&mut PgConnection::establish(url).expect("postgres")),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}

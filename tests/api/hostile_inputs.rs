@@ -19,6 +19,10 @@ const TEXTS: &[&str] = &[
     "tab\there",
     "carriage\rreturn",
     "next\u{85}line",
+    "zero\u{200b}width",
+    "\u{200f}right-to-left mark",
+    "evil\u{202e}txt.exe",
+    "\u{2066}isolate\u{2069}",
     "' OR 1=1 --",
     "%00",
     "\\",
@@ -44,11 +48,16 @@ fn query(value: &str) -> String {
 }
 
 /// Whether the contract refuses `text` in a text field: a control character once trimmed
-/// (line feeds and tabs are allowed in multi-line fields).
+/// (line feeds and tabs are allowed in multi-line fields), and in single-line fields a C1
+/// control or an invisible or direction-changing character.
 fn holds_control(text: &str, multi_line: bool) -> bool {
-    text.trim()
-        .chars()
-        .any(|c| c.is_ascii_control() && !(multi_line && matches!(c, '\n' | '\t')))
+    text.trim().chars().any(|c| {
+        let invisible = matches!(c, '\u{80}'..='\u{9f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        match multi_line {
+            true => c.is_ascii_control() && !matches!(c, '\n' | '\t'),
+            false => c.is_ascii_control() || invisible,
+        }
+    })
 }
 
 /// Runs the whole table against one deployment; returns `(case, status)` in a fixed order, and
@@ -96,6 +105,9 @@ async fn answers(backend: Backend) -> Vec<(String, u16)> {
             .await
             .status();
         record(format!("register email={text:?}"), registered);
+        if holds_control(text, false) {
+            refused.push((format!("email={text:?}"), [registered, registered]));
+        }
         let registered = app
             .register(
                 &format!("p{i}@example.com"),
@@ -176,14 +188,19 @@ async fn answers(backend: Backend) -> Vec<(String, u16)> {
             record(format!("GET {label} cursor={cursor}"), status);
         }
     }
-    // Time bounds at and beyond the ends of RFC 3339.
+    // Time bounds at and beyond the ends of RFC 3339, leap seconds, lenient spellings.
     for bound in [
         "0000-01-01T00:00:00Z",
         "0001-01-01T00:00:00Z",
         "9999-12-31T23:59:59.999999Z",
         "10000-01-01T00:00:00Z",
+        "+10000-01-01T00:00:00Z",
+        "9999-12-31T23:00:00-05:00",
         "-0001-01-01T00:00:00Z",
         "2026-02-30T00:00:00Z",
+        "2027-12-31T23:59:60Z",
+        "2027-06-30T23:59:60.5Z",
+        "2027-12-31 23:00:00Z",
     ] {
         for param in ["from", "to"] {
             let path = format!("/api/events?{param}={}", query(bound));
@@ -196,6 +213,20 @@ async fn answers(backend: Backend) -> Vec<(String, u16)> {
         merge(&mut body, json!({"ends_at": bound}));
         let status = app.post("/api/events", token, body).await.status();
         record(format!("create ends_at={bound}"), status);
+        let patched = app
+            .patch(
+                &format!("/api/events/{id}"),
+                token,
+                json!({"ends_at": bound}),
+            )
+            .await
+            .status();
+        record(format!("update ends_at={bound}"), patched);
+        // Each is out of the contract, or (0001) before the event starts; only 9999's last
+        // microsecond and RFC 3339's spelling with a space are valid ends.
+        if !["9999-12-31T23:59:59.999999Z", "2027-12-31 23:00:00Z"].contains(&bound) {
+            refused.push((format!("ends_at={bound}"), [status, patched]));
+        }
     }
     // Numbers at and beyond their types.
     for capacity in [
@@ -236,6 +267,41 @@ async fn answers(backend: Backend) -> Vec<(String, u16)> {
         );
     }
     out
+}
+
+crate::backend_tests!(every_cursor_the_server_issues_is_accepted_back);
+
+/// Events at the last instants the contract allows, listed one per page: every `next_cursor`
+/// the server hands out works when it comes back (before, a year past 9999 slipped in through
+/// chrono's lenient parser and made a cursor the server then refused).
+async fn every_cursor_the_server_issues_is_accepted_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    for (starts, ends) in [
+        ("9999-12-31T22:00:00Z", "9999-12-31T23:59:59.999999Z"),
+        ("9999-12-31T22:00:00Z", "9999-12-31T23:00:00Z"),
+        ("9999-12-31T23:59:59.999998Z", "9999-12-31T23:59:59.999999Z"),
+        ("2999-01-01T00:00:00+14:00", "2999-01-01T01:00:00-12:00"),
+    ] {
+        app.event(&ada, 3, json!({"starts_at": starts, "ends_at": ends}))
+            .await;
+    }
+    let items = app.walk("/api/events?limit=1", None).await;
+    assert_eq!(items.len(), 4);
+    let mine = app
+        .walk(
+            "/api/users/me/registrations?limit=1",
+            Some(&ada.access_token),
+        )
+        .await;
+    assert!(mine.is_empty());
+    for item in &items {
+        let starts = item["starts_at"].as_str().unwrap();
+        assert!(
+            starts.len() >= 20 && starts.as_bytes()[4] == b'-',
+            "{starts}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

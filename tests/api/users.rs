@@ -15,7 +15,75 @@ crate::backend_tests!(
     deleting_an_account_cascades_into_events,
     admins_delete_accounts_with_the_same_cascade,
     a_deletion_committed_before_a_crash_is_delivered_after_restart,
+    emails_that_look_the_same_are_one_account,
 );
+
+/// Width, case folding, composed letters and the domain's IDNA form: one account, `409` for the
+/// second spelling, and every spelling logs in. Invisible characters are refused (before, each
+/// of these made an account of its own).
+async fn emails_that_look_the_same_are_one_account(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let password = "correct horse battery";
+    let spellings: &[&[&str]] = &[
+        &[
+            "ada@example.com",
+            "ＡＤＡ@ｅｘａｍｐｌｅ.ｃｏｍ",
+            "Ada@EXAMPLE.com",
+        ],
+        &[
+            "josé@example.com",
+            "jose\u{301}@example.com",
+            "JOSÉ@example.com",
+        ],
+        &[
+            "οδυσσευς@example.com",
+            "ΟΔΥΣΣΕΥΣ@example.com",
+            "οδυσσευσ@example.com",
+        ],
+        &["bob@bücher.de", "bob@xn--bcher-kva.de", "bob@BÜCHER.DE"],
+    ];
+    for same in spellings {
+        let created = json_of(
+            app.register(same[0], password, "Same").await,
+            StatusCode::CREATED,
+        )
+        .await;
+        for other in &same[1..] {
+            problem(
+                app.register(other, password, "Same").await,
+                StatusCode::CONFLICT,
+            )
+            .await;
+            let tokens = json_of(app.login(other, password).await, StatusCode::OK).await;
+            let me = json_of(
+                app.get("/api/users/me", tokens["access_token"].as_str())
+                    .await,
+                StatusCode::OK,
+            )
+            .await;
+            assert_eq!(me["id"], created["id"], "{other}");
+        }
+    }
+    let bob = json_of(app.login("bob@bücher.de", password).await, StatusCode::OK).await;
+    let me = json_of(
+        app.get("/api/users/me", bob["access_token"].as_str()).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(me["email"], "bob@xn--bcher-kva.de");
+    for hidden in [
+        "ada\u{200b}@example.com",
+        "\u{202e}ada@example.com",
+        "ada@exam\u{200d}ple.com",
+    ] {
+        let refused = problem(
+            app.register(hidden, password, "Hidden").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(refused["errors"][0]["field"], "email", "{hidden:?}");
+    }
+}
 
 async fn me_returns_the_callers_account(backend: Backend) {
     let app = TestApp::spawn(backend).await;

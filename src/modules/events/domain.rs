@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::RegistrationStatus;
 use crate::platform::{
     ids::UserId,
+    instant,
     problem::FieldError,
     text::{Lines, check_text},
 };
@@ -41,8 +42,10 @@ pub struct EventInput {
     #[schema(max_length = 50)]
     pub category: Option<String>,
     /// Must be in the future.
+    #[serde(deserialize_with = "instant::required")]
     pub starts_at: DateTime<Utc>,
     /// Must be after `starts_at`.
+    #[serde(deserialize_with = "instant::required")]
     pub ends_at: DateTime<Utc>,
     #[schema(minimum = 1, maximum = 100000)]
     pub capacity: i64,
@@ -64,7 +67,9 @@ pub struct EventPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub category: Option<Option<String>>,
+    #[serde(default, deserialize_with = "instant::optional")]
     pub starts_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "instant::optional")]
     pub ends_at: Option<DateTime<Utc>>,
     pub capacity: Option<i64>,
 }

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::platform::{
     auth::AuthUser,
+    instant,
     json::JsonBody,
     pagination::{Page, PageQuery},
     problem::{Problem, ProblemBody},
@@ -39,8 +40,10 @@ pub struct ListEventsQuery {
     limit: Option<i64>,
     cursor: Option<String>,
     /// Earliest `starts_at` (inclusive), RFC 3339.
+    #[serde(default, deserialize_with = "instant::optional")]
     from: Option<DateTime<Utc>>,
     /// Latest `starts_at` (inclusive), RFC 3339.
+    #[serde(default, deserialize_with = "instant::optional")]
     to: Option<DateTime<Utc>>,
     organizer_id: Option<Uuid>,
     /// Exact match, case-insensitive.

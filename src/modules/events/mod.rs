@@ -142,6 +142,12 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/ev
 /// The events module's tables, for both backends.
 pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
     module: "events",
+    tables: &[
+        "events",
+        "registrations",
+        "events_inbox",
+        "events_deleted_users",
+    ],
     sqlite: || SQLITE_MIGRATIONS,
     postgres: || POSTGRES_MIGRATIONS,
 };

@@ -1,32 +1,46 @@
 //! The users module's input rules, as parsed newtypes: once a value exists, it is valid.
 
+use icu_normalizer::ComposingNormalizerBorrowed;
+
 use crate::platform::{
     problem::FieldError,
     text::{Lines, check_text},
 };
 
-/// A trimmed, lower-cased email address.
+/// An email address in the one spelling that stands for all that look the same: trimmed,
+/// Unicode-normalised (NFKC: full-width and compatibility forms become their plain letters), the
+/// local part case-folded, the domain in its ASCII (IDNA) form. Invisible and direction-changing
+/// characters are refused rather than dropped: an address holding one was never typed by its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let email = raw.trim().to_lowercase();
         let invalid = || FieldError::new("email", "must be a valid email address");
-        if email.len() > 254 {
-            return Err(FieldError::new("email", "must be at most 254 characters"));
+        let trimmed = raw.trim();
+        check_text("email", trimmed, Lines::Single)?;
+        let normalized = ComposingNormalizerBorrowed::new_nfkc().normalize(trimmed);
+        let (local, domain) = normalized.split_once('@').ok_or_else(invalid)?;
+        if local.is_empty()
+            || domain.contains('@')
+            || normalized
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid());
         }
-        let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+        let local = fold_case(local);
+        let domain = idna::domain_to_ascii(domain).map_err(|_| invalid())?;
         let domain_ok = !domain.starts_with('.')
             && !domain.ends_with('.')
             && domain.contains('.')
             && !domain.contains("..");
-        if local.is_empty()
-            || !domain_ok
-            || domain.contains('@')
-            || email.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if !domain_ok {
             return Err(invalid());
+        }
+        let email = format!("{local}@{domain}");
+        if email.len() > 254 {
+            return Err(FieldError::new("email", "must be at most 254 characters"));
         }
         Ok(Self(email))
     }
@@ -34,6 +48,20 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode case folding, as lower(upper(text)) letter by letter: unlike `to_lowercase` it makes
+/// a final sigma and a sigma, or `ß` and `ss`, one spelling, and it does not depend on where in
+/// the word a letter stands. NFKC again afterwards, since case mapping may decompose.
+fn fold_case(text: &str) -> String {
+    let folded: String = text
+        .chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect();
+    ComposingNormalizerBorrowed::new_nfkc()
+        .normalize(&folded)
+        .into_owned()
 }
 
 /// A password of 8..128 characters, kept only until it is hashed.
@@ -100,6 +128,46 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_that_look_the_same_are_one_spelling() {
+        let same = |a: &str, b: &str| {
+            assert_eq!(
+                Email::parse(a).unwrap().as_str(),
+                Email::parse(b).unwrap().as_str(),
+                "{a} / {b}"
+            );
+        };
+        // Width, compatibility forms and case, in the local part and the domain.
+        same("ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ", "ada@example.com");
+        same("ADA@EXAMPLE.COM", "ada@example.com");
+        same("ΟΔΥΣΣΕΥΣ@example.com", "οδυσσευς@example.com");
+        same("STRASSE@example.com", "straße@example.com");
+        same("ﬁle@example.com", "file@example.com");
+        // A composed letter and its decomposition.
+        same("jose\u{301}@example.com", "josé@example.com");
+        // The domain in its ASCII form, however it was typed.
+        same("ada@BÜCHER.de", "ada@xn--bcher-kva.de");
+        same("ada@bücher.de", "ADA@XN--BCHER-KVA.DE");
+        assert_eq!(
+            Email::parse("ada@bücher.de").unwrap().as_str(),
+            "ada@xn--bcher-kva.de"
+        );
+    }
+
+    #[test]
+    fn invisible_characters_in_emails_are_refused() {
+        for hidden in [
+            "ada\u{200b}@example.com",
+            "ada@exa\u{200d}mple.com",
+            "\u{202e}ada@example.com",
+            "ada@example.com\u{2066}",
+            "ada\u{85}@example.com",
+        ] {
+            let refused = Email::parse(hidden).unwrap_err();
+            assert_eq!(refused.field, "email", "{hidden:?}");
+        }
+    }
 
     #[test]
     fn emails_are_trimmed_lowercased_and_checked() {

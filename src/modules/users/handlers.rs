@@ -98,7 +98,7 @@ async fn register(
 #[tracing::instrument(skip_all)]
 async fn login(service: Service, body: JsonBody<LoginRequest>) -> Result<HttpResponse, UsersError> {
     let body = body.into_inner();
-    Ok(HttpResponse::Ok().json(service.login(&body.email, &body.password).await?))
+    Ok(tokens(service.login(&body.email, &body.password).await?))
 }
 
 /// Rotate a refresh token. Presenting a used token revokes its whole family.
@@ -110,7 +110,9 @@ async fn refresh(
     service: Service,
     body: JsonBody<RefreshRequest>,
 ) -> Result<HttpResponse, UsersError> {
-    Ok(HttpResponse::Ok().json(service.refresh(&body.into_inner().refresh_token).await?))
+    Ok(tokens(
+        service.refresh(&body.into_inner().refresh_token).await?,
+    ))
 }
 
 /// Revoke a refresh token's session. Unknown tokens are accepted silently.
@@ -249,3 +251,10 @@ async fn jwks(service: Service) -> HttpResponse {
 )]
 /// The users module's part of the OpenAPI document.
 pub struct ApiDoc;
+
+/// A token pair's answer: never stored by a cache on the way, nor by the browser.
+fn tokens(pair: TokenPair) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(pair)
+}

@@ -146,6 +146,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/us
 /// The users module's tables, for both backends.
 pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
     module: "users",
+    tables: &["users", "refresh_tokens", "users_deleted", "users_outbox"],
     sqlite: || SQLITE_MIGRATIONS,
     postgres: || POSTGRES_MIGRATIONS,
 };
