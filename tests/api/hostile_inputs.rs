@@ -286,6 +286,20 @@ async fn every_cursor_the_server_issues_is_accepted_back(backend: Backend) {
         app.event(&ada, 3, json!({"starts_at": starts, "ends_at": ends}))
             .await;
     }
+    // Past 9999 once in UTC, or a leap second: refused, so no cursor can ever name one (before,
+    // all three were created, rendered outside RFC 3339, and the walk below failed on them).
+    for (starts, ends) in [
+        ("+10000-01-01T00:00:00Z", "+10000-01-01T01:00:00Z"),
+        ("9999-12-31T23:00:00-05:00", "9999-12-31T23:30:00-05:00"),
+        ("2027-12-31T23:59:60Z", "2028-01-01T01:00:00Z"),
+    ] {
+        let body = json!({"title": "Edge", "starts_at": starts, "ends_at": ends, "capacity": 3});
+        let status = app
+            .post("/api/events", Some(&ada.access_token), body)
+            .await
+            .status();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{starts}");
+    }
     let items = app.walk("/api/events?limit=1", None).await;
     assert_eq!(items.len(), 4);
     let mine = app

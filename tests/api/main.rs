@@ -8,6 +8,7 @@ mod hostile_inputs;
 mod processes;
 
 mod auth;
+mod battery;
 #[cfg(feature = "split")]
 mod contract;
 mod edges;
