@@ -134,6 +134,7 @@ impl Deployment {
                     dir.join("signing_key.pem").display().to_string(),
                 ),
                 ("RSVP__GATEWAY__AUTH_RATE_PER_MINUTE", "0".into()),
+                ("RSVP__AUTH__PASSWORD_ATTEMPTS_PER_MINUTE", "0".into()),
                 ("RSVP__LOG__LEVEL", "warn".into()),
                 ("RSVP__LOG__FORMAT", "json".into()),
                 ("RSVP__DATABASE__MAX_CONNECTIONS", "16".into()),

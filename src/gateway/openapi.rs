@@ -91,9 +91,12 @@ fn document_gateway_errors(path: &str, operation: &mut Operation) {
     if has_path {
         common.push(("404", "No such resource"));
     }
-    if path.starts_with("/api/auth/") {
-        common.push(("429", "Too many authentication requests; see Retry-After"));
+    // Every request that checks a password shares the per-address and per-account limit.
+    if path.starts_with("/api/auth/") || (path == "/api/users/me" && has_body) {
+        common.push(("429", "Too many password attempts; see Retry-After"));
     }
+    common.push(("414", "Request target longer than 8 KiB"));
+    common.push(("431", "Header section larger than 16 KiB"));
     let responses = &mut operation.responses.responses;
     for (status, description) in common {
         responses

@@ -44,7 +44,7 @@ database() { # name -> URL of a fresh database of the chosen backend
   fi
 }
 
-export RSVP__AUTH__BCRYPT_COST=4 RSVP__GATEWAY__AUTH_RATE_PER_MINUTE=0 RSVP__LOG__LEVEL=${LOG_LEVEL:-warn}
+export RSVP__AUTH__BCRYPT_COST=4 RSVP__GATEWAY__AUTH_RATE_PER_MINUTE=0 RSVP__AUTH__PASSWORD_ATTEMPTS_PER_MINUTE=0 RSVP__LOG__LEVEL=${LOG_LEVEL:-warn}
 export RSVP__AUTH__SIGNING_KEY_PATH="$work/signing_key.pem"
 port=18000
 base="http://127.0.0.1:$port"
