@@ -12,7 +12,7 @@ use config::{Config, ConfigBuilder, Environment, File, builder::DefaultState};
 use serde::Deserialize;
 
 #[cfg(feature = "split")]
-use crate::platform::{nats::NatsSettings, service_client::ServiceSettings};
+use crate::platform::{nats::NatsSettings, remote::ServiceSettings};
 use crate::{
     gateway::{DEFAULT_ROUTES, GatewaySettings},
     modules::users::{AuthSettings, OutboxSettings},

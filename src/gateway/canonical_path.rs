@@ -181,8 +181,8 @@ mod tests {
             ("/api\\auth\\login", "/api/auth/login"),
             ("/api%5cauth/login", "/api/auth/login"),
             (
-                "/.well-known/../internal/users/profiles",
-                "/internal/users/profiles",
+                "/.well-known/../internal/users/public_profiles",
+                "/internal/users/public_profiles",
             ),
             ("/api/events/", "/api/events/"),
             ("/api/events/.", "/api/events/"),

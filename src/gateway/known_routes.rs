@@ -122,6 +122,6 @@ mod tests {
         assert!(!register.allows(&Method::HEAD));
         assert_eq!(routes.find("/healthz").unwrap().allow_header(), "GET, HEAD");
         assert!(routes.find("/api/events/1/unknown").is_none());
-        assert!(routes.find("/internal/users/profiles").is_none());
+        assert!(routes.find("/internal/users/public_profiles").is_none());
     }
 }

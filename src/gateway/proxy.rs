@@ -30,7 +30,6 @@ use super::{ClientAddress, Metrics, Routes, request_context::REQUEST_ID};
 use crate::platform::{
     json::{BodyLimit, unreadable_body},
     problem::Problem,
-    service_client::ClientSetupError,
     trace::TraceContext,
 };
 
@@ -136,7 +135,7 @@ impl Proxy {
         upstreams: Vec<Upstream>,
         timeout: Duration,
         queue_wait: Duration,
-    ) -> Result<Self, ClientSetupError> {
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(timeout)
@@ -145,8 +144,7 @@ impl Proxy {
             // is closing at that very moment.
             .pool_idle_timeout(UPSTREAM_IDLE)
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(ClientSetupError::Http)?;
+            .build()?;
         Ok(Self {
             client,
             routes,

@@ -93,6 +93,8 @@ fn as_problem<B>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>
         414 => "uri-too-long",
         415 => "unsupported-media-type",
         431 => "request-header-fields-too-large",
+        502 | 504 => "upstream-failed",
+        503 => "unavailable",
         _ if status.is_server_error() => "internal",
         _ => "refused",
     };

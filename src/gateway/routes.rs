@@ -111,7 +111,7 @@ mod tests {
             ("/.well-known/jwks.json", Some("users")),
             ("/api/eventsx", None),
             ("/api/other", None),
-            ("/internal/users/profiles", None),
+            ("/internal/users/public_profiles", None),
             ("/", None),
         ] {
             assert_eq!(routes.module_of(path), module, "{path}");
@@ -126,7 +126,10 @@ mod tests {
         // A catch-all still never reaches the internal API.
         let everything = Routes::parse("/=users").unwrap();
         assert_eq!(everything.module_of("/anything"), Some("users"));
-        assert_eq!(everything.module_of("/internal/users/profiles"), None);
+        assert_eq!(
+            everything.module_of("/internal/users/public_profiles"),
+            None
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! and makes a cursor the server then refuses. Checked as the value is read, so both backends
 //! see only instants they store alike.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Timelike, Utc};
 use serde::{Deserialize, Deserializer, de::Error};
 
 /// Why a text is not an instant the API accepts.
@@ -19,7 +19,8 @@ pub fn parse(text: &str) -> Result<DateTime<Utc>, &'static str> {
     if !(1..=9999).contains(&utc.year()) {
         return Err("must fall in the years 0001 to 9999 (UTC)");
     }
-    Ok(utc)
+    // Both databases keep microseconds: a finer instant would compare differently on each.
+    Ok(utc.trunc_subsecs(6))
 }
 
 /// `deserialize_with` for a required instant.

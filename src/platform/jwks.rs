@@ -10,10 +10,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::sync::{Mutex, RwLock};
 
-use super::{
-    auth::{Claims, JwkSet, KeySetVerifier, TokenError, TokenVerifier},
-    service_client::ServiceClient,
-};
+use super::auth::{Claims, JwkSet, KeySetVerifier, TokenError, TokenVerifier};
 
 /// Bounds the fetches that tokens with made-up key ids can cause, and how long a token signed by
 /// a key the users service just started using may be refused.
@@ -22,7 +19,7 @@ const REFRESH_COOL_DOWN: Duration = Duration::from_secs(2);
 /// Verifies tokens with the users service's published keys, cached, refetched on a new `kid`.
 pub struct JwksVerifier {
     issuer: String,
-    users: Arc<ServiceClient>,
+    users: Arc<modkit::Remote>,
     keys: RwLock<Option<Arc<KeySetVerifier>>>,
     /// When the key set was last asked for, whether the users service answered or not.
     last_attempt: Mutex<Option<Instant>>,
@@ -30,7 +27,7 @@ pub struct JwksVerifier {
 
 impl JwksVerifier {
     /// A verifier for tokens of `issuer`, fetching keys through `users`.
-    pub fn new(issuer: String, users: Arc<ServiceClient>) -> Self {
+    pub fn new(issuer: String, users: Arc<modkit::Remote>) -> Self {
         Self {
             issuer,
             users,

@@ -16,9 +16,7 @@ pub mod pagination;
 pub mod problem;
 pub mod read_cache;
 #[cfg(feature = "split")]
-pub mod service_auth;
-#[cfg(feature = "split")]
-pub mod service_client;
+pub mod remote;
 pub mod settings;
 pub mod telemetry;
 pub mod text;

@@ -8,7 +8,7 @@
 //! | an HTTP answer | [`Problem`]; a module error becomes one through [`ToProblem`] |
 //! | a module's rules and store | `UsersError`, `EventsError` |
 //! | a call to another module | `UsersApiError` (in process or over HTTP alike) |
-//! | a call to another service | `service_client::CallError`; building the client: `ClientSetupError` |
+//! | a call to another process | the kit's `modkit::CallError` (rejected or unavailable), converted into the calling module's own error; building the client: `modkit::SetupError` |
 //! | an access token | `auth::TokenError` |
 //! | the database at run time / at start | `db::DbError` / `db::DbSetupError` |
 //! | domain events | `messaging::DeliveryError`; the relay: `RelayError`; the broker: `BrokerError` |

@@ -274,11 +274,12 @@ mod otlp {
     }
 }
 
-/// What becomes part of a trace: this crate's spans down to INFO, and its warnings and errors
-/// (as events of the span they happened in).
+/// What becomes part of a trace: this crate's and the kit's spans down to INFO (the kit's
+/// client span of a call to another process among them), and their warnings and errors (as
+/// events of the span they happened in).
 #[cfg(feature = "otlp")]
 fn is_exported(meta: &Metadata<'_>) -> bool {
-    meta.target().starts_with("rsvp")
+    (meta.target().starts_with("rsvp") || meta.target().starts_with("modkit"))
         && (*meta.level() <= Level::WARN || (meta.is_span() && *meta.level() <= Level::INFO))
 }
 

@@ -65,7 +65,10 @@ pub enum StartError {
     Broker(#[from] crate::platform::nats::BrokerError),
     #[cfg(feature = "split")]
     #[error(transparent)]
-    Client(#[from] crate::platform::service_client::ClientSetupError),
+    Client(#[from] modkit::SetupError),
+    #[cfg(feature = "split")]
+    #[error("the gateway's HTTP client: {0}")]
+    Proxy(#[from] reqwest::Error),
 }
 
 /// Runs a process to its end and says how it ended: the one `main` of every binary. A process

@@ -23,7 +23,7 @@ use crate::{
     },
     modules::{
         events::{self, EventsService, UserDeletedHandler},
-        users::{self, RememberDeletions, UsersApi, UsersClient, UsersService},
+        users::{self, RememberDeletions, UsersApi, UsersApiRemote, UsersService},
     },
     platform::{
         auth::{DeletedAccounts, KeySetVerifier, TokenVerifier},
@@ -31,8 +31,7 @@ use crate::{
         jwks::JwksVerifier,
         messaging::{EventPublisher, InProcessBus},
         nats::{self, NatsPublisher},
-        service_auth::ServiceCredential,
-        service_client::ServiceClient,
+        remote,
     },
 };
 
@@ -83,16 +82,10 @@ fn remote_users(settings: &Settings) -> Result<UsersSide, StartError> {
     } else {
         &upstreams.users_internal
     };
-    let client = |urls: &[String]| -> Result<_, StartError> {
-        Ok(Arc::new(ServiceClient::new(
-            "users",
-            urls.to_vec(),
-            &settings.service,
-        )?))
-    };
+    let client = |urls: &[String]| remote::client("users", urls, &settings.service);
     Ok(UsersSide {
         local: None,
-        api: Arc::new(UsersClient::new(client(internal)?)),
+        api: Arc::new(UsersApiRemote::new(client(internal)?)),
         keys: Arc::new(JwksVerifier::new(
             settings.auth.issuer.clone(),
             client(&upstreams.users)?,
@@ -231,7 +224,7 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     });
     let mut shell = http_shell(&settings, readiness, &reads)?;
     let metrics = metrics_listener(&settings, &mut shell)?;
-    let credential = web::Data::new(ServiceCredential(settings.service.credential.clone()));
+    let credential = web::Data::new(settings.service.credential());
     let verifier = token_verifier(users.keys.clone(), &deleted);
     // Internal endpoints never share the public entry's listener: a gateway hosting the users
     // module serves them on `service.internal_bind` only, a users service on its own listener.
@@ -261,7 +254,7 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
                     cfg.app_data(web::Data::from(users.clone()))
                         .configure(users::configure);
                     if serve_internal {
-                        cfg.configure(users::internal::configure);
+                        users::serve_users_api(cfg, users.clone());
                     }
                 }
                 if let Some(events) = &events {
@@ -287,9 +280,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
             shell,
             Some(2),
             move |cfg| {
-                cfg.app_data(web::Data::from(users.clone()))
-                    .app_data(credential.clone())
-                    .configure(users::internal::configure);
+                cfg.app_data(credential.clone());
+                users::serve_users_api(cfg, users.clone());
             },
         )?);
     }

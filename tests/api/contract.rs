@@ -2,7 +2,8 @@
 //! (the monolith) and a remote one (the split build) runs the same cases against both, and both
 //! must answer alike.
 //!
-//! - `UsersApi`: `UsersService` against `UsersClient` talking to a real users service;
+//! - `UsersApi`: `UsersService` against `UsersApiRemote` (the kit's client) talking to a real
+//!   users service;
 //! - `TokenVerifier`: the key pair in process against `JwksVerifier` fetching that service's JWKS;
 //! - `EventPublisher` + `EventHandler`: the in-process bus against NATS JetStream.
 
@@ -22,13 +23,13 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use rsvp::{
     config::Settings,
-    modules::users::{self, SigningKeys, UsersApi, UsersClient, UsersService},
+    modules::users::{self, SigningKeys, UsersApi, UsersApiError, UsersApiRemote, UsersService},
     platform::{
         auth::{Claims, KeySetVerifier, Role, TokenError, TokenVerifier},
         jwks::JwksVerifier,
         messaging::{DeliveryError, DomainEvent, EventHandler, EventPublisher, InProcessBus},
         nats::{self, NatsPublisher},
-        service_client::ServiceClient,
+        remote,
     },
     topology::{self, split},
 };
@@ -94,12 +95,12 @@ impl UsersSides {
         }
     }
 
-    fn client(&self) -> Arc<ServiceClient> {
+    fn client(&self) -> Arc<modkit::Remote> {
         self.client_of(&self.address)
     }
 
-    fn client_of(&self, address: &str) -> Arc<ServiceClient> {
-        Arc::new(ServiceClient::new("users", vec![address.into()], &self.settings.service).unwrap())
+    fn client_of(&self, address: &str) -> Arc<modkit::Remote> {
+        remote::client("users", &[address.into()], &self.settings.service).unwrap()
     }
 
     /// Registers through the service's public API; returns the new user's id.
@@ -136,7 +137,7 @@ async fn users_api_implementations_agree(backend: Backend) {
         );
     }
     let in_process: Arc<dyn UsersApi> = sides.in_process.clone();
-    let over_http: Arc<dyn UsersApi> = Arc::new(UsersClient::new(sides.client()));
+    let over_http: Arc<dyn UsersApi> = Arc::new(UsersApiRemote::new(sides.client()));
 
     let unknown = Uuid::new_v4();
     let many: Vec<Uuid> = (0..2500)
@@ -169,9 +170,26 @@ async fn users_api_implementations_agree(backend: Backend) {
 
     // A client whose service is gone fails as `Unavailable`, quickly.
     let started = Instant::now();
-    let gone = UsersClient::new(sides.client_of(NOBODY));
-    assert!(gone.public_profiles(&ids).await.is_err());
+    let gone = UsersApiRemote::new(sides.client_of(NOBODY));
+    let failed = gone.public_profiles(&ids).await;
+    assert!(
+        matches!(failed, Err(UsersApiError::Unavailable(_))),
+        "{failed:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A client with the wrong credential is refused, and says so: a misconfiguration is not an
+    // outage (before the kit, both read "unavailable" and names silently went missing).
+    let mut wrong = sides.settings.service.clone();
+    wrong.credential = "not the deployment's secret".into();
+    let intruder = UsersApiRemote::new(
+        remote::client("users", std::slice::from_ref(&sides.address), &wrong).unwrap(),
+    );
+    let refused = intruder.public_profiles(&ids).await;
+    assert!(
+        matches!(refused, Err(UsersApiError::Rejected(_))),
+        "{refused:?}"
+    );
 }
 
 async fn token_verifiers_agree(backend: Backend) {

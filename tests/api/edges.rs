@@ -108,6 +108,8 @@ async fn every_answer_says_nosniff_and_every_refusal_is_a_problem(backend: Backe
 /// `/readyz` checks the module's tables, not only that the database answers: a database that
 /// lost one (a botched restore) makes the process unready.
 async fn readiness_needs_every_table_of_the_module(backend: Backend) {
+    // Mutable to reach the split's processes.
+    #[cfg_attr(not(feature = "split"), allow(unused_mut))]
     let mut app = TestApp::spawn(backend).await;
     let ready = match topology() {
         Topology::Monolith => app.url("/readyz"),
@@ -224,13 +226,13 @@ async fn paths_without_a_canonical_form_are_refused(backend: Backend) {
 async fn the_internal_api_is_unreachable_however_the_path_is_spelled(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for path in [
-        "/internal/users/profiles",
-        "/.well-known/../internal/users/profiles",
-        "/.well-known/%2e%2e/internal/users/profiles",
+        "/internal/users/public_profiles",
+        "/.well-known/../internal/users/public_profiles",
+        "/.well-known/%2e%2e/internal/users/public_profiles",
         "/.well-known/%2E%2E%2Finternal%2Fusers%2Fprofiles",
         "/api/events/..%2F..%2Finternal/users/profiles",
         "/api/users/..\\..\\internal/users/profiles",
-        "//internal/users/profiles",
+        "//internal/users/public_profiles",
         "/%69nternal/users/profiles",
     ] {
         let answer = app.raw(&raw_post(path, r#"{"ids":[]}"#), WAIT).await;

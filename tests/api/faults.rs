@@ -224,10 +224,18 @@ async fn internal_endpoints_need_the_credential_and_are_not_routed_by_the_gatewa
     let mut app = TestApp::spawn(backend).await;
     let ada = app.user().await;
     let users = app.processes().address("users");
-    let body = json!({"ids": [ada.id]});
-    problem(
+    // The arguments of `UsersApi::public_profiles(ids)`, as the kit's client sends them.
+    let body = json!([[ada.id]]);
+    let refused = |response: reqwest::Response, status: StatusCode| async move {
+        assert_eq!(response.status(), status);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    };
+    refused(
         app.client
-            .post(format!("{users}/internal/users/profiles"))
+            .post(format!("{users}/internal/users/public_profiles"))
             .json(&body)
             .send()
             .await
@@ -237,16 +245,16 @@ async fn internal_endpoints_need_the_credential_and_are_not_routed_by_the_gatewa
     .await;
     let wrong = app
         .client
-        .post(format!("{users}/internal/users/profiles"))
+        .post(format!("{users}/internal/users/public_profiles"))
         .header("x-service-credential", "guess")
         .json(&body)
         .send()
         .await
         .unwrap();
-    problem(wrong, StatusCode::UNAUTHORIZED).await;
+    refused(wrong, StatusCode::UNAUTHORIZED).await;
     let right = app
         .client
-        .post(format!("{users}/internal/users/profiles"))
+        .post(format!("{users}/internal/users/public_profiles"))
         .header("x-service-credential", "test-service-secret")
         .json(&body)
         .send()
@@ -257,7 +265,7 @@ async fn internal_endpoints_need_the_credential_and_are_not_routed_by_the_gatewa
     // Through the gateway, the internal API does not exist, credential or not.
     let via_gateway = app
         .client
-        .post(app.url("/internal/users/profiles"))
+        .post(app.url("/internal/users/public_profiles"))
         .header("x-service-credential", "test-service-secret")
         .json(&body)
         .send()

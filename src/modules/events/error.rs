@@ -31,6 +31,10 @@ pub enum EventsError {
     AccountGone,
     #[error("users module unavailable: {0}")]
     UsersUnavailable(String),
+    /// The users module refused this module's call: the deployment is misconfigured (a wrong
+    /// service credential, say). A bug to fix, not an outage to wait out.
+    #[error("users module refused the call: {0}")]
+    UsersRejected(String),
     #[error(transparent)]
     Problem(#[from] Problem),
     #[error(transparent)]
@@ -104,7 +108,7 @@ impl ToProblem for EventsError {
                 tracing::error!(error = %err, "database unavailable");
                 Problem::unavailable("the events module's database is unavailable", 5)
             }
-            EventsError::Db(_) | EventsError::CorruptRow { .. } => {
+            EventsError::Db(_) | EventsError::CorruptRow { .. } | EventsError::UsersRejected(_) => {
                 tracing::error!(error = %self, "events module failure");
                 Problem::internal()
             }

@@ -18,7 +18,7 @@ use super::{
     store::{self, RegistrationsOf},
 };
 use crate::{
-    modules::users::{USER_DELETED, UserDeleted, UsersApi},
+    modules::users::{USER_DELETED, UserDeleted, UsersApi, UsersApiError},
     platform::{
         auth::{AuthUser, DeletedAccounts},
         changes::{Change, Changes},
@@ -92,15 +92,19 @@ impl EventsService {
             .users
             .public_profiles(&[caller.id.as_uuid()])
             .await
-            .map_err(|e| EventsError::UsersUnavailable(e.to_string()))?;
+            .map_err(|e| match e {
+                UsersApiError::Rejected(why) => EventsError::UsersRejected(why),
+                UsersApiError::Unavailable(why) => EventsError::UsersUnavailable(why),
+            })?;
         let Some(organizer) = names.into_iter().next() else {
             return Err(EventsError::AccountGone);
         };
         let event = domain::Event::new(caller.id, draft, at);
+        let deleted = self.deleted.clone();
         let event = self
             .db
             .write(move |conn| {
-                store::ensure_account_alive(conn, caller.id)?;
+                store::ensure_account_alive(conn, caller.id, &deleted)?;
                 store::insert_event(conn, &event).map(|()| event)
             })
             .await?;
@@ -216,10 +220,11 @@ impl EventsService {
         id: EventId,
         patch: EventPatch,
     ) -> Result<Event, EventsError> {
+        let deleted = self.deleted.clone();
         let event = self
             .db
             .write(move |conn| {
-                store::ensure_account_alive(conn, caller.id)?;
+                store::ensure_account_alive(conn, caller.id, &deleted)?;
                 let mut event = locked_for(conn, id, &caller)?;
                 event.revise(patch, now())?;
                 // A larger capacity seats waitlisted people now, not at the next cancellation.
@@ -235,10 +240,11 @@ impl EventsService {
 
     /// Cancels the event; cancelling a cancelled event again changes nothing.
     pub async fn cancel(&self, caller: AuthUser, id: EventId) -> Result<(), EventsError> {
+        let deleted = self.deleted.clone();
         let changed = self
             .db
             .write(move |conn| {
-                store::ensure_account_alive(conn, caller.id)?;
+                store::ensure_account_alive(conn, caller.id, &deleted)?;
                 let mut event = locked_for(conn, id, &caller)?;
                 let changed = event.cancel(now());
                 if changed {
@@ -259,12 +265,13 @@ impl EventsService {
         caller: AuthUser,
         event_id: EventId,
     ) -> Result<Registration, EventsError> {
+        let deleted = self.deleted.clone();
         let registration = self
             .db
             .write(move |conn| {
                 // Checked inside the transaction: a deletion cascade either ran before (refused
                 // here) or waits for this commit and then removes the registration.
-                store::ensure_account_alive(conn, caller.id)?;
+                store::ensure_account_alive(conn, caller.id, &deleted)?;
                 let mut event =
                     store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
                 // Under the lock: arrival order is admission order, and `created_at` says it.
@@ -499,6 +506,11 @@ impl EventsService {
                     }
                 }
                 (names, true)
+            }
+            Err(UsersApiError::Rejected(why)) => {
+                tracing::error!(%why, "the users module refuses this module's calls (check \
+                    service.credential); answering without names");
+                (names, false)
             }
             Err(err) => {
                 tracing::warn!(error = %err, "names unavailable; answering without them");

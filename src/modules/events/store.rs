@@ -10,6 +10,7 @@ use super::{
     schema::{events, events_deleted_users, events_inbox, registrations},
 };
 use crate::platform::{
+    auth::DeletedAccounts,
     db::DbConnection,
     ids::UserId,
     pagination::{Cursor, PageRequest},
@@ -484,20 +485,28 @@ fn account_lock_key(user: UserId) -> i32 {
 /// passed this check is committed, and seen by the cascade, before the cascade reads. (SQLite
 /// runs one write transaction at a time, which gives the same order.) Call it before locking an
 /// event, the order the cascade locks in.
-pub fn ensure_account_alive(conn: &mut DbConnection, user: UserId) -> Result<(), EventsError> {
+///
+/// `deleted` is what this process learnt already (the users module's own mark in the monolith,
+/// the broadcast in the split), which refuses the account from the deletion's answer on, before
+/// the cascade recorded it here.
+pub fn ensure_account_alive(
+    conn: &mut DbConnection,
+    user: UserId,
+    deleted: &DeletedAccounts,
+) -> Result<(), EventsError> {
     if let DbConnection::Postgres(pg) = conn {
         diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, $2)")
             .bind::<diesel::sql_types::Integer, _>(ACCOUNT_LOCK_CLASS)
             .bind::<diesel::sql_types::Integer, _>(account_lock_key(user))
             .execute(pg)?;
     }
-    let deleted = events_deleted_users::table
+    let recorded = events_deleted_users::table
         .find(user.to_string())
         .select(events_deleted_users::user_id)
         .first::<String>(conn)
         .optional()?
         .is_some();
-    if deleted {
+    if recorded || deleted.contains(user.as_uuid()) {
         return Err(EventsError::AccountGone);
     }
     Ok(())

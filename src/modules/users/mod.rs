@@ -3,13 +3,9 @@
 //! Public interface: the [`UsersApi`] trait other modules call, its DTOs, the `user.deleted`
 //! domain event, the routes ([`configure`]) and the migrations. Everything else is private.
 
-#[cfg(feature = "split")]
-mod client;
 mod domain;
 mod error;
 mod handlers;
-#[cfg(feature = "split")]
-pub mod internal;
 mod keys;
 mod outbox;
 mod password_hash;
@@ -24,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[cfg(feature = "split")]
-pub use client::UsersClient;
 pub use error::UsersError;
 pub use handlers::{ApiDoc, configure};
 pub use keys::{KeysError, SigningKeys};
@@ -40,20 +34,37 @@ use crate::platform::{
     messaging::{DeliveryError, DomainEvent, EventHandler},
 };
 
-/// What other modules may ask of the users module. In process it is [`UsersService`]; in a
-/// split deployment an HTTP client implements it.
+/// What other modules may ask of the users module. In process it is [`UsersService`]; where the
+/// module runs elsewhere, `UsersApiRemote` (written by the kit from this trait) calls its
+/// internal endpoint (`serve_users_api`, mounted by the process that hosts the module).
+#[modkit::interface(path = "/internal/users")]
 #[async_trait]
 pub trait UsersApi: Send + Sync {
     /// Public profiles of `ids`, each known id once, in one call however many ids; unknown
     /// ids are left out.
+    #[idempotent]
     async fn public_profiles(&self, ids: &[Uuid]) -> Result<Vec<PublicProfile>, UsersApiError>;
 }
 
 /// Why a [`UsersApi`] call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersApiError {
+    /// The module could not answer (its database, or its process, is down): worth a `503`.
     #[error("users module unavailable: {0}")]
     Unavailable(String),
+    /// The module's process refused the call (a wrong service credential, say): a
+    /// misconfiguration of this deployment, not an outage.
+    #[error("users module refused the call: {0}")]
+    Rejected(String),
+}
+
+impl From<modkit::CallError> for UsersApiError {
+    fn from(error: modkit::CallError) -> Self {
+        match error {
+            modkit::CallError::Rejected { .. } => UsersApiError::Rejected(error.to_string()),
+            modkit::CallError::Unavailable { .. } => UsersApiError::Unavailable(error.to_string()),
+        }
+    }
 }
 
 /// An account as its owner (or an admin) sees it.

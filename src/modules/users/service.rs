@@ -170,35 +170,39 @@ impl UsersService {
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
         let verdict = verify_password(password.to_owned(), hash).await?;
         match (user, verdict) {
-            (Some(user), Verdict::Match { rehash }) => {
+            (Some(mut user), Verdict::Match { rehash }) => {
                 if rehash {
-                    self.upgrade_password_hash(&user, password).await?;
+                    user.password_hash = self.upgrade_password_hash(&user, password).await?;
                 }
-                self.issue_tokens(&user, Uuid::new_v4()).await
+                self.open_session(&user).await
             }
             _ => Err(UsersError::InvalidCredentials),
         }
     }
 
-    /// Rewrites a former-kind hash (see [`password_hash`]) now that the password is known.
+    /// Rewrites a former-kind hash (see [`password_hash`]) now that the password is known;
+    /// returns the new hash.
     async fn upgrade_password_hash(
         &self,
         user: &UserRow,
         password: &str,
-    ) -> Result<(), UsersError> {
+    ) -> Result<String, UsersError> {
         let cost = self.settings.bcrypt_cost;
         let password = password.to_owned();
         let upgraded =
             spawn_blocking_in_span(move || password_hash::hash(&password, cost)).await??;
-        let (id, former) = (user.id.clone(), user.password_hash.clone());
+        let (id, former, stored) = (
+            user.id.clone(),
+            user.password_hash.clone(),
+            upgraded.clone(),
+        );
         self.db
             .write(move |conn| {
-                store::upgrade_password_hash(conn, &id, &former, &upgraded)
-                    .map_err(UsersError::from)
+                store::upgrade_password_hash(conn, &id, &former, &stored).map_err(UsersError::from)
             })
             .await?;
         tracing::info!(user_id = %user.id, "password hash upgraded to the full-length kind");
-        Ok(())
+        Ok(upgraded)
     }
 
     /// Rotates a refresh token. A token presented twice revokes its whole family: whoever holds
@@ -468,17 +472,19 @@ impl UsersService {
             .map_err(UsersError::from)
     }
 
-    /// A new session (a token family) for `user`, unless the account was deleted meanwhile.
-    async fn issue_tokens(&self, user: &UserRow, family: Uuid) -> Result<TokenPair, UsersError> {
+    /// A new session (a token family) for `user`, whose password was just checked against the
+    /// hash in `user`: unless the account was deleted, or its password changed, meanwhile.
+    async fn open_session(&self, user: &UserRow) -> Result<TokenPair, UsersError> {
         let (refresh_token, mut row) = self.new_refresh_token(now());
         row.user_id = user.id.clone();
-        row.family_id = family.to_string();
-        let id = user.id()?;
+        row.family_id = Uuid::new_v4().to_string();
+        let (id, checked) = (user.id()?, user.password_hash.clone());
         self.db
             .write(move |conn| {
-                // The account's lock: a deletion racing this login comes first (and the login
-                // is refused like a wrong password) or after (and removes this token).
-                if !store::lock_user(conn, id)? {
+                // The account's lock, on the hash that was checked: a deletion or password change
+                // racing this login comes first (and the login is refused like a wrong password)
+                // or after (and revokes this session).
+                if !store::lock_user_with_hash(conn, id, &checked)? {
                     return Err(UsersError::InvalidCredentials);
                 }
                 store::insert_refresh_token(conn, &row).map_err(UsersError::from)

@@ -94,6 +94,19 @@ pub fn lock_user(conn: &mut DbConnection, id: Uuid) -> QueryResult<bool> {
     Ok(touched > 0)
 }
 
+/// [`lock_user`], only while the account's password hash is still `hash`: `false` once the
+/// account is gone or its password changed since `hash` was checked.
+pub fn lock_user_with_hash(conn: &mut DbConnection, id: Uuid, hash: &str) -> QueryResult<bool> {
+    let touched = diesel::update(
+        users::table
+            .find(id.to_string())
+            .filter(users::password_hash.eq(hash)),
+    )
+    .set(users::updated_at.eq(users::updated_at))
+    .execute(conn)?;
+    Ok(touched > 0)
+}
+
 pub fn find_user_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
     users::table
         .filter(users::email.eq(email))

@@ -1,69 +1,57 @@
-//! The HTTP client one service uses to call another (split build only): pooled connections,
-//! a per-call timeout, round-robin over the instances, retries with exponential backoff and
-//! full jitter (idempotent calls only, or calls that never reached a server), and a circuit
-//! breaker so a dead dependency costs a fast failure instead of a timeout on every request.
+//! The client side of a module in another process: pooled connections, a per-call timeout,
+//! round-robin over the instances, retries with exponential backoff and full jitter (idempotent
+//! calls only, or calls that never reached a server), and a circuit breaker so a dead dependency
+//! costs a fast failure instead of a timeout on every request.
 
 use std::{
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU32, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use rand::Rng;
-use reqwest::{Method, StatusCode, header::HeaderMap};
+use reqwest::{Method, header::HeaderMap};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
-use secrecy::{ExposeSecret, SecretString};
+use crate::{CREDENTIAL_HEADER, CallError};
 
-use super::trace::TraceContext;
-
-/// The `service` section of the configuration: service-to-service calls (split build).
+/// How calls to another process behave.
 #[derive(Debug, Clone, serde::Deserialize)]
-pub struct ServiceSettings {
-    /// Shared secret internal endpoints require in `X-Service-Credential`; never printed.
+pub struct RemoteSettings {
+    /// The service credential every call carries.
     pub credential: SecretString,
-    /// Extra listener for internal endpoints when this process is also the public entry.
-    #[serde(deserialize_with = "super::settings::optional")]
-    pub internal_bind: Option<String>,
+    /// The longest a call may take, connecting included.
     pub call_timeout_ms: u64,
+    /// How often a failed call is sent again (when that is safe).
     pub retries: u32,
     /// Consecutive failures that open the circuit, and how long it stays open.
     pub breaker_failures: u32,
     pub breaker_open_ms: u64,
 }
 
-/// Why a client for another service could not be built.
+/// Why a [`Remote`] could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientSetupError {
+pub enum SetupError {
     #[error("no instances configured for {0}")]
     NoInstances(&'static str),
     #[error("http client: {0}")]
     Http(#[source] reqwest::Error),
 }
 
-/// Header carrying the shared service credential on internal calls.
-pub const SERVICE_CREDENTIAL: &str = "x-service-credential";
-
-/// Why a call to another service failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// Down, timing out, answering 5xx, or the circuit is open: worth a 503 to the caller.
-    #[error("{service} unavailable: {why}")]
-    Unavailable { service: &'static str, why: String },
-    /// The callee refused the call (4xx): a bug or misconfiguration on this side.
-    #[error("{service} refused the call with {status}: {body}")]
-    Rejected {
-        service: &'static str,
-        status: StatusCode,
-        body: String,
-    },
+/// Headers a call carries from the request it serves, so the other process's logs and traces
+/// join this one's: a request id, a W3C `traceparent`.
+pub trait Propagation: Send + Sync {
+    /// The headers to add to the call about to be sent.
+    fn headers(&self) -> Vec<(&'static str, String)>;
 }
 
-/// Calls one service's instances: pooled, timed out, retried when safe, behind a breaker.
-pub struct ServiceClient {
+/// Calls one module's instances in other processes: pooled, timed out, retried when safe,
+/// behind a breaker. The generated `<Trait>Remote` clients call through one.
+pub struct Remote {
     service: &'static str,
     http: reqwest::Client,
     instances: Vec<String>,
@@ -71,17 +59,19 @@ pub struct ServiceClient {
     credential: SecretString,
     retries: u32,
     breaker: CircuitBreaker,
+    propagation: Option<Arc<dyn Propagation>>,
 }
 
-impl ServiceClient {
-    /// A client of `service` at `instances`, with the timeouts, retries and breaker of `settings`.
+impl Remote {
+    /// A client of `service` at `instances` (base URLs), with the timeouts, retries and breaker
+    /// of `settings`.
     pub fn new(
         service: &'static str,
         instances: Vec<String>,
-        settings: &ServiceSettings,
-    ) -> Result<Self, ClientSetupError> {
+        settings: &RemoteSettings,
+    ) -> Result<Self, SetupError> {
         if instances.is_empty() {
-            return Err(ClientSetupError::NoInstances(service));
+            return Err(SetupError::NoInstances(service));
         }
         let timeout = Duration::from_millis(settings.call_timeout_ms);
         let http = reqwest::Client::builder()
@@ -91,7 +81,7 @@ impl ServiceClient {
             .pool_idle_timeout(Duration::from_secs(4))
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(ClientSetupError::Http)?;
+            .map_err(SetupError::Http)?;
         Ok(Self {
             service,
             http,
@@ -106,12 +96,29 @@ impl ServiceClient {
                 settings.breaker_failures,
                 Duration::from_millis(settings.breaker_open_ms),
             ),
+            propagation: None,
         })
+    }
+
+    /// Adds `propagation`'s headers (a request id, a `traceparent`) to every call.
+    pub fn with_propagation(mut self, propagation: Arc<dyn Propagation>) -> Self {
+        self.propagation = Some(propagation);
+        self
+    }
+
+    /// Calls the method at `route` with `arguments` (what the generated clients do).
+    pub async fn call<A: Serialize, T: DeserializeOwned>(
+        &self,
+        route: &str,
+        arguments: &A,
+        idempotent: bool,
+    ) -> Result<T, CallError> {
+        self.post_json(route, arguments, idempotent).await
     }
 
     /// GETs `path` from an instance (retried: GET is idempotent) and parses the JSON answer.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
-        self.call(Method::GET, path, None, true).await
+        self.send(Method::GET, path, None, true).await
     }
 
     /// POSTs `body`; `idempotent` says whether the call may be repeated after it reached a server.
@@ -123,10 +130,10 @@ impl ServiceClient {
     ) -> Result<T, CallError> {
         let body =
             serde_json::to_vec(body).map_err(|e| self.unavailable(format!("encode: {e}")))?;
-        self.call(Method::POST, path, Some(body), idempotent).await
+        self.send(Method::POST, path, Some(body), idempotent).await
     }
 
-    async fn call<T: DeserializeOwned>(
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -181,7 +188,7 @@ impl ServiceClient {
                 }
                 Ok(response) if response.status().is_client_error() => {
                     self.breaker.record_success();
-                    let status = response.status();
+                    let status = response.status().as_u16();
                     let body = response.text().await.unwrap_or_default();
                     return Err(CallError::Rejected {
                         service: self.service,
@@ -208,14 +215,11 @@ impl ServiceClient {
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         if let Ok(value) = self.credential.expose_secret().parse() {
-            headers.insert(SERVICE_CREDENTIAL, value);
+            headers.insert(CREDENTIAL_HEADER, value);
         }
-        if let Some(context) = TraceContext::current() {
-            if let Ok(value) = context.request_id.parse() {
-                headers.insert("x-request-id", value);
-            }
-            if let Ok(value) = context.child_traceparent().parse() {
-                headers.insert("traceparent", value);
+        for (name, value) in self.propagation.iter().flat_map(|p| p.headers()) {
+            if let Ok(value) = value.parse() {
+                headers.insert(name, value);
             }
         }
         headers
@@ -355,17 +359,16 @@ mod tests {
         }
     }
 
-    fn client(instances: &[&str], retries: u32, breaker_failures: u32) -> ServiceClient {
-        let settings = ServiceSettings {
+    fn client(instances: &[&str], retries: u32, breaker_failures: u32) -> Remote {
+        let settings = RemoteSettings {
             credential: "secret".into(),
-            internal_bind: None,
             call_timeout_ms: 200,
             retries,
             breaker_failures,
             breaker_open_ms: 60_000,
         };
         let instances = instances.iter().map(|i| i.to_string()).collect();
-        ServiceClient::new("callee", instances, &settings).unwrap()
+        Remote::new("callee", instances, &settings).unwrap()
     }
 
     type Answer = Result<serde_json::Value, CallError>;
