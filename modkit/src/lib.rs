@@ -22,6 +22,8 @@
 //! See the crate's README for a walk-through and `examples/two_modules.rs` for a program that runs
 //! both ways.
 
+#![warn(missing_docs)]
+
 mod credential;
 pub mod endpoint;
 mod error;

@@ -28,16 +28,19 @@ pub struct RemoteSettings {
     pub call_timeout_ms: u64,
     /// How often a failed call is sent again (when that is safe).
     pub retries: u32,
-    /// Consecutive failures that open the circuit, and how long it stays open.
+    /// Consecutive failures that open the circuit.
     pub breaker_failures: u32,
+    /// How long an open circuit fails calls at once before one probe goes through.
     pub breaker_open_ms: u64,
 }
 
 /// Why a [`Remote`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// No base URL was given for the module.
     #[error("no instances configured for {0}")]
     NoInstances(&'static str),
+    /// The HTTP client could not be built (its TLS backend, say).
     #[error("http client: {0}")]
     Http(#[source] reqwest::Error),
 }
