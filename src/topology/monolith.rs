@@ -51,7 +51,6 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     let listener = bind(&settings.server.bind.to_string())?;
     let server = serve(&settings.server, &listener, shell, None, move |cfg| {
         cfg.app_data(web::Data::from(users.clone()))
-            .app_data(web::Data::from(users_api.clone()))
             .app_data(web::Data::from(events.clone()))
             .app_data(web::Data::from(verifier.clone()))
             .configure(users::configure)

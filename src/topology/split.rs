@@ -231,9 +231,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     let serve_internal = hosts_users && !is_gateway;
     let listener = bind(&settings.server.bind.to_string())?;
     let public = {
-        let (users_local, users_api, events, proxy, credential) = (
+        let (users_local, events, proxy, credential) = (
             users.local.clone(),
-            users.api.clone(),
             events.clone(),
             proxy.clone(),
             credential.clone(),
@@ -245,7 +244,6 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
             None,
             move |cfg| {
                 cfg.app_data(web::Data::from(verifier.clone()))
-                    .app_data(web::Data::from(users_api.clone()))
                     .app_data(credential.clone());
                 if let Some(proxy) = &proxy {
                     cfg.app_data(web::Data::from(proxy.clone()));

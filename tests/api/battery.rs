@@ -158,14 +158,7 @@ fn kind(op: Op) -> &'static str {
 /// A second events instance, and the gateway restarted to balance over both.
 #[cfg(feature = "split")]
 async fn two_events_instances(app: &mut TestApp) {
-    let processes = app.processes();
-    let second = processes.spawn_extra("events", "events2");
-    processes.wait_ready("events2").await;
-    let both = format!("{},{second}", processes.address("events"));
-    processes.set("gateway", "upstreams.events", &both);
-    processes.kill("gateway").await;
-    processes.spawn("gateway");
-    processes.wait_ready("gateway").await;
+    app.processes().balance_two_events_instances().await;
 }
 
 #[cfg(not(feature = "split"))]
@@ -283,26 +276,6 @@ fn record(people: &mut [Person], outcome: &Outcome) {
     }
 }
 
-/// Registrations of `users` in `events`, as the organiser sees them.
-async fn registrations_of(
-    app: &TestApp,
-    organiser: &TestUser,
-    events: &[String],
-    users: &HashSet<String>,
-) -> usize {
-    let mut found = 0;
-    for event in events {
-        let path = format!("/api/events/{event}/registrations?limit=100");
-        found += app
-            .walk(&path, Some(&organiser.access_token))
-            .await
-            .iter()
-            .filter(|a| users.contains(a["user"]["id"].as_str().unwrap_or_default()))
-            .count();
-    }
-    found
-}
-
 /// Until every deletion's cascade ran (they run after the `204`, from the outbox).
 async fn wait_for_cascades(
     app: &TestApp,
@@ -313,7 +286,7 @@ async fn wait_for_cascades(
 ) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let left = registrations_of(app, organiser, events, deleted).await;
+        let left = app.registrations_of(organiser, events, deleted).await;
         if left == 0 {
             return;
         }

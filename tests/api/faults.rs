@@ -97,14 +97,7 @@ async fn killing_one_of_two_events_instances_loses_no_request(backend: Backend) 
     }
     let mut app = TestApp::spawn(backend).await;
     let ada = app.user().await;
-    let processes = app.processes();
-    let second = processes.spawn_extra("events", "events2");
-    processes.wait_ready("events2").await;
-    let both = format!("{},{second}", processes.address("events"));
-    processes.set("gateway", "upstreams.events", &both);
-    processes.kill("gateway").await;
-    processes.spawn("gateway");
-    processes.wait_ready("gateway").await;
+    app.processes().balance_two_events_instances().await;
 
     let id = app.event_id(&ada, 500).await;
     let users = futures_util::future::join_all((0..40).map(|_| app.user())).await;

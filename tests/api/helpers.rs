@@ -546,6 +546,26 @@ impl TestApp {
         }
     }
 
+    /// How many registrations `users` hold in `events`, as the events' organiser sees them.
+    pub async fn registrations_of(
+        &self,
+        organiser: &TestUser,
+        events: &[String],
+        users: &std::collections::HashSet<String>,
+    ) -> usize {
+        let mut found = 0;
+        for event in events {
+            let path = format!("/api/events/{event}/registrations?limit=100");
+            found += self
+                .walk(&path, Some(&organiser.access_token))
+                .await
+                .iter()
+                .filter(|a| users.contains(a["user"]["id"].as_str().unwrap_or_default()))
+                .count();
+        }
+        found
+    }
+
     /// Polls `check` until it holds: for effects that arrive through domain events.
     pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
     where

@@ -213,6 +213,18 @@ impl Processes {
         self.address(as_name)
     }
 
+    /// A second events instance beside the first, and the gateway restarted to balance over both
+    /// (as the Compose file runs them).
+    pub async fn balance_two_events_instances(&mut self) {
+        let second = self.spawn_extra("events", "events2");
+        self.wait_ready("events2").await;
+        let both = format!("{},{second}", self.address("events"));
+        self.set("gateway", "upstreams.events", &both);
+        self.kill("gateway").await;
+        self.spawn("gateway");
+        self.wait_ready("gateway").await;
+    }
+
     /// Starts `binary` as process `name`. Its output goes to the terminal with `TEST_LOG`, and
     /// otherwise to a file whose end is shown if the process dies unexpectedly.
     fn launch(&mut self, name: &'static str, binary: &str) {

@@ -39,25 +39,6 @@ async fn delete_me(app: &TestApp, user: &TestUser) -> reqwest::Response {
     .await
 }
 
-/// Registrations of `user` in the organiser's lists of `events`, as the API shows them.
-async fn registrations_of(
-    app: &TestApp,
-    organiser: &TestUser,
-    events: &[String],
-    users: &HashSet<String>,
-) -> usize {
-    let mut found = 0;
-    for event in events {
-        let path = format!("/api/events/{event}/registrations?limit=100");
-        let attendees = app.walk(&path, Some(&organiser.access_token)).await;
-        found += attendees
-            .iter()
-            .filter(|a| users.contains(a["user"]["id"].as_str().unwrap_or_default()))
-            .count();
-    }
-    found
-}
-
 /// Twenty sign-ups and three event creations sent around one `DELETE /api/users/me`, twelve
 /// times: once the cascade ran, no registration and no scheduled event belongs to a deleted
 /// account (before the check moved into the write's transaction: 5 of 240 left on PostgreSQL).
@@ -104,7 +85,7 @@ async fn writes_racing_an_account_deletion_leave_nothing_behind(backend: Backend
     let mut left = usize::MAX;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while std::time::Instant::now() < deadline {
-        left = registrations_of(app, &organiser, &events, &victims).await;
+        left = app.registrations_of(&organiser, &events, &victims).await;
         if left == 0 {
             break;
         }

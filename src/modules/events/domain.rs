@@ -211,7 +211,7 @@ crate::uuid_id!(
 pub struct Event {
     pub id: EventId,
     pub organizer: UserId,
-    pub draft: EventDraft,
+    pub(super) draft: EventDraft,
     seats_taken: i32,
     waitlist_length: i32,
     cancelled: bool,

@@ -645,9 +645,7 @@ impl EventHandler for UserDeletedHandler {
     }
 
     async fn handle(&self, event: &DomainEvent) -> Result<(), DeliveryError> {
-        let payload: UserDeleted = serde_json::from_value(event.payload.clone()).map_err(|e| {
-            DeliveryError::because(format!("malformed {USER_DELETED} payload: {e}"))
-        })?;
+        let payload = UserDeleted::from_event(event)?;
         let user = UserId::from(payload.user_id);
         let applied = self
             .0

@@ -131,6 +131,14 @@ pub struct UserDeleted {
     pub user_id: Uuid,
 }
 
+impl UserDeleted {
+    /// The payload of a `user.deleted` domain event; a malformed one is never delivered again.
+    pub fn from_event(event: &DomainEvent) -> Result<Self, DeliveryError> {
+        serde_json::from_value(event.payload.clone())
+            .map_err(|e| DeliveryError::because(format!("malformed {USER_DELETED} payload: {e}")))
+    }
+}
+
 /// Teaches a process's [`DeletedAccounts`] every `user.deleted`: subscribed as a broadcast, so
 /// every instance of every process that verifies tokens refuses a deleted account, not only the
 /// one instance that ran the cascade.
@@ -143,9 +151,7 @@ impl EventHandler for RememberDeletions {
     }
 
     async fn handle(&self, event: &DomainEvent) -> Result<(), DeliveryError> {
-        let payload: UserDeleted = serde_json::from_value(event.payload.clone()).map_err(|e| {
-            DeliveryError::because(format!("malformed {USER_DELETED} payload: {e}"))
-        })?;
+        let payload = UserDeleted::from_event(event)?;
         self.0.insert(payload.user_id, event.occurred_at);
         Ok(())
     }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::store;
 use crate::platform::{
     db::{Db, DbError},
-    messaging::{DeliveryError, EventPublisher},
+    messaging::{DeliveryError, DomainEvent, EventPublisher},
     now,
 };
 
@@ -98,7 +98,7 @@ impl OutboxRelay {
         let len = rows.len();
         let mut sent = 0;
         for row in rows {
-            let event = row.to_event()?;
+            let event = event_of(&row)?;
             let id = row.id.clone();
             let delivered = self.publisher.publish(&event).await;
             let failed = delivered.is_err();
@@ -135,7 +135,7 @@ impl OutboxRelay {
                 let rows = store::claim_pending_outbox(conn, BATCH)?;
                 let mut sent = 0;
                 for row in &rows {
-                    let event = match row.to_event() {
+                    let event = match event_of(row) {
                         Ok(event) => event,
                         Err(failure) => return Ok((sent, rows.len(), Some(failure))),
                     };
@@ -160,4 +160,19 @@ impl OutboxRelay {
             None => Ok((sent, len)),
         }
     }
+}
+
+/// The domain event an outbox row holds; a row that does not parse is reported, not skipped.
+fn event_of(row: &store::OutboxRow) -> Result<DomainEvent, RelayError> {
+    let unreadable = |why: String| RelayError::Unreadable {
+        id: row.id.clone(),
+        why,
+    };
+    Ok(DomainEvent {
+        id: row.id.parse().map_err(|e| unreadable(format!("id: {e}")))?,
+        topic: row.topic.clone(),
+        payload: serde_json::from_str(&row.payload)
+            .map_err(|e| unreadable(format!("payload: {e}")))?,
+        occurred_at: row.created_at.and_utc(),
+    })
 }

@@ -6,7 +6,6 @@ use uuid::Uuid;
 
 use super::{
     User, UsersError,
-    outbox::RelayError,
     schema::{refresh_tokens, users, users_deleted, users_outbox},
 };
 use crate::platform::{
@@ -313,24 +312,6 @@ impl OutboxRow {
             published_at: None,
             attempts: 0,
         }
-    }
-
-    /// The domain event this row holds; a row that does not parse is reported, not skipped.
-    pub fn to_event(&self) -> Result<DomainEvent, RelayError> {
-        let unreadable = |why: String| RelayError::Unreadable {
-            id: self.id.clone(),
-            why,
-        };
-        Ok(DomainEvent {
-            id: self
-                .id
-                .parse()
-                .map_err(|e| unreadable(format!("id: {e}")))?,
-            topic: self.topic.clone(),
-            payload: serde_json::from_str(&self.payload)
-                .map_err(|e| unreadable(format!("payload: {e}")))?,
-            occurred_at: self.created_at.and_utc(),
-        })
     }
 }
 
