@@ -387,6 +387,24 @@ impl Db {
         self.run(move |conn| write_transaction(conn, f)).await
     }
 
+    /// Like [`Db::write`], then `on_commit` with the committed value, on the same blocking
+    /// thread: what must follow a commit still happens when the request that started it is
+    /// dropped meanwhile (its client went away), since the transaction commits regardless.
+    pub async fn write_then<T, E, F, G>(&self, f: F, on_commit: G) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        G: FnOnce(&T) + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let value = write_transaction(conn, f)?;
+            on_commit(&value);
+            Ok(value)
+        })
+        .await
+    }
+
     /// Whether the database answers with every table of its modules in place, for `/readyz`.
     pub async fn ping(&self) -> bool {
         let probe = match self.schema_probe.is_empty() {

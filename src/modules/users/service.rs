@@ -354,29 +354,37 @@ impl UsersService {
 
     /// Deletes an account and, in the same transaction, records `user.deleted` in the outbox.
     pub async fn delete_account(&self, id: Uuid) -> Result<(), UsersError> {
-        let event = DomainEvent {
-            id: Uuid::now_v7(),
-            topic: USER_DELETED.to_owned(),
-            payload: serde_json::to_value(UserDeleted { user_id: id })
-                .map_err(|e| UsersError::Internal(e.to_string()))?,
-            occurred_at: now(),
-        };
-        let at = event.occurred_at;
         // Refused from before the commit on, so no request acts for the account once it is gone
         // (the 204 included); the mark goes with this attempt if it fails, and only this one's.
         let pending = self.deleted.begin(id);
+        let (changes, wakeup) = (self.changes.clone(), self.outbox_wakeup.clone());
         self.db
-            .write(move |conn| {
-                if store::delete_user(conn, id, at)? == 0 {
-                    return Err(UsersError::NotFound);
-                }
-                store::insert_outbox(conn, &event)?;
-                Ok(())
-            })
+            .write_then(
+                move |conn| {
+                    if !store::lock_user(conn, id)? {
+                        return Err(UsersError::NotFound);
+                    }
+                    // Timed under the account's lock: no token is issued to it after this
+                    // instant, so remembering the deletion one token lifetime from it suffices.
+                    let at = now();
+                    let event = DomainEvent {
+                        id: Uuid::now_v7(),
+                        topic: USER_DELETED.to_owned(),
+                        payload: serde_json::to_value(UserDeleted { user_id: id })
+                            .map_err(|e| UsersError::Internal(e.to_string()))?,
+                        occurred_at: at,
+                    };
+                    store::delete_user(conn, id, at)?;
+                    store::insert_outbox(conn, &event)?;
+                    Ok(at)
+                },
+                move |at| {
+                    pending.done(*at);
+                    changes.announce(Change::User { id });
+                    wakeup.notify_one();
+                },
+            )
             .await?;
-        pending.done(at);
-        self.changes.announce(Change::User { id });
-        self.outbox_wakeup.notify_one();
         tracing::info!(user_id = %id, "account deleted");
         Ok(())
     }
