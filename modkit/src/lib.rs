@@ -19,6 +19,11 @@
 //! Build with the `remote` feature where some module is elsewhere; a process hosting every module
 //! builds without it and compiles no HTTP client.
 //!
+//! Modules also tell each other what happened, through domain events ([`events`]): the envelope,
+//! publishers and handlers, and the two kinds of delivery a handler may want when its process
+//! runs as several instances — a work queue (one instance handles each event) or a broadcast
+//! (every instance learns every event) — kept apart by type.
+//!
 //! See the crate's README for a walk-through and `examples/two_modules.rs` for a program that runs
 //! both ways.
 
@@ -27,6 +32,7 @@
 mod credential;
 pub mod endpoint;
 mod error;
+pub mod events;
 #[cfg(feature = "remote")]
 mod remote;
 

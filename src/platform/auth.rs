@@ -174,6 +174,12 @@ impl DeletedAccounts {
         self.marks.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How long a deletion is remembered: one token lifetime, with the verifier's leeway and
+    /// some clock skew.
+    pub fn remembered_for(&self) -> Duration {
+        self.remember_for.to_std().unwrap_or(Duration::MAX)
+    }
+
     /// The earliest deletion that still matters: older ones have no unexpired token left.
     pub fn horizon(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now.checked_sub_signed(self.remember_for)

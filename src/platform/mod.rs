@@ -9,7 +9,6 @@ pub mod instant;
 pub mod json;
 #[cfg(feature = "split")]
 pub mod jwks;
-pub mod messaging;
 #[cfg(feature = "split")]
 pub mod nats;
 pub mod pagination;

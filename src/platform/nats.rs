@@ -1,9 +1,9 @@
 //! Domain events over NATS JetStream (split build). The outbox relay publishes each event with
 //! its id as `Nats-Msg-Id`, so JetStream drops a republished duplicate. Two kinds of delivery,
-//! kept apart: a work queue ([`spawn_consumer`]: a durable pull consumer shared by a service's
-//! instances delivers each event to one of them, at least once, acknowledged only after the
-//! handler committed) and a broadcast ([`spawn_broadcast`]: every process sees every event, for
-//! what each instance keeps in memory). Both survive the broker being down: the publisher's
+//! kept apart by the kit's [`Delivery`] ([`spawn_subscription`]): a work queue (a durable pull
+//! consumer shared by a service's instances delivers each event to one of them, at least once,
+//! acknowledged only after the handler committed) and a broadcast (every process sees every
+//! event, for what each instance keeps in memory). Both survive the broker being down: the publisher's
 //! failures leave rows in the outbox, the consumers reconnect with backoff.
 
 use std::{sync::Arc, time::Duration};
@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use super::{
-    changes::{Change, ChangeFanout, Changes},
-    messaging::{DeliveryError, DomainEvent, EventHandler, EventPublisher},
+use super::changes::{Change, ChangeFanout, Changes};
+use modkit::events::{
+    Delivery, DeliveryError, DomainEvent, EventHandler, EventPublisher, Subscription,
 };
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -148,21 +148,33 @@ impl EventPublisher for NatsPublisher {
     }
 }
 
-/// Runs a durable consumer for `handler`'s topics until the process ends: the work queue, where
-/// the instances sharing `settings.consumer` split the events between them.
-pub fn spawn_consumer(
+/// Runs `subscription` until the process ends, reconnecting with backoff: a work queue on the
+/// durable consumer the instances share (`settings.consumer`), so they split the events between
+/// them; a broadcast on an ordered consumer of this instance's own, so it sees every event,
+/// starting with those of the subscription's replay period (again after every reconnection:
+/// broadcast handlers are idempotent).
+pub fn spawn_subscription(
     js: jetstream::Context,
     settings: NatsSettings,
-    handler: Arc<dyn EventHandler>,
+    subscription: Subscription,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut failures = 0u32;
         loop {
-            match consume(&js, &settings, handler.as_ref()).await {
+            let handler = subscription.handler.as_ref();
+            let outcome = match subscription.delivery {
+                Delivery::WorkQueue => consume(&js, &settings, handler).await,
+                Delivery::Broadcast { replay } => {
+                    let since = Utc::now()
+                        - chrono::Duration::from_std(replay).unwrap_or(chrono::Duration::MAX);
+                    listen(&js, &settings, handler, since).await
+                }
+            };
+            match outcome {
                 Ok(()) => failures = 0,
                 Err(err) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(error = %err, "event consumer interrupted; reconnecting");
+                    tracing::warn!(error = %err, delivery = ?subscription.delivery, "event subscription interrupted; reconnecting");
                 }
             }
             tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.clamp(1, 8)))).await;
@@ -218,33 +230,6 @@ async fn consume(
         ack.map_err(BrokerError::jetstream("ack"))?;
     }
     Ok(())
-}
-
-/// Runs a broadcast subscription for `handler`'s topics until the process ends: every process
-/// that runs one sees every event (through an ordered consumer of its own that nobody
-/// acknowledges), starting with those published since `since()`. A process that starts, or
-/// whose connection broke, so relearns what happened while it was away. For per-instance memory
-/// (deleted accounts); work that must happen once belongs to [`spawn_consumer`]. The handler
-/// must be idempotent: a reconnection replays from `since()` again.
-pub fn spawn_broadcast(
-    js: jetstream::Context,
-    settings: NatsSettings,
-    handler: Arc<dyn EventHandler>,
-    since: impl Fn() -> DateTime<Utc> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut failures = 0u32;
-        loop {
-            match listen(&js, &settings, handler.as_ref(), since()).await {
-                Ok(()) => failures = 0,
-                Err(err) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(error = %err, "event broadcast interrupted; reconnecting");
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.clamp(1, 8)))).await;
-        }
-    })
 }
 
 async fn listen(

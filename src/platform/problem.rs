@@ -11,7 +11,7 @@
 //! | a call to another process | the kit's `modkit::CallError` (rejected or unavailable), converted into the calling module's own error; building the client: `modkit::SetupError` |
 //! | an access token | `auth::TokenError` |
 //! | the database at run time / at start | `db::DbError` / `db::DbSetupError` |
-//! | domain events | `messaging::DeliveryError`; the relay: `RelayError`; the broker: `BrokerError` |
+//! | domain events | `modkit::events::DeliveryError`; the relay: `RelayError`; the broker: `BrokerError` |
 //! | signing keys | `KeysError` |
 //! | configuration | `config::ConfigError` |
 //! | a process's start | `topology::StartError`, which wraps the ones above |

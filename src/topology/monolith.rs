@@ -4,6 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use actix_web::web;
+use modkit::events::InProcessBus;
 
 use super::{
     Application, DatabaseReadiness, ReadCaching, StartError, bind, connect, deleted_accounts,
@@ -15,7 +16,7 @@ use crate::{
         events::{self, UserDeletedHandler},
         users::{self, UsersApi},
     },
-    platform::{auth::KeySetVerifier, messaging::InProcessBus},
+    platform::auth::KeySetVerifier,
 };
 
 /// Builds and binds the monolith; call [`Application::run_until_stopped`] to serve.

@@ -29,11 +29,11 @@ use crate::{
         auth::{DeletedAccounts, KeySetVerifier, TokenVerifier},
         db::{Db, ModuleMigrations},
         jwks::JwksVerifier,
-        messaging::{EventPublisher, InProcessBus},
         nats::{self, NatsPublisher},
         remote,
     },
 };
+use modkit::events::{EventPublisher, InProcessBus, Subscription};
 
 /// The `main` of every split binary: its role's defaults under the operator's configuration.
 pub fn main(role: Role) -> std::process::ExitCode {
@@ -118,21 +118,20 @@ async fn relay_domain_events(
     // replayed from one token lifetime back at start. (The cascade below runs once.)
     if users.is_some() != events.is_some() {
         let js = nats::connect(&settings.nats).await?;
-        let horizon = deleted.clone();
-        tasks.push(nats::spawn_broadcast(
+        let remember = Subscription::broadcast(
+            Arc::new(RememberDeletions(deleted.clone())),
+            deleted.remembered_for(),
+        );
+        tasks.push(nats::spawn_subscription(
             js,
             settings.nats.clone(),
-            Arc::new(RememberDeletions(deleted.clone())),
-            move || horizon.horizon(chrono::Utc::now()),
+            remember,
         ));
     }
     if let (Some(events), None) = (events, users) {
         let js = nats::connect(&settings.nats).await?;
-        tasks.push(nats::spawn_consumer(
-            js,
-            settings.nats.clone(),
-            consumer(events),
-        ));
+        let cascade = Subscription::work_queue(consumer(events));
+        tasks.push(nats::spawn_subscription(js, settings.nats.clone(), cascade));
     }
     if let Some(users) = users
         && settings.outbox.relay_enabled

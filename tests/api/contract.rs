@@ -20,6 +20,9 @@ use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use modkit::events::{
+    DeliveryError, DomainEvent, EventHandler, EventPublisher, InProcessBus, Subscription,
+};
 use reqwest::StatusCode;
 use rsvp::{
     config::Settings,
@@ -27,7 +30,6 @@ use rsvp::{
     platform::{
         auth::{Claims, KeySetVerifier, Role, TokenError, TokenVerifier},
         jwks::JwksVerifier,
-        messaging::{DeliveryError, DomainEvent, EventHandler, EventPublisher, InProcessBus},
         nats::{self, NatsPublisher},
         remote,
     },
@@ -533,7 +535,11 @@ async fn event_buses_agree() {
         .await
         .expect("NATS on 127.0.0.1:4222");
     let over_nats = Arc::new(Recorder::default());
-    nats::spawn_consumer(js.clone(), settings.clone(), over_nats.clone());
+    nats::spawn_subscription(
+        js.clone(),
+        settings.clone(),
+        Subscription::work_queue(over_nats.clone()),
+    );
     let publisher = NatsPublisher::new(js.clone(), &settings);
     publish_and_consume("NATS JetStream", &publisher, &over_nats).await;
 

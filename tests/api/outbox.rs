@@ -8,10 +8,10 @@ use std::{
 };
 
 use async_trait::async_trait;
+use modkit::events::{DeliveryError, DomainEvent, EventPublisher};
 use rsvp::{
     config::Settings,
     modules::users::{self, OutboxRelay},
-    platform::messaging::{DeliveryError, DomainEvent, EventPublisher},
     topology,
 };
 use tokio::sync::Notify;

@@ -24,12 +24,12 @@ use crate::{
         changes::{Change, Changes},
         db::{Db, DbConnection, is_unique_violation},
         ids::UserId,
-        messaging::{DeliveryError, DomainEvent, EventHandler},
         now,
         pagination::{Page, PageRequest, into_page},
         read_cache::{CacheMetrics, CacheSettings, Ticket},
     },
 };
+use modkit::events::{DeliveryError, DomainEvent, EventHandler};
 
 /// The in-process implementation of the events module's use cases.
 pub struct EventsService {

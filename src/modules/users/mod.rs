@@ -31,8 +31,8 @@ use std::sync::Arc;
 use crate::platform::{
     auth::{DeletedAccounts, Role},
     db::ModuleMigrations,
-    messaging::{DeliveryError, DomainEvent, EventHandler},
 };
+use modkit::events::{DeliveryError, DomainEvent, EventHandler};
 
 /// What other modules may ask of the users module. In process it is [`UsersService`]; where the
 /// module runs elsewhere, `UsersApiRemote` (written by the kit from this trait) calls its

@@ -9,9 +9,9 @@ use tokio::sync::Notify;
 use super::store;
 use crate::platform::{
     db::{Db, DbError},
-    messaging::{DeliveryError, DomainEvent, EventPublisher},
     now,
 };
+use modkit::events::{DeliveryError, DomainEvent, EventPublisher};
 
 const BATCH: i64 = 100;
 

@@ -29,10 +29,10 @@ use crate::platform::{
     auth::{Claims, DeletedAccounts, Role},
     changes::{Change, Changes},
     db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
-    messaging::{DomainEvent, EventPublisher},
     now,
     pagination::{Page, PageRequest, into_page},
 };
+use modkit::events::{DomainEvent, EventPublisher};
 
 /// The in-process implementation of the users module.
 pub struct UsersService {

@@ -11,9 +11,9 @@ use super::{
 use crate::platform::{
     auth::Role,
     db::DbConnection,
-    messaging::DomainEvent,
     pagination::{Cursor, PageRequest},
 };
+use modkit::events::DomainEvent;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
