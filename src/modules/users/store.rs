@@ -168,11 +168,9 @@ pub fn upgrade_password_hash(
 }
 
 /// Deletes the account and its refresh tokens, leaving a record of the deletion; `0` when there
-/// was no such account.
+/// was no such account. The caller holds the account's lock ([`lock_user`]), taken before it
+/// timed the deletion.
 pub fn delete_user(conn: &mut DbConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<usize> {
-    if !lock_user(conn, id)? {
-        return Ok(0);
-    }
     diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(id.to_string())))
         .execute(conn)?;
     let deleted = diesel::delete(users::table.find(id.to_string())).execute(conn)?;
