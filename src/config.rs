@@ -14,10 +14,11 @@ use serde::Deserialize;
 #[cfg(feature = "split")]
 use crate::platform::{nats::NatsSettings, remote::ServiceSettings};
 use crate::{
-    gateway::{DEFAULT_ROUTES, GatewaySettings},
-    modules::users::{AuthSettings, OutboxSettings},
+    gateway::GatewaySettings,
+    modules::users::AuthSettings,
     platform::{
         db::DatabaseSettings,
+        outbox::OutboxSettings,
         read_cache::CacheSettings,
         telemetry::{LogSettings, TelemetrySettings},
     },
@@ -26,6 +27,9 @@ use crate::{
 /// Every setting of a process, grouped by the section names operators see.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    /// The layered configuration itself: each module reads its own section from it.
+    #[serde(skip)]
+    pub raw: RawConfig,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
@@ -42,6 +46,17 @@ pub struct Settings {
     pub service: ServiceSettings,
     #[cfg(feature = "split")]
     pub nats: NatsSettings,
+}
+
+/// The whole layered configuration, as modules read their sections from it. Never printed: it
+/// holds the secrets the typed sections keep hidden.
+#[derive(Clone, Default)]
+pub struct RawConfig(pub std::sync::Arc<Config>);
+
+impl std::fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawConfig(..)")
+    }
 }
 
 /// The HTTP server of a process.
@@ -73,22 +88,13 @@ impl ServerSettings {
     }
 }
 
-/// A module a split process may host.
-#[cfg(feature = "split")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Module {
-    Users,
-    Events,
-}
-
 /// Which modules a split process hosts, and whether it is the public entry.
 #[cfg(feature = "split")]
 #[derive(Debug, Clone, Deserialize)]
 pub struct TopologySettings {
-    /// `users`, `events`, both, or none for a pure gateway.
-    #[serde(deserialize_with = "modules")]
-    pub local_modules: Vec<Module>,
+    /// Names of registered modules ([`crate::modules::MODULES`]); none for a pure gateway.
+    #[serde(deserialize_with = "crate::platform::settings::list")]
+    pub local_modules: Vec<String>,
     /// Whether this process is the public entry, proxying routes of modules it does not host.
     pub proxy: bool,
 }
@@ -96,37 +102,17 @@ pub struct TopologySettings {
 #[cfg(feature = "split")]
 impl TopologySettings {
     /// Whether this process hosts `module`.
-    pub fn hosts(&self, module: Module) -> bool {
-        self.local_modules.contains(&module)
+    pub fn hosts(&self, module: &str) -> bool {
+        self.local_modules.iter().any(|m| m == module)
     }
 }
 
-#[cfg(feature = "split")]
-fn modules<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Module>, D::Error> {
-    use serde::de::{Error, IntoDeserializer};
-    crate::platform::settings::list(deserializer)?
-        .into_iter()
-        .map(|name| {
-            Module::deserialize(name.as_str().into_deserializer()).map_err(
-                |_: serde::de::value::Error| {
-                    D::Error::custom(format!("{name:?}: expected users and/or events"))
-                },
-            )
-        })
-        .collect()
-}
-
-/// Instances of each remote module (base URLs), for the proxy and the clients.
+/// How the split gateway treats the instances of remote modules. The instances themselves are
+/// `upstreams.<module>` (base URLs; `upstreams.<module>_internal` where callers reach a module's
+/// internal endpoint elsewhere), read per module ([`crate::modules::hosting::Process::instances`]).
 #[cfg(feature = "split")]
 #[derive(Debug, Clone, Deserialize)]
 pub struct UpstreamSettings {
-    #[serde(deserialize_with = "crate::platform::settings::list")]
-    pub users: Vec<String>,
-    #[serde(deserialize_with = "crate::platform::settings::list")]
-    pub events: Vec<String>,
-    /// Where remote callers reach the users module's internal API, when not at `users`.
-    #[serde(deserialize_with = "crate::platform::settings::list")]
-    pub users_internal: Vec<String>,
     pub health_interval_ms: u64,
     /// Requests the split gateway sends one instance at once; more wait for a turn.
     pub max_in_flight: usize,
@@ -168,7 +154,6 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("gateway.body_limit_bytes", "65536"),
     ("gateway.cors_allowed_origins", ""),
     ("gateway.trusted_proxies", ""),
-    ("gateway.routes", DEFAULT_ROUTES),
     ("gateway.rate_limit_redis_url", ""),
     ("log.format", "auto"),
     ("log.level", "info"),
@@ -181,11 +166,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("cache.enabled", "true"),
     ("cache.max_bytes", "4194304"),
     ("cache.ttl_ms", "10000"),
-    ("topology.local_modules", "users,events"),
     ("topology.proxy", "false"),
-    ("upstreams.users", "http://127.0.0.1:9091"),
-    ("upstreams.events", "http://127.0.0.1:9000"),
-    ("upstreams.users_internal", ""),
     ("upstreams.health_interval_ms", "2000"),
     ("upstreams.max_in_flight", "64"),
     ("upstreams.queue_timeout_ms", "30000"),
@@ -198,7 +179,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("nats.url", "nats://127.0.0.1:4222"),
     ("nats.stream", "RSVP"),
     ("nats.subject_prefix", "rsvp"),
-    ("nats.consumer", "events-service"),
+    ("nats.consumer", "rsvp"),
 ];
 
 /// What a binary runs as; each role has defaults of its own under the operator's configuration.
@@ -209,43 +190,74 @@ pub enum Role {
     /// `rsvp-gateway`: the public entry of the split topology.
     #[cfg(feature = "split")]
     Gateway,
-    /// `rsvp-users`: the users service.
+    /// `rsvp-<module>`: one module's service.
     #[cfg(feature = "split")]
-    Users,
-    /// `rsvp-events`: the events service.
-    #[cfg(feature = "split")]
-    Events,
+    Service(&'static str),
 }
 
 impl Role {
-    /// The role's defaults over [`DEFAULTS`]: a service's port, database file and modules.
-    pub fn defaults(self) -> &'static [(&'static str, &'static str)] {
+    /// The role's defaults over [`DEFAULTS`] and the registry's: a service's port, database
+    /// file and modules.
+    pub fn defaults(self) -> Vec<(String, String)> {
+        let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
         match self {
-            Role::Monolith => &[],
+            Role::Monolith => Vec::new(),
             #[cfg(feature = "split")]
-            Role::Gateway => &[
+            Role::Gateway => pairs(&[
                 ("topology.local_modules", ""),
                 ("topology.proxy", "true"),
                 ("telemetry.service_name", "rsvp-gateway"),
-            ],
+            ]),
             #[cfg(feature = "split")]
-            Role::Users => &[
-                ("topology.local_modules", "users"),
-                ("server.bind", "127.0.0.1:9091"),
-                ("database.url", "sqlite://data/users.db"),
-                ("gateway.auth_rate_per_minute", "0"),
-                ("telemetry.service_name", "rsvp-users"),
-            ],
-            #[cfg(feature = "split")]
-            Role::Events => &[
-                ("topology.local_modules", "events"),
-                ("server.bind", "127.0.0.1:9000"),
-                ("database.url", "sqlite://data/events.db"),
-                ("gateway.auth_rate_per_minute", "0"),
-                ("telemetry.service_name", "rsvp-events"),
-            ],
+            Role::Service(name) => {
+                let port = crate::modules::module(name)
+                    .and_then(|m| m.declaration.default_url.rsplit(':').next())
+                    .unwrap_or("0");
+                let mut defaults = pairs(&[("gateway.auth_rate_per_minute", "0")]);
+                defaults.extend([
+                    ("topology.local_modules".into(), name.to_owned()),
+                    ("server.bind".into(), format!("127.0.0.1:{port}")),
+                    ("database.url".into(), format!("sqlite://data/{name}.db")),
+                    ("telemetry.service_name".into(), format!("rsvp-{name}")),
+                ]);
+                defaults
+            }
         }
     }
+}
+
+/// The defaults the registry of modules implies: every module hosted (the monolith), each
+/// module's instances at its default address, the route table of their public prefixes.
+fn registry_defaults() -> Vec<(String, String)> {
+    let modules = crate::modules::MODULES;
+    let mut defaults = vec![
+        (
+            "topology.local_modules".to_owned(),
+            modules
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "gateway.routes".to_owned(),
+            modkit::route_table(&crate::modules::declarations()),
+        ),
+    ];
+    for module in modules {
+        let name = module.name();
+        defaults.push((
+            format!("upstreams.{name}"),
+            module.declaration.default_url.to_owned(),
+        ));
+        defaults.push((format!("upstreams.{name}_internal"), String::new()));
+    }
+    defaults
 }
 
 impl Settings {
@@ -277,14 +289,19 @@ impl Settings {
 
     fn defaults(role: Role) -> Result<ConfigBuilder<DefaultState>, ConfigError> {
         let mut builder = Config::builder();
-        for (key, value) in DEFAULTS.iter().chain(role.defaults()) {
+        for (key, value) in DEFAULTS {
             builder = builder.set_default(*key, *value)?;
+        }
+        for (key, value) in registry_defaults().into_iter().chain(role.defaults()) {
+            builder = builder.set_default(key, value)?;
         }
         Ok(builder)
     }
 
     fn finish(builder: ConfigBuilder<DefaultState>) -> Result<Self, ConfigError> {
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let raw = builder.build()?;
+        let mut settings: Settings = raw.clone().try_deserialize()?;
+        settings.raw = RawConfig(std::sync::Arc::new(raw));
         settings.validate()?;
         Ok(settings)
     }
@@ -324,6 +341,17 @@ impl Settings {
             && let Err(why) = redis::Client::open(url.as_str())
         {
             return invalid("gateway.rate_limit_redis_url", &why.to_string());
+        }
+        let registered = |name: &str| crate::modules::module(name).is_some();
+        if let Some(name) = self.gateway.routes.modules().find(|m| !registered(m)) {
+            return invalid("gateway.routes", &format!("{name:?} is not a module"));
+        }
+        #[cfg(feature = "split")]
+        if let Some(name) = self.topology.local_modules.iter().find(|m| !registered(m)) {
+            return invalid(
+                "topology.local_modules",
+                &format!("{name:?} is not a module"),
+            );
         }
         if self.outbox.poll_interval_ms == 0 {
             return invalid("outbox.poll_interval_ms", "must be positive");
@@ -444,11 +472,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_default_route_table_sends_each_contract_path_to_its_module() {
+        let routes = Settings::with_overrides(&[]).unwrap().gateway.routes;
+        for (path, module) in [
+            ("/api/users/me/registrations", Some("events")),
+            ("/api/events", Some("events")),
+            ("/api/events/1/registrations/me", Some("events")),
+            ("/api/users/me", Some("users")),
+            ("/api/users", Some("users")),
+            ("/api/auth/login", Some("users")),
+            ("/.well-known/jwks.json", Some("users")),
+            ("/api/eventsx", None),
+            ("/api/other", None),
+            ("/internal/users/public_profiles", None),
+            ("/", None),
+        ] {
+            assert_eq!(routes.module_of(path), module, "{path}");
+        }
+    }
+
     #[cfg(feature = "split")]
     #[test]
     fn each_role_has_its_own_defaults_and_the_credential_never_prints() {
-        let users = Settings::load(Role::Users).unwrap();
-        assert_eq!(users.topology.local_modules, [Module::Users]);
+        let users = Settings::load(Role::Service("users")).unwrap();
+        assert_eq!(users.topology.local_modules, ["users"]);
         assert_eq!(users.server.bind.port(), 9091);
         let gateway = Settings::load(Role::Gateway).unwrap();
         assert!(gateway.topology.proxy && gateway.topology.local_modules.is_empty());

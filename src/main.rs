@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use rsvp::{
     config::{Role, Settings},
+    modules::users,
     topology::{self, monolith},
 };
 
@@ -61,7 +62,7 @@ async fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => topology::run(monolith::build(settings).await).await,
-        Command::MakeAdmin { email } => match monolith::make_admin(settings, &email).await {
+        Command::MakeAdmin { email } => match make_admin(&settings, &email).await {
             Ok(()) => {
                 println!("{email} is now an admin");
                 ExitCode::SUCCESS
@@ -73,4 +74,16 @@ async fn main() -> ExitCode {
         },
         Command::Probe { .. } => unreachable!("answered before the settings were loaded"),
     }
+}
+
+/// Gives the account with `email` the admin role.
+async fn make_admin(settings: &Settings, email: &str) -> Result<(), String> {
+    let process = topology::process(settings, &[&users::MODULE])
+        .await
+        .map_err(|e| e.to_string())?;
+    let service = users::service(&process).await.map_err(|e| e.to_string())?;
+    service.promote_to_admin(email).await.map_err(|e| match e {
+        users::UsersError::NotFound => format!("no account with email {email}"),
+        other => other.to_string(),
+    })
 }

@@ -24,6 +24,11 @@
 //! runs as several instances — a work queue (one instance handles each event) or a broadcast
 //! (every instance learns every event) — kept apart by type.
 //!
+//! Each module declares itself once ([`Declaration`]): its name, public routes, the domain events
+//! it publishes and consumes. An application keeps one registry of declarations and derives every
+//! list of modules from it; [`Apis`] hands each module the interfaces of the others, hosted here
+//! or remote.
+//!
 //! See the crate's README for a walk-through and `examples/two_modules.rs` for a program that runs
 //! both ways.
 
@@ -33,6 +38,7 @@ mod credential;
 pub mod endpoint;
 mod error;
 pub mod events;
+pub mod module;
 #[cfg(feature = "remote")]
 mod remote;
 
@@ -40,6 +46,7 @@ pub use async_trait::async_trait;
 pub use credential::{CREDENTIAL_HEADER, Credential};
 pub use error::CallError;
 pub use modkit_macros::interface;
+pub use module::{Apis, Declaration, MissingApi, RegistryError, check_registry, route_table};
 #[cfg(feature = "remote")]
 pub use remote::{Propagation, Remote, RemoteSettings, SetupError};
 

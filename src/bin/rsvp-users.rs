@@ -1,5 +1,5 @@
 //! The users service (default :9091): accounts, tokens, the JWKS and the internal profile API.
 
 fn main() -> std::process::ExitCode {
-    rsvp::topology::split::main(rsvp::config::Role::Users)
+    rsvp::topology::split::main(rsvp::config::Role::Service("users"))
 }

@@ -39,7 +39,7 @@ pub use metrics::Metrics;
 pub use openapi::openapi_document;
 pub use rate_limit::{AuthRateLimit, RateLimitError};
 pub use request_context::{REQUEST_ID, RequestId, TRACEPARENT};
-pub use routes::{DEFAULT_ROUTES, Routes};
+pub use routes::Routes;
 
 use crate::platform::{json::BodyLimit, problem::Problem};
 use slow_clients::BodyDeadline;

@@ -9,8 +9,6 @@ use utoipa::{
     },
 };
 
-use crate::modules::{events, users};
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "rsvp", description = "Events platform: accounts, events, registrations with capacity and a waitlist. \
@@ -40,8 +38,9 @@ impl Modify for BearerAuth {
 /// The whole public API: the same document in every topology.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = PublicApi::openapi();
-    doc.merge(users::ApiDoc::openapi());
-    doc.merge(events::ApiDoc::openapi());
+    for part in crate::modules::api_documents() {
+        doc.merge(part);
+    }
     for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,

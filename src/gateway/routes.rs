@@ -1,13 +1,7 @@
 //! The public route table: which module serves a path prefix. A split gateway proxies by it, so
-//! it comes from configuration (`gateway.routes`): a prefix a module gains, or one an operator
-//! wants to keep private, needs no new gateway build.
-
-/// The contract's routes (`docs/api.md`). More specific prefixes win whatever their order.
-pub const DEFAULT_ROUTES: &str = "/api/users/me/registrations=events,/api/events=events,\
-                                  /api/auth=users,/api/users=users,/.well-known=users";
-
-/// The modules a route may name; each has its instances in `upstreams.<module>`.
-const MODULES: &[&str] = &["users", "events"];
+//! it comes from configuration (`gateway.routes`, by default what the modules declare): a prefix
+//! a module gains, or one an operator wants to keep private, needs no new gateway build. More
+//! specific prefixes win whatever their order.
 
 /// Prefixes that are never public, whatever the configuration says.
 const PRIVATE: &str = "/internal";
@@ -16,7 +10,7 @@ const PRIVATE: &str = "/internal";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routes {
     /// Longest prefix first, so the most specific match is the first.
-    table: Vec<(String, &'static str)>,
+    table: Vec<(String, String)>,
 }
 
 impl Routes {
@@ -28,7 +22,7 @@ impl Routes {
 
     /// Parses `prefix=module` entries; blank ones are skipped.
     pub fn from_entries(entries: &[impl AsRef<str>]) -> Result<Self, String> {
-        let mut table: Vec<(String, &'static str)> = Vec::new();
+        let mut table: Vec<(String, String)> = Vec::new();
         for entry in entries
             .iter()
             .map(|e| e.as_ref().trim())
@@ -37,10 +31,10 @@ impl Routes {
             let (prefix, module) = entry
                 .split_once('=')
                 .ok_or_else(|| format!("{entry:?} is not prefix=module"))?;
-            let module = MODULES
-                .iter()
-                .find(|m| **m == module.trim())
-                .ok_or_else(|| format!("{entry:?}: the module must be users or events"))?;
+            let module = module.trim();
+            if module.is_empty() {
+                return Err(format!("{entry:?}: no module named"));
+            }
             let prefix = prefix.trim();
             if !prefix.starts_with('/') {
                 return Err(format!("{entry:?}: the prefix must start with /"));
@@ -53,7 +47,7 @@ impl Routes {
             if table.iter().any(|(p, _)| p == prefix) {
                 return Err(format!("{entry:?}: the prefix is routed twice"));
             }
-            table.push((prefix.to_owned(), module));
+            table.push((prefix.to_owned(), module.to_owned()));
         }
         if table.is_empty() {
             return Err("no routes".into());
@@ -63,14 +57,19 @@ impl Routes {
     }
 
     /// The module serving `path`: a prefix matches whole path segments only.
-    pub fn module_of(&self, path: &str) -> Option<&'static str> {
+    pub fn module_of(&self, path: &str) -> Option<&str> {
         if matches(PRIVATE, path) {
             return None;
         }
         self.table
             .iter()
             .find(|(prefix, _)| matches(prefix, path))
-            .map(|(_, module)| *module)
+            .map(|(_, module)| module.as_str())
+    }
+
+    /// The modules the table names (the configuration checks each is registered).
+    pub fn modules(&self) -> impl Iterator<Item = &str> {
+        self.table.iter().map(|(_, module)| module.as_str())
     }
 }
 
@@ -79,12 +78,6 @@ impl<'de> serde::Deserialize<'de> for Routes {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let entries = crate::platform::settings::list(deserializer)?;
         Self::from_entries(&entries).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Default for Routes {
-    fn default() -> Self {
-        Self::parse(DEFAULT_ROUTES).expect("the default routes parse")
     }
 }
 
@@ -97,26 +90,6 @@ fn matches(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_default_table_sends_each_contract_path_to_its_module() {
-        let routes = Routes::default();
-        for (path, module) in [
-            ("/api/users/me/registrations", Some("events")),
-            ("/api/events", Some("events")),
-            ("/api/events/1/registrations/me", Some("events")),
-            ("/api/users/me", Some("users")),
-            ("/api/users", Some("users")),
-            ("/api/auth/login", Some("users")),
-            ("/.well-known/jwks.json", Some("users")),
-            ("/api/eventsx", None),
-            ("/api/other", None),
-            ("/internal/users/public_profiles", None),
-            ("/", None),
-        ] {
-            assert_eq!(routes.module_of(path), module, "{path}");
-        }
-    }
 
     #[test]
     fn the_most_specific_prefix_wins_in_any_order() {
@@ -137,7 +110,7 @@ mod tests {
         for (spec, complaint) in [
             ("", "no routes"),
             ("/api/events", "is not prefix=module"),
-            ("/api/events=billing", "users or events"),
+            ("/api/events=", "no module named"),
             ("api/events=events", "must start with /"),
             ("/internal/users=users", "never routed"),
             ("/api/events=events,/api/events/=users", "routed twice"),

@@ -11,6 +11,7 @@ pub mod json;
 pub mod jwks;
 #[cfg(feature = "split")]
 pub mod nats;
+pub mod outbox;
 pub mod pagination;
 pub mod problem;
 pub mod read_cache;

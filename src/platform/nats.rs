@@ -31,7 +31,8 @@ pub struct NatsSettings {
     pub stream: String,
     /// Subjects are `<prefix>.<topic>`; streams of different deployments must not overlap.
     pub subject_prefix: String,
-    /// Durable consumer name; instances of one service share it and split the work.
+    /// Prefix of the durable consumers' names (`<consumer>-<module>`); the instances of one
+    /// module share its consumer and split the work.
     pub consumer: String,
 }
 
@@ -149,13 +150,14 @@ impl EventPublisher for NatsPublisher {
 }
 
 /// Runs `subscription` until the process ends, reconnecting with backoff: a work queue on the
-/// durable consumer the instances share (`settings.consumer`), so they split the events between
+/// durable consumer `consumer` the instances share, so they split the events between
 /// them; a broadcast on an ordered consumer of this instance's own, so it sees every event,
 /// starting with those of the subscription's replay period (again after every reconnection:
 /// broadcast handlers are idempotent).
 pub fn spawn_subscription(
     js: jetstream::Context,
     settings: NatsSettings,
+    consumer: String,
     subscription: Subscription,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -163,7 +165,7 @@ pub fn spawn_subscription(
         loop {
             let handler = subscription.handler.as_ref();
             let outcome = match subscription.delivery {
-                Delivery::WorkQueue => consume(&js, &settings, handler).await,
+                Delivery::WorkQueue => consume(&js, &settings, &consumer, handler).await,
                 Delivery::Broadcast { replay } => {
                     let since = Utc::now()
                         - chrono::Duration::from_std(replay).unwrap_or(chrono::Duration::MAX);
@@ -185,26 +187,27 @@ pub fn spawn_subscription(
 async fn consume(
     js: &jetstream::Context,
     settings: &NatsSettings,
+    consumer: &str,
     handler: &dyn EventHandler,
 ) -> Result<(), BrokerError> {
     let stream = ensure_stream(js, settings).await?;
-    let consumer = stream
+    let durable = stream
         .get_or_create_consumer(
-            &settings.consumer,
+            consumer,
             pull::Config {
-                durable_name: Some(settings.consumer.clone()),
+                durable_name: Some(consumer.to_owned()),
                 filter_subject: subject(settings, ">"),
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()
             },
         )
         .await
-        .map_err(|e| BrokerError::jetstream(format!("consumer {}", settings.consumer))(e.into()))?;
-    let mut messages = consumer
+        .map_err(|e| BrokerError::jetstream(format!("consumer {consumer}"))(e.into()))?;
+    let mut messages = durable
         .messages()
         .await
         .map_err(|e| BrokerError::jetstream("messages")(e.into()))?;
-    tracing::info!(consumer = %settings.consumer, "consuming domain events");
+    tracing::info!(consumer, "consuming domain events");
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| BrokerError::jetstream("message")(e.into()))?;
         let outcome = match serde_json::from_slice::<DomainEvent>(&message.payload) {
@@ -295,8 +298,8 @@ const CHANGES_QUEUE: usize = 4096;
 struct NatsChanges(tokio::sync::mpsc::Sender<Change>);
 
 impl ChangeFanout for NatsChanges {
-    fn send(&self, change: Change) {
-        if self.0.try_send(change).is_err() {
+    fn send(&self, change: &Change) {
+        if self.0.try_send(change.clone()).is_err() {
             tracing::warn!(
                 ?change,
                 "change fan-out queue full; other instances rely on the cache TTL"
@@ -319,7 +322,7 @@ pub async fn fan_out_changes(
         let changes = on_event.clone();
         async move {
             if matches!(event, async_nats::Event::Connected) {
-                changes.apply(Change::Everything);
+                changes.apply(&Change::Everything);
             }
         }
     });
@@ -347,7 +350,7 @@ pub async fn fan_out_changes(
                         while let Some(message) = messages.next().await {
                             match serde_json::from_slice::<ChangeMessage>(&message.payload) {
                                 Ok(m) if m.origin == origin => {}
-                                Ok(m) => changes.apply(m.change),
+                                Ok(m) => changes.apply(&m.change),
                                 Err(err) => {
                                     tracing::warn!(error = %err, "unreadable change message")
                                 }

@@ -15,20 +15,17 @@ use crate::{
     config::{ConfigError, ServerSettings, Settings},
     gateway::{HttpShell, Metrics, RateLimitError, Readiness},
     modules::{
-        events::{EventsError, EventsService},
-        users::{KeysError, SigningKeys, UsersApi, UsersError, UsersService},
+        MODULES,
+        hosting::{HostError, Hosted, Module, Mount, Process},
     },
     platform::{
-        auth::{
-            DeletedAccounts, RefuseDeletedAccounts, RememberVerifiedTokens, TokenError,
-            TokenVerifier,
-        },
-        changes::Changes,
+        auth::{DeletedAccounts, RefuseDeletedAccounts, RememberVerifiedTokens, TokenVerifier},
         db::{Db, DbError, DbSetupError, ModuleMigrations, spawn_blocking_in_span},
-        read_cache::CacheMetrics,
+        outbox::Outbox,
         telemetry,
     },
 };
+use modkit::events::Subscription;
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,16 +36,13 @@ pub enum StartError {
     Database(#[from] DbSetupError),
     #[error("database: {0}")]
     Blocking(#[from] DbError),
+    #[error("{module} module: {source}")]
+    Module {
+        module: &'static str,
+        source: HostError,
+    },
     #[error(transparent)]
-    Keys(#[from] KeysError),
-    #[error("signing keys: {0}")]
-    PublicKeys(#[from] TokenError),
-    #[error("bcrypt: {0}")]
-    Bcrypt(#[from] bcrypt::BcryptError),
-    #[error("users module: {0}")]
-    Users(#[from] UsersError),
-    #[error("events module: {0}")]
-    Events(#[from] EventsError),
+    MissingApi(#[from] modkit::MissingApi),
     #[error(transparent)]
     RateLimit(#[from] RateLimitError),
     #[error("cannot bind {address}: {source}")]
@@ -153,61 +147,107 @@ pub async fn connect(
     Ok(spawn_blocking_in_span(move || Db::connect(&database, &migrations)).await??)
 }
 
-/// The users module with its signing key (loaded, or generated on first start), remembering
-/// the deletions of the last token lifetime.
-pub async fn users_service(
+/// A process hosting `hosted` (a database with their tables when there is any), before any
+/// module is stood up: what [`compose`] starts from, and what tools that need one module's
+/// service (`make-admin`, tests) start from.
+pub async fn process(
     settings: &Settings,
-    db: Db,
-    deleted: Arc<DeletedAccounts>,
-    changes: Arc<Changes>,
-) -> Result<Arc<UsersService>, StartError> {
-    let auth = settings.auth.clone();
-    let service = spawn_blocking_in_span(move || -> Result<_, StartError> {
-        let retired: Vec<std::path::PathBuf> = auth
-            .retired_signing_key_paths
-            .iter()
-            .map(Into::into)
-            .collect();
-        let keys = Arc::new(SigningKeys::load(&auth.signing_key_path, &retired)?);
-        Ok(UsersService::new(db, keys, auth, deleted, changes)?)
-    })
-    .await??;
-    service.recall_deleted_accounts().await?;
-    Ok(Arc::new(service))
+    hosted: &[&'static Module],
+) -> Result<Process, StartError> {
+    let migrations: Vec<_> = hosted.iter().map(|m| m.migrations).collect();
+    let db = match migrations.is_empty() {
+        true => None,
+        false => Some(connect(settings, &migrations).await?),
+    };
+    Ok(Process::new(
+        settings.raw.0.clone(),
+        db,
+        deleted_accounts(settings),
+    ))
 }
 
-/// The events module, remembering the deletions it learnt of before this start.
-pub async fn events_service(
+/// A process's modules, stood up from the registry in its order: those `hosts` names here, the
+/// others through their clients.
+pub struct Composed {
+    pub process: Process,
+    /// The modules stood up here, by name.
+    pub hosted: Vec<(&'static str, Hosted)>,
+    /// Broadcasts this process must hear about modules hosted elsewhere.
+    pub remote_broadcasts: Vec<Subscription>,
+}
+
+impl Composed {
+    /// The process's token verifier: the keys the users' side provided, remembering what it
+    /// verified, refusing deleted accounts.
+    pub fn token_verifier(&self) -> Result<Arc<dyn TokenVerifier>, StartError> {
+        let keys = self.process.apis.get::<dyn TokenVerifier>()?;
+        let remembered = Arc::new(RememberVerifiedTokens::new(keys, VERIFIED_TOKENS));
+        Ok(Arc::new(RefuseDeletedAccounts::new(
+            remembered,
+            self.process.deleted.clone(),
+        )))
+    }
+
+    /// Mounts every hosted module's public routes.
+    pub fn public_routes(&self) -> Vec<Mount> {
+        self.hosted
+            .iter()
+            .filter_map(|(_, hosted)| hosted.routes.clone())
+            .collect()
+    }
+
+    /// Every hosted module's internal endpoint.
+    pub fn internal_routes(&self) -> Vec<Mount> {
+        self.hosted
+            .iter()
+            .filter_map(|(_, hosted)| hosted.internal.clone())
+            .collect()
+    }
+
+    /// The hosted modules' outboxes.
+    pub fn outboxes(&self) -> impl Iterator<Item = &Outbox> {
+        self.hosted.iter().filter_map(|(_, h)| h.outbox.as_ref())
+    }
+}
+
+/// Stands up every module of the registry: hosted here when `hosts` says so, reached through
+/// its clients otherwise (split build only).
+pub async fn compose(
     settings: &Settings,
-    db: Db,
-    users: Arc<dyn UsersApi>,
-    deleted: Arc<DeletedAccounts>,
-    reads: &ReadCaching,
-) -> Result<Arc<EventsService>, StartError> {
-    let service = EventsService::new(
-        db,
-        users,
-        deleted,
-        reads.changes.clone(),
-        &settings.cache,
-        &reads.metrics,
-    );
-    service.recall_deleted_accounts().await?;
-    Ok(Arc::new(service))
+    hosts: impl Fn(&str) -> bool,
+) -> Result<Composed, StartError> {
+    let hosted_modules: Vec<&'static Module> = MODULES
+        .iter()
+        .copied()
+        .filter(|m| hosts(m.name()))
+        .collect();
+    let mut process = process(settings, &hosted_modules).await?;
+    let mut hosted = Vec::new();
+    let mut remote_broadcasts = Vec::new();
+    for module in MODULES {
+        let name = module.name();
+        let failed = |source| StartError::Module {
+            module: name,
+            source,
+        };
+        if hosts(name) {
+            hosted.push((name, (module.host)(&mut process).await.map_err(failed)?));
+        } else {
+            #[cfg(feature = "split")]
+            remote_broadcasts.extend((module.remote)(&mut process).map_err(failed)?);
+            #[cfg(not(feature = "split"))]
+            return Err(failed("not hosted, and this build has no clients".into()));
+        }
+    }
+    Ok(Composed {
+        process,
+        hosted,
+        remote_broadcasts,
+    })
 }
 
 /// Verified access tokens a process remembers (a few hundred bytes each).
 const VERIFIED_TOKENS: u64 = 10_000;
-
-/// The process's token verifier: `keys` (in process or a JWKS cache), remembering what it
-/// verified, refusing deleted accounts.
-pub fn token_verifier(
-    keys: Arc<dyn TokenVerifier>,
-    deleted: &Arc<DeletedAccounts>,
-) -> Arc<dyn TokenVerifier> {
-    let remembered = Arc::new(RememberVerifiedTokens::new(keys, VERIFIED_TOKENS));
-    Arc::new(RefuseDeletedAccounts::new(remembered, deleted.clone()))
-}
 
 /// The set of deleted accounts one process shares among the modules it hosts.
 pub fn deleted_accounts(settings: &Settings) -> Arc<DeletedAccounts> {
@@ -220,10 +260,10 @@ pub fn deleted_accounts(settings: &Settings) -> Arc<DeletedAccounts> {
 pub fn http_shell(
     settings: &Settings,
     readiness: Arc<dyn Readiness>,
-    reads: &ReadCaching,
+    process: &Process,
 ) -> Result<HttpShell, StartError> {
     let shell = HttpShell::new(&settings.gateway, settings.server.body_timeout(), readiness)?;
-    shell.register_metrics(reads.metrics.collectors());
+    shell.register_metrics(process.cache_metrics.collectors());
     Ok(shell)
 }
 
@@ -244,14 +284,6 @@ pub fn metrics_listener(
             address: address.clone(),
             source,
         })
-}
-
-/// A process's read caching: the change announcements its modules share, and the caches'
-/// metrics.
-#[derive(Clone, Default)]
-pub struct ReadCaching {
-    pub changes: Arc<Changes>,
-    pub metrics: CacheMetrics,
 }
 
 /// Binds `address` now (so a test can ask for port 0 and learn the port).

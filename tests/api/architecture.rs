@@ -7,7 +7,11 @@
 //!   and its domain events), never its service, store or internals, and never the gateway,
 //!   topology or config;
 //! - the gateway names the modules only for their OpenAPI documents, never the topology or
-//!   config.
+//!   config;
+//! - the topology names no module: it composes a process from the registry of declarations.
+//!
+//! The modules are the registry's (`rsvp::modules::MODULES`): a new one is walled in as soon as
+//! it is registered.
 
 use std::{
     collections::HashMap,
@@ -16,20 +20,32 @@ use std::{
 
 use syn::visit::Visit;
 
-/// What other modules may name of each module.
-const INTERFACES: &[(&str, &[&str])] = &[
-    (
-        "users",
-        &[
-            "UsersApi",
-            "UsersApiError",
-            "PublicProfile",
-            "UserDeleted",
-            "USER_DELETED",
-        ],
-    ),
-    ("events", &[]),
-];
+/// What other modules may name of each module (nothing, unless listed here).
+const INTERFACES: &[(&str, &[&str])] = &[(
+    "users",
+    &[
+        "UsersApi",
+        "UsersApiError",
+        "PublicProfile",
+        "UserDeleted",
+        "USER_DELETED",
+        "PROFILE_CHANGES",
+    ],
+)];
+
+/// The registered modules with their interfaces.
+fn modules() -> Vec<(&'static str, &'static [&'static str])> {
+    rsvp::modules::MODULES
+        .iter()
+        .map(|m| {
+            let interface = INTERFACES
+                .iter()
+                .find(|(name, _)| *name == m.name())
+                .map_or(&[][..], |(_, interface)| *interface);
+            (m.name(), interface)
+        })
+        .collect()
+}
 
 /// One rule: files under `within` may not name paths starting with `forbidden`, except those
 /// continuing with one of `except`.
@@ -74,11 +90,18 @@ fn walls() -> Vec<Wall> {
     walls.push(Wall {
         within: "gateway",
         forbidden: "crate::modules",
-        except: &["events::ApiDoc", "users::ApiDoc"],
+        except: &["api_documents"],
         why: "the gateway knows the modules only by their OpenAPI documents",
     });
-    for (module, _) in INTERFACES {
-        for (other, interface) in INTERFACES.iter().filter(|(o, _)| o != module) {
+    walls.push(Wall {
+        within: "topology",
+        forbidden: "crate::modules",
+        except: &["MODULES", "hosting"],
+        why: "the topology composes from the registry and names no module",
+    });
+    let modules = modules();
+    for (module, _) in &modules {
+        for (other, interface) in modules.iter().filter(|(o, _)| o != module) {
             walls.push(Wall {
                 within: Box::leak(format!("modules/{module}").into_boxed_str()),
                 forbidden: Box::leak(format!("crate::modules::{other}").into_boxed_str()),
@@ -232,8 +255,7 @@ fn violations(relative: &Path, source: &str) -> Vec<String> {
             }
             let rest = rest.trim_start_matches("::");
             let names_a_module = rest.is_empty()
-                || (wall.forbidden == "crate::modules"
-                    && INTERFACES.iter().any(|(module, _)| *module == rest));
+                || (wall.forbidden == "crate::modules" && rsvp::modules::module(rest).is_some());
             if names_a_module && !wall.except.is_empty() {
                 continue; // naming the module itself; what is used of it is checked too
             }
@@ -326,12 +348,21 @@ fn breaches_are_caught_however_they_are_spelled() {
     assert!(!violations(platform, "use crate::gateway::TrustedProxies;").is_empty());
     assert!(!violations(platform, "use crate::modules::users::UsersApi;").is_empty());
     let gateway = Path::new("gateway/openapi.rs");
+    assert!(violations(gateway, "fn d() { crate::modules::api_documents(); }").is_empty());
+    assert!(!violations(gateway, "use crate::modules::users::UsersService;").is_empty());
+    assert!(!violations(gateway, "use crate::modules::users::ApiDoc;").is_empty());
+    let topology = Path::new("topology/split.rs");
     assert!(
         violations(
-            gateway,
-            "use crate::modules::{events, users}; fn d() { users::ApiDoc::openapi(); }"
+            topology,
+            "use crate::modules::{MODULES, hosting::Process}; fn f() {}"
         )
         .is_empty()
     );
-    assert!(!violations(gateway, "use crate::modules::users::UsersService;").is_empty());
+    for breach in [
+        "use crate::modules::users::UsersApiRemote;",
+        "use crate::modules::events; fn f() { events::MODULE; }",
+    ] {
+        assert!(!violations(topology, breach).is_empty(), "{breach:?}");
+    }
 }

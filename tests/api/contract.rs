@@ -78,17 +78,10 @@ impl UsersSides {
         let address = format!("http://127.0.0.1:{}", service.port());
         tokio::spawn(service.run_until_stopped());
 
-        let db_handle = topology::connect(&settings, &[&users::MIGRATIONS])
+        let process = topology::process(&settings, &[&users::MODULE])
             .await
             .unwrap();
-        let in_process = topology::users_service(
-            &settings,
-            db_handle,
-            topology::deleted_accounts(&settings),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        let in_process = users::service(&process).await.unwrap();
         Self {
             settings,
             address,
@@ -538,6 +531,7 @@ async fn event_buses_agree() {
     nats::spawn_subscription(
         js.clone(),
         settings.clone(),
+        "contract".into(),
         Subscription::work_queue(over_nats.clone()),
     );
     let publisher = NatsPublisher::new(js.clone(), &settings);

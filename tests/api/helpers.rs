@@ -152,21 +152,29 @@ impl Drop for TestDatabase {
 }
 
 /// Which deployment the suite runs against: `RSVP_TEST_TOPOLOGY` = `monolith` (default),
-/// `split` (gateway + users + events binaries) or `mixed` (a gateway hosting the users module,
-/// the events service remote). The last two need `--features split`.
+/// `split` (the gateway and one binary per module) or `mixed:<module>` (a gateway hosting that
+/// module, every other one a service of its own; `mixed` alone is `mixed:users`). The last two
+/// need `--features split`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topology {
     Monolith,
     Split,
-    Mixed,
+    /// The module the gateway hosts.
+    Mixed(&'static str),
 }
 
 pub fn topology() -> Topology {
-    match std::env::var("RSVP_TEST_TOPOLOGY").as_deref() {
-        Ok("split") => Topology::Split,
-        Ok("mixed") => Topology::Mixed,
-        Ok("monolith") | Err(_) => Topology::Monolith,
-        Ok(other) => panic!("RSVP_TEST_TOPOLOGY={other}: expected monolith, split or mixed"),
+    let chosen = std::env::var("RSVP_TEST_TOPOLOGY").unwrap_or_default();
+    match chosen.as_str() {
+        "split" => Topology::Split,
+        "mixed" => Topology::Mixed("users"),
+        "monolith" | "" => Topology::Monolith,
+        other => match other.strip_prefix("mixed:").and_then(rsvp::modules::module) {
+            Some(module) => Topology::Mixed(module.name()),
+            None => {
+                panic!("RSVP_TEST_TOPOLOGY={other}: expected monolith, split or mixed:<module>")
+            }
+        },
     }
 }
 
@@ -248,14 +256,23 @@ impl TestApp {
         )
     }
 
-    /// The users module's database, and the events module's when it has one of its own.
+    /// One database for the monolith, one per module (in registry order) otherwise.
     fn databases(backend: Backend) -> Vec<TestDatabase> {
         let count = if topology() == Topology::Monolith {
             1
         } else {
-            2
+            rsvp::modules::MODULES.len()
         };
         (0..count).map(|_| TestDatabase::create(backend)).collect()
+    }
+
+    /// The database holding `module`'s tables.
+    pub fn database_url_of(&self, module: &str) -> &str {
+        let index = rsvp::modules::MODULES
+            .iter()
+            .position(|m| m.name() == module)
+            .expect("a registered module");
+        &self.databases[index.min(self.databases.len() - 1)].url
     }
 
     fn new(
@@ -330,12 +347,12 @@ impl TestApp {
 
     /// The users module's database (the only one in the monolith).
     pub fn users_database_url(&self) -> &str {
-        &self.databases[0].url
+        self.database_url_of("users")
     }
 
     /// The events module's database (the only one in the monolith).
     pub fn events_database_url(&self) -> &str {
-        &self.databases[self.databases.len() - 1].url
+        self.database_url_of("events")
     }
 
     /// Sends `request` as it is, bytes on the wire (HTTP clients would tidy a path up before

@@ -9,12 +9,7 @@ use std::{
 
 use async_trait::async_trait;
 use modkit::events::{DeliveryError, DomainEvent, EventPublisher};
-use rsvp::{
-    config::Settings,
-    modules::users::{self, OutboxRelay},
-    topology,
-};
-use tokio::sync::Notify;
+use rsvp::{config::Settings, modules::users, topology};
 
 use crate::helpers::{Backend, TestDatabase, postgres_available, test_settings};
 
@@ -45,17 +40,10 @@ async fn concurrent_relays_on_postgres_publish_each_event_once() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let settings = Settings::with_overrides(&overrides).unwrap();
-    let pool = topology::connect(&settings, &[&users::MIGRATIONS])
+    let process = topology::process(&settings, &[&users::MODULE])
         .await
         .unwrap();
-    let service = topology::users_service(
-        &settings,
-        pool.clone(),
-        topology::deleted_accounts(&settings),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let service = users::service(&process).await.unwrap();
     // More than two batches (a relay claims 100 rows at a time), so both relays get work.
     for i in 0..EVENTS {
         let user = service
@@ -67,12 +55,9 @@ async fn concurrent_relays_on_postgres_publish_each_event_once() {
 
     let publisher = Arc::new(CountingPublisher::default());
     let relay = || {
-        OutboxRelay::new(
-            pool.clone(),
-            publisher.clone(),
-            Arc::new(Notify::new()),
-            Duration::from_secs(60),
-        )
+        service
+            .outbox()
+            .relay(publisher.clone(), Duration::from_secs(60))
     };
     let (a, b) = (relay(), relay());
     let (sent_a, sent_b) = tokio::join!(a.drain(), b.drain());

@@ -1,5 +1,5 @@
-//! The split and mixed topologies as real processes: the `rsvp-users`, `rsvp-events` and
-//! `rsvp-gateway` binaries, each with its own database, on free loopback ports, with a NATS
+//! The split and mixed topologies as real processes: `rsvp-gateway` and one `rsvp-<module>`
+//! binary per module of the registry, each with its own database, on free loopback ports, with a NATS
 //! stream of their own so parallel tests never see each other's domain events. The monolith
 //! too, as the `rsvp` binary, for what only a process of its own shows (its exported traces).
 
@@ -7,6 +7,8 @@ use std::{collections::HashMap, process::Stdio, time::Duration};
 
 use tokio::process::{Child, Command};
 use uuid::Uuid;
+
+use rsvp::modules::MODULES;
 
 use crate::helpers::{TestDatabase, Topology, test_settings};
 
@@ -54,8 +56,9 @@ impl Processes {
         databases: &[TestDatabase],
         overrides: &[(&str, &str)],
     ) -> Self {
-        let ports: HashMap<&'static str, u16> = ["gateway", "users", "events", "internal"]
+        let ports: HashMap<&'static str, u16> = ["gateway", "internal"]
             .into_iter()
+            .chain(MODULES.iter().map(|m| m.name()))
             .map(|p| (p, free_port()))
             .collect();
         let nats_id = Uuid::new_v4().simple().to_string();
@@ -66,7 +69,6 @@ impl Processes {
                     ("service.credential", "test-service-secret".to_owned()),
                     ("nats.stream", format!("T_{nats_id}")),
                     ("nats.subject_prefix", format!("t_{nats_id}")),
-                    ("nats.consumer", "events".to_owned()),
                     ("upstreams.health_interval_ms", "200".to_owned()),
                     ("log.format", "json".to_owned()),
                     (
@@ -134,48 +136,72 @@ impl Processes {
         with_overrides: impl Fn(Vec<(String, String)>, bool) -> Vec<(String, String)>,
     ) {
         let url = |name: &str| format!("http://127.0.0.1:{}", ports[name]);
-        let mut events = common(&databases[1]);
-        events.push((
-            "server.bind".into(),
-            format!("127.0.0.1:{}", ports["events"]),
-        ));
-        let mut gateway = common(&databases[0]);
-        gateway.push((
-            "server.bind".into(),
-            format!("127.0.0.1:{}", ports["gateway"]),
-        ));
-        gateway.push(("upstreams.events".into(), url("events")));
-        match topology {
-            Topology::Split => {
-                let mut users = common(&databases[0]);
-                users.push((
-                    "server.bind".into(),
-                    format!("127.0.0.1:{}", ports["users"]),
-                ));
-                envs.insert("users", with_overrides(users, false));
-                events.push(("upstreams.users".into(), url("users")));
-                gateway.push(("upstreams.users".into(), url("users")));
+        let bind = |name: &str| {
+            (
+                "server.bind".to_owned(),
+                format!("127.0.0.1:{}", ports[name]),
+            )
+        };
+        let in_gateway = match topology {
+            Topology::Mixed(module) => Some(module),
+            _ => None,
+        };
+        // Where every process reaches each module: its own service, or the gateway hosting it
+        // (whose internal endpoint listens apart).
+        let mut upstreams = Vec::new();
+        for module in MODULES.iter().map(|m| m.name()) {
+            if in_gateway == Some(module) {
+                upstreams.push((format!("upstreams.{module}"), url("gateway")));
+                upstreams.push((format!("upstreams.{module}_internal"), url("internal")));
+            } else {
+                upstreams.push((format!("upstreams.{module}"), url(module)));
             }
-            Topology::Mixed => {
-                gateway.push(("topology.local_modules".into(), "users".into()));
-                gateway.push((
-                    "service.internal_bind".into(),
-                    format!("127.0.0.1:{}", ports["internal"]),
-                ));
-                events.push(("upstreams.users".into(), url("gateway")));
-                events.push(("upstreams.users_internal".into(), url("internal")));
-            }
-            Topology::Monolith => unreachable!("one process, started by `start`"),
         }
-        envs.insert("events", with_overrides(events, false));
+        let database =
+            |module: &str| &databases[MODULES.iter().position(|m| m.name() == module).unwrap()];
+        let mut gateway = common(database(in_gateway.unwrap_or("users")));
+        gateway.push(bind("gateway"));
+        gateway.extend(upstreams.iter().cloned());
+        if let Some(module) = in_gateway {
+            gateway.push(("topology.local_modules".into(), module.into()));
+            gateway.push((
+                "service.internal_bind".into(),
+                format!("127.0.0.1:{}", ports["internal"]),
+            ));
+        }
         envs.insert("gateway", with_overrides(gateway, true));
+        for module in MODULES.iter().map(|m| m.name()) {
+            if in_gateway == Some(module) {
+                continue;
+            }
+            let mut env = common(database(module));
+            env.push(bind(module));
+            env.extend(upstreams.iter().cloned());
+            envs.insert(module, with_overrides(env, false));
+        }
     }
 
     fn names(&self) -> Vec<&'static str> {
-        match self.topology {
-            Topology::Split => vec!["users", "events", "gateway"],
-            Topology::Mixed => vec!["events", "gateway"],
-            Topology::Monolith => vec!["gateway"],
+        let hosted_by_gateway = match self.topology {
+            Topology::Monolith => return vec!["gateway"],
+            Topology::Split => None,
+            Topology::Mixed(module) => Some(module),
+        };
+        MODULES
+            .iter()
+            .map(|m| m.name())
+            .filter(|m| Some(*m) != hosted_by_gateway)
+            .chain(["gateway"])
+            .collect()
+    }
+
+    /// The binary of process `name`: `rsvp-<module>` beside the gateway's.
+    fn binary(&self, name: &str) -> std::path::PathBuf {
+        let gateway = std::path::Path::new(env!("CARGO_BIN_EXE_rsvp-gateway"));
+        match name {
+            _ if self.topology == Topology::Monolith => env!("CARGO_BIN_EXE_rsvp").into(),
+            "gateway" => gateway.to_owned(),
+            module => gateway.with_file_name(format!("rsvp-{module}")),
         }
     }
 
@@ -183,19 +209,18 @@ impl Processes {
         format!("http://127.0.0.1:{}", self.ports["gateway"])
     }
 
-    /// The address a process listens on.
+    /// The address a process listens on (a module's: the gateway's when the gateway hosts it).
     pub fn address(&self, name: &str) -> String {
+        let name = match self.topology {
+            Topology::Mixed(module) if module == name => "gateway",
+            _ => name,
+        };
         format!("http://127.0.0.1:{}", self.ports[name])
     }
 
     pub fn spawn(&mut self, name: &'static str) {
-        let binary = match name {
-            "users" => env!("CARGO_BIN_EXE_rsvp-users"),
-            "events" => env!("CARGO_BIN_EXE_rsvp-events"),
-            _ if self.topology == Topology::Monolith => env!("CARGO_BIN_EXE_rsvp"),
-            _ => env!("CARGO_BIN_EXE_rsvp-gateway"),
-        };
-        self.launch(name, binary);
+        let binary = self.binary(name);
+        self.launch(name, &binary);
     }
 
     /// Starts a second instance of a service on a new port, returning its address.
@@ -205,11 +230,8 @@ impl Processes {
         env.push(("server.bind".into(), format!("127.0.0.1:{port}")));
         self.envs.insert(as_name, env);
         self.ports.insert(as_name, port);
-        let binary = match name {
-            "users" => env!("CARGO_BIN_EXE_rsvp-users"),
-            _ => env!("CARGO_BIN_EXE_rsvp-events"),
-        };
-        self.launch(as_name, binary);
+        let binary = self.binary(name);
+        self.launch(as_name, &binary);
         self.address(as_name)
     }
 
@@ -227,7 +249,7 @@ impl Processes {
 
     /// Starts `binary` as process `name`. Its output goes to the terminal with `TEST_LOG`, and
     /// otherwise to a file whose end is shown if the process dies unexpectedly.
-    fn launch(&mut self, name: &'static str, binary: &str) {
+    fn launch(&mut self, name: &'static str, binary: &std::path::Path) {
         let output = || -> Stdio {
             if std::env::var("TEST_LOG").is_ok() {
                 return Stdio::inherit();
@@ -245,7 +267,7 @@ impl Processes {
             .stderr(output())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         self.children.insert(name, child);
     }
 

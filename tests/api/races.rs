@@ -282,6 +282,11 @@ async fn concurrent_deletions_of_one_account_all_keep_it_deleted(backend: Backen
             .await;
         let me = app.get("/api/users/me", Some(&victim.access_token)).await;
         if sign_up.status() != StatusCode::UNAUTHORIZED || me.status() != StatusCode::UNAUTHORIZED {
+            eprintln!(
+                "came back: sign-up {}, /me {}",
+                sign_up.status(),
+                me.status()
+            );
             came_back += 1;
         }
     }

@@ -7,7 +7,8 @@ use std::{collections::HashMap, sync::Arc};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{EventFilter, domain::EventId};
+use super::{EVENT_CHANGES, EventFilter, domain::EventId};
+use crate::modules::users::PROFILE_CHANGES;
 use crate::platform::{
     changes::{Change, ChangeListener},
     ids::UserId,
@@ -86,27 +87,23 @@ impl EventCaches {
 }
 
 impl ChangeListener for EventCaches {
-    fn apply(&self, change: Change) {
-        match change {
-            Change::Event { id, listed } => {
-                self.details.invalidate(&id.into());
-                self.attendees.invalidate(&id.into());
-                if listed {
-                    self.lists.invalidate_all();
-                }
-            }
-            // Every rendered event may show the name (as organiser); renames are rare.
-            Change::User { id } => {
-                self.names.invalidate(&id);
-                self.details.invalidate_all();
-                self.attendees.invalidate_all();
-            }
-            Change::Everything => {
-                self.names.invalidate_all();
-                self.details.invalidate_all();
+    fn apply(&self, change: &Change) {
+        if let Some((id, listed)) = change.of_kind(EVENT_CHANGES) {
+            self.details.invalidate(&id.into());
+            self.attendees.invalidate(&id.into());
+            if listed {
                 self.lists.invalidate_all();
-                self.attendees.invalidate_all();
             }
+        } else if let Some((id, _)) = change.of_kind(PROFILE_CHANGES) {
+            // Every rendered event may show the name (as organiser); renames are rare.
+            self.names.invalidate(&id);
+            self.details.invalidate_all();
+            self.attendees.invalidate_all();
+        } else if *change == Change::Everything {
+            self.names.invalidate_all();
+            self.details.invalidate_all();
+            self.lists.invalidate_all();
+            self.attendees.invalidate_all();
         }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod handlers;
 #[cfg(test)]
 mod list_plans;
+mod module;
 mod schema;
 mod service;
 mod store;
@@ -23,9 +24,13 @@ use uuid::Uuid;
 pub use domain::EventId;
 pub use error::EventsError;
 pub use handlers::{ApiDoc, configure};
+pub use module::MODULE;
 pub use service::{EventsService, UserDeletedHandler};
 
 use crate::platform::db::ModuleMigrations;
+
+/// The kind of [`crate::platform::changes::Change`] an event's write announces.
+pub const EVENT_CHANGES: &str = "event";
 
 /// Someone as other people see them. `name` is `null` when the account was deleted or the
 /// users module could not be asked.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Attendee, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
+    Attendee, EVENT_CHANGES, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
     RegistrationStatus,
     cache::{AttendeePages, CachedName, EventCaches, ListKey, ListedPage},
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
@@ -25,6 +25,7 @@ use crate::{
         db::{Db, DbConnection, is_unique_violation},
         ids::UserId,
         now,
+        outbox::Inbox,
         pagination::{Page, PageRequest, into_page},
         read_cache::{CacheMetrics, CacheSettings, Ticket},
     },
@@ -66,10 +67,8 @@ impl EventsService {
 
     /// Tells every cache (here and, split, in the other instances) that `id` changed.
     fn announce(&self, id: EventId, listed: bool) {
-        self.changes.announce(Change::Event {
-            id: id.as_uuid(),
-            listed,
-        });
+        self.changes
+            .announce(Change::item(EVENT_CHANGES, id.as_uuid(), listed));
     }
 
     /// Loads the deletions of the last token lifetime into [`DeletedAccounts`], so a restarted
@@ -436,7 +435,7 @@ impl EventsService {
                 store::lock_account_for_deletion(conn, user)?;
                 let at = now();
                 let mut changed = Vec::new();
-                if !store::record_handled(conn, message_id, USER_DELETED, at)? {
+                if !INBOX.first_time(conn, message_id, USER_DELETED, at)? {
                     return Ok(None);
                 }
                 store::record_deleted_user(conn, user, deleted_at)?;
@@ -634,6 +633,9 @@ fn to_event(event: domain::Event, names: &HashMap<Uuid, String>) -> Event {
         updated_at: event.updated_at,
     }
 }
+
+/// The ids of the domain events this module handled.
+const INBOX: Inbox = Inbox("events_inbox");
 
 /// Consumes `user.deleted` for the events module.
 pub struct UserDeletedHandler(pub Arc<EventsService>);

@@ -2,12 +2,11 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use uuid::Uuid;
 
 use super::{
     EventFilter, EventsError, RegistrationStatus,
     domain::{Event, EventDraft, EventId, Registration, filter_key},
-    schema::{events, events_deleted_users, events_inbox, registrations},
+    schema::{events, events_deleted_users, registrations},
 };
 use crate::platform::{
     auth::DeletedAccounts,
@@ -440,32 +439,6 @@ pub fn events_registered_by(
     ids.iter()
         .map(|id| parse_id("registrations", id, id))
         .collect()
-}
-
-/// Records a handled domain event; `false` when it had been handled before.
-pub fn record_handled(
-    conn: &mut DbConnection,
-    message_id: Uuid,
-    topic: &str,
-    now: DateTime<Utc>,
-) -> QueryResult<bool> {
-    let seen = events_inbox::table
-        .find(message_id.to_string())
-        .select(events_inbox::message_id)
-        .first::<String>(conn)
-        .optional()?
-        .is_some();
-    if seen {
-        return Ok(false);
-    }
-    diesel::insert_into(events_inbox::table)
-        .values((
-            events_inbox::message_id.eq(message_id.to_string()),
-            events_inbox::topic.eq(topic),
-            events_inbox::handled_at.eq(now.naive_utc()),
-        ))
-        .execute(conn)?;
-    Ok(true)
 }
 
 /// Class of the PostgreSQL advisory locks that guard an account's writes in this module (the

@@ -7,7 +7,7 @@ mod domain;
 mod error;
 mod handlers;
 mod keys;
-mod outbox;
+mod module;
 mod password_hash;
 mod schema;
 mod service;
@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub use error::UsersError;
 pub use handlers::{ApiDoc, configure};
 pub use keys::{KeysError, SigningKeys};
-pub use outbox::OutboxRelay;
+pub use module::{MODULE, service};
 pub use service::UsersService;
 
 use std::sync::Arc;
@@ -113,14 +113,9 @@ pub struct AuthSettings {
     pub password_attempts_per_minute: u32,
 }
 
-/// The `outbox` section of the configuration: the relay of the users module's domain events.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OutboxSettings {
-    /// Whether this process relays its outbox; off only for instances that must not publish.
-    pub relay_enabled: bool,
-    /// How often the relay looks for rows it was not woken for (after a crash or a failure).
-    pub poll_interval_ms: u64,
-}
+/// The kind of [`crate::platform::changes::Change`] a rename or a deletion announces: caches
+/// of names listen for it.
+pub const PROFILE_CHANGES: &str = "user";
 
 /// Topic of [`UserDeleted`].
 pub const USER_DELETED: &str = "user.deleted";

@@ -12,16 +12,14 @@ use governor::{
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    AuthSettings, PublicProfile, TokenPair, USER_DELETED, User, UserDeleted, UsersApi,
-    UsersApiError,
+    AuthSettings, PROFILE_CHANGES, PublicProfile, TokenPair, USER_DELETED, User, UserDeleted,
+    UsersApi, UsersApiError,
     domain::{Checker, DisplayName, Email, Password},
     error::UsersError,
     keys::SigningKeys,
-    outbox::OutboxRelay,
     password_hash::{self, Verdict},
     store::{self, RefreshTokenRow, UserRow},
 };
@@ -30,17 +28,18 @@ use crate::platform::{
     changes::{Change, Changes},
     db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
     now,
+    outbox::Outbox,
     pagination::{Page, PageRequest, into_page},
 };
-use modkit::events::{DomainEvent, EventPublisher};
+use modkit::events::DomainEvent;
 
 /// The in-process implementation of the users module.
 pub struct UsersService {
     db: Db,
     keys: Arc<SigningKeys>,
     settings: AuthSettings,
-    /// Wakes the outbox relay right after a domain event committed.
-    outbox_wakeup: Arc<Notify>,
+    /// Where `user.deleted` is recorded, in the deletion's transaction.
+    outbox: Outbox,
     /// Verified against when the email is unknown, so a login takes as long either way.
     dummy_hash: String,
     /// Deleted accounts whose access tokens this process refuses.
@@ -51,6 +50,9 @@ pub struct UsersService {
     /// address they come from: the gateway limits per address, this per target.
     attempts: Option<DefaultKeyedRateLimiter<String>>,
 }
+
+/// Where this module records its domain events.
+const OUTBOX: &str = "users_outbox";
 
 /// Accounts whose attempts are remembered before idle ones are forgotten.
 const ATTEMPTS_KEPT: usize = 10_000;
@@ -76,29 +78,19 @@ impl UsersService {
             .map(|rate| RateLimiter::keyed(Quota::per_minute(rate)));
         Ok(Self {
             attempts,
+            outbox: Outbox::new(db.clone(), OUTBOX),
             db,
             keys,
             settings,
-            outbox_wakeup: Arc::new(Notify::new()),
             dummy_hash,
             deleted,
             changes,
         })
     }
 
-    /// The relay of this module's outbox to `publisher`, woken by every domain event this
-    /// service commits and otherwise polling every `poll_interval`.
-    pub fn outbox_relay(
-        &self,
-        publisher: Arc<dyn EventPublisher>,
-        poll_interval: std::time::Duration,
-    ) -> OutboxRelay {
-        OutboxRelay::new(
-            self.db.clone(),
-            publisher,
-            self.outbox_wakeup.clone(),
-            poll_interval,
-        )
+    /// This module's outbox, for the process's relay.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Loads the deletions of the last token lifetime into [`DeletedAccounts`], so a restarted
@@ -340,7 +332,8 @@ impl UsersService {
             })
             .await?;
         if renamed {
-            self.changes.announce(Change::User { id });
+            self.changes
+                .announce(Change::item(PROFILE_CHANGES, id, false));
         }
         Ok(user)
     }
@@ -357,7 +350,11 @@ impl UsersService {
         // Refused from before the commit on, so no request acts for the account once it is gone
         // (the 204 included); the mark goes with this attempt if it fails, and only this one's.
         let pending = self.deleted.begin(id);
-        let (changes, wakeup) = (self.changes.clone(), self.outbox_wakeup.clone());
+        let (changes, outbox, wake) = (
+            self.changes.clone(),
+            self.outbox.clone(),
+            self.outbox.clone(),
+        );
         self.db
             .write_then(
                 move |conn| {
@@ -375,13 +372,13 @@ impl UsersService {
                         occurred_at: at,
                     };
                     store::delete_user(conn, id, at)?;
-                    store::insert_outbox(conn, &event)?;
+                    outbox.record(conn, &event)?;
                     Ok(at)
                 },
                 move |at| {
                     pending.done(*at);
-                    changes.announce(Change::User { id });
-                    wakeup.notify_one();
+                    changes.announce(Change::item(PROFILE_CHANGES, id, false));
+                    wake.wake();
                 },
             )
             .await?;

@@ -6,14 +6,13 @@ use uuid::Uuid;
 
 use super::{
     User, UsersError,
-    schema::{refresh_tokens, users, users_deleted, users_outbox},
+    schema::{refresh_tokens, users, users_deleted},
 };
 use crate::platform::{
     auth::Role,
     db::DbConnection,
     pagination::{Cursor, PageRequest},
 };
-use modkit::events::DomainEvent;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -287,73 +286,4 @@ pub fn revoke_all_of_user(
     )
     .set(refresh_tokens::revoked_at.eq(now.naive_utc()))
     .execute(conn)
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = users_outbox)]
-pub struct OutboxRow {
-    pub id: String,
-    pub topic: String,
-    pub payload: String,
-    pub created_at: NaiveDateTime,
-    pub published_at: Option<NaiveDateTime>,
-    pub attempts: i32,
-}
-
-impl OutboxRow {
-    pub fn from_event(event: &DomainEvent) -> Self {
-        Self {
-            id: event.id.to_string(),
-            topic: event.topic.clone(),
-            payload: event.payload.to_string(),
-            created_at: event.occurred_at.naive_utc(),
-            published_at: None,
-            attempts: 0,
-        }
-    }
-}
-
-pub fn insert_outbox(conn: &mut DbConnection, event: &DomainEvent) -> QueryResult<()> {
-    diesel::insert_into(users_outbox::table)
-        .values(OutboxRow::from_event(event))
-        .execute(conn)
-        .map(drop)
-}
-
-/// The oldest unpublished events, in the order they happened.
-pub fn pending_outbox(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow>> {
-    users_outbox::table
-        .filter(users_outbox::published_at.is_null())
-        .order((users_outbox::created_at.asc(), users_outbox::id.asc()))
-        .limit(limit)
-        .select(OutboxRow::as_select())
-        .load(conn)
-}
-
-/// The oldest unpublished events, locked until the transaction ends, skipping rows another
-/// relay holds (PostgreSQL only: several instances then never publish the same row at once).
-pub fn claim_pending_outbox(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow>> {
-    let DbConnection::Postgres(pg) = conn else {
-        return pending_outbox(conn, limit);
-    };
-    users_outbox::table
-        .filter(users_outbox::published_at.is_null())
-        .order((users_outbox::created_at.asc(), users_outbox::id.asc()))
-        .limit(limit)
-        .select(OutboxRow::as_select())
-        .for_update()
-        .skip_locked()
-        .load(pg)
-}
-
-pub fn mark_published(conn: &mut DbConnection, id: &str, now: DateTime<Utc>) -> QueryResult<usize> {
-    diesel::update(users_outbox::table.find(id))
-        .set(users_outbox::published_at.eq(now.naive_utc()))
-        .execute(conn)
-}
-
-pub fn record_failed_attempt(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
-    diesel::update(users_outbox::table.find(id))
-        .set(users_outbox::attempts.eq(users_outbox::attempts + 1))
-        .execute(conn)
 }

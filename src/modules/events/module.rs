@@ -1,0 +1,61 @@
+//! The events module's declaration: what it serves and consumes, and how a process stands it
+//! up here (it has no internal endpoint: no other module calls it).
+
+use std::sync::Arc;
+
+use actix_web::web;
+use futures_util::FutureExt;
+
+use super::{EventsService, MIGRATIONS, UserDeletedHandler, handlers};
+use crate::{
+    modules::{
+        hosting::{HostError, Hosted, Module, Process, mount},
+        users::{USER_DELETED, UsersApi},
+    },
+    platform::read_cache::CacheSettings,
+};
+use modkit::{Declaration, events::Subscription};
+
+/// The events module.
+pub static MODULE: Module = Module {
+    declaration: Declaration {
+        name: "events",
+        routes: &["/api/events", "/api/users/me/registrations"],
+        publishes: &[],
+        consumes: &[USER_DELETED],
+        default_url: "http://127.0.0.1:9000",
+    },
+    migrations: &MIGRATIONS,
+    api_doc: || <handlers::ApiDoc as utoipa::OpenApi>::openapi(),
+    host: |process| host(process).boxed(),
+    #[cfg(feature = "split")]
+    remote: |_| Ok(Vec::new()),
+};
+
+/// The service, asking the users module for names, remembering the deletions it learnt of
+/// before this start; the deletion cascade runs once per deletion (a work queue).
+async fn host(process: &mut Process) -> Result<Hosted, HostError> {
+    let cache: CacheSettings = process.section("cache")?;
+    let service = EventsService::new(
+        process.db()?,
+        process.apis.get::<dyn UsersApi>()?,
+        process.deleted.clone(),
+        process.changes.clone(),
+        &cache,
+        &process.cache_metrics,
+    );
+    service.recall_deleted_accounts().await?;
+    let service = Arc::new(service);
+    let public = service.clone();
+    Ok(Hosted {
+        routes: Some(mount(move |cfg| {
+            cfg.app_data(web::Data::from(public.clone()))
+                .configure(handlers::configure);
+        })),
+        internal: None,
+        subscriptions: vec![Subscription::work_queue(Arc::new(UserDeletedHandler(
+            service,
+        )))],
+        outbox: None,
+    })
+}
