@@ -199,12 +199,6 @@ impl Role {
     /// The role's defaults over [`DEFAULTS`] and the registry's: a service's port, database
     /// file and modules.
     pub fn defaults(self) -> Vec<(String, String)> {
-        let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
         match self {
             Role::Monolith => Vec::new(),
             #[cfg(feature = "split")]
@@ -229,6 +223,15 @@ impl Role {
             }
         }
     }
+}
+
+/// Owned copies of `pairs`.
+#[cfg(feature = "split")]
+fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// The defaults the registry of modules implies: every module hosted (the monolith), each

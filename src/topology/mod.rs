@@ -223,6 +223,7 @@ pub async fn compose(
         .collect();
     let mut process = process(settings, &hosted_modules).await?;
     let mut hosted = Vec::new();
+    #[cfg_attr(not(feature = "split"), allow(unused_mut))]
     let mut remote_broadcasts = Vec::new();
     for module in MODULES {
         let name = module.name();
