@@ -509,7 +509,8 @@ async fn publish_and_consume(name: &str, publisher: &dyn EventPublisher, recorde
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::tests!(event_buses_agree);
+
 async fn event_buses_agree() {
     let in_process = Arc::new(Recorder::default());
     let bus = InProcessBus::default().subscribe(in_process.clone());

@@ -9,11 +9,12 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::{
-    helpers::{Backend, TestApp, json_of, problem, split_only},
+    helpers::{Backend, TestApp, json_of, problem},
     processes::PrivateBroker,
 };
 
 crate::backend_tests!(
+    split:
     with_the_users_service_down_events_stay_readable_and_user_routes_fail_fast,
     killing_one_of_two_events_instances_loses_no_request,
     a_stopped_broker_delays_the_deletion_cascade_and_loses_nothing,
@@ -24,9 +25,6 @@ crate::backend_tests!(
 async fn with_the_users_service_down_events_stay_readable_and_user_routes_fail_fast(
     backend: Backend,
 ) {
-    if !split_only() {
-        return;
-    }
     let mut app = TestApp::spawn(backend).await;
     let (ada, bob) = (app.user_named("Ada").await, app.user().await);
     let event = app.event(&ada, 1, json!({})).await;
@@ -92,9 +90,6 @@ async fn with_the_users_service_down_events_stay_readable_and_user_routes_fail_f
 }
 
 async fn killing_one_of_two_events_instances_loses_no_request(backend: Backend) {
-    if !split_only() {
-        return;
-    }
     let mut app = TestApp::spawn(backend).await;
     let ada = app.user().await;
     app.processes().balance_two_events_instances().await;
@@ -130,9 +125,6 @@ async fn killing_one_of_two_events_instances_loses_no_request(backend: Backend) 
 /// once the broker is back the publisher and the consumer reconnect by themselves and the cascade
 /// happens, exactly once.
 async fn a_stopped_broker_delays_the_deletion_cascade_and_loses_nothing(backend: Backend) {
-    if !split_only() {
-        return;
-    }
     let mut broker = PrivateBroker::start().await;
     let app = TestApp::spawn_with(backend, &[("nats.url", &broker.url())]).await;
     let (ada, bob, carol) = (
@@ -211,9 +203,6 @@ async fn a_stopped_broker_delays_the_deletion_cascade_and_loses_nothing(backend:
 async fn internal_endpoints_need_the_credential_and_are_not_routed_by_the_gateway(
     backend: Backend,
 ) {
-    if !split_only() {
-        return;
-    }
     let mut app = TestApp::spawn(backend).await;
     let ada = app.user().await;
     let users = app.processes().address("users");
@@ -270,9 +259,6 @@ async fn internal_endpoints_need_the_credential_and_are_not_routed_by_the_gatewa
 /// The users service alone restarts with a new signing key (the old one retired): the events
 /// service, still running with the old key set cached, refetches it for the new key id.
 async fn a_running_events_service_learns_a_rotated_signing_key(backend: Backend) {
-    if !split_only() {
-        return;
-    }
     let mut app = TestApp::spawn(backend).await;
     let mine = "/api/users/me/registrations";
     let ada = app.user().await;

@@ -22,43 +22,24 @@ pub enum Backend {
     Postgres,
 }
 
-/// Generates `sqlite::<test>` and `postgres::<test>` for each named `async fn <test>(Backend)`.
-#[macro_export]
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if $crate::helpers::postgres_available() {
-                        super::$name($crate::helpers::Backend::Postgres).await
-                    }
-                }
-            )*
-        }
-    };
-}
-
 fn postgres_admin_url() -> String {
     std::env::var("RSVP_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-/// Whether the PostgreSQL suite can run.
-pub fn postgres_available() -> bool {
+/// Whether a PostgreSQL server answers (asked once per test process).
+pub fn postgres_reachable() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    let available = *AVAILABLE.get_or_init(|| {
+    *AVAILABLE.get_or_init(|| {
         PgConnection::establish(&format!("{}/postgres", postgres_admin_url())).is_ok()
-    });
-    available
+    })
+}
+
+/// Whether the PostgreSQL half of a test can run; says so when it can not (and fails when
+/// `RSVP_REQUIRE_POSTGRES=1`). Tests that need PostgreSQL as a whole are registered as needing
+/// it instead ([`crate::harness::Need::Postgres`]).
+pub fn postgres_available() -> bool {
+    postgres_reachable()
         || missing_server(
             "PostgreSQL suite",
             &postgres_admin_url(),
@@ -176,20 +157,6 @@ pub fn topology() -> Topology {
             }
         },
     }
-}
-
-/// Whether the suite runs against the split binaries; tests of what only a multi-process
-/// deployment has say so, and pass without running, elsewhere.
-#[cfg(feature = "split")]
-pub fn split_only() -> bool {
-    if topology() != Topology::Split {
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"SKIPPED: this test needs RSVP_TEST_TOPOLOGY=split\n",
-        );
-        return false;
-    }
-    true
 }
 
 pub struct TestApp {

@@ -318,7 +318,8 @@ async fn every_cursor_the_server_issues_is_accepted_back(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::tests!(hostile_inputs_get_the_same_answer_on_both_backends_and_never_a_5xx);
+
 async fn hostile_inputs_get_the_same_answer_on_both_backends_and_never_a_5xx() {
     let sqlite = answers(Backend::Sqlite).await;
     let server_errors: Vec<_> = sqlite.iter().filter(|(_, s)| *s >= 500).collect();

@@ -2,6 +2,7 @@
 //! real database. Every test runs on SQLite and on PostgreSQL.
 
 mod architecture;
+mod harness;
 mod helpers;
 mod hostile_inputs;
 #[cfg(feature = "split")]
@@ -27,3 +28,7 @@ mod registrations;
 mod traces;
 mod users;
 mod web_app;
+
+fn main() {
+    harness::main();
+}

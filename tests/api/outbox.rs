@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use modkit::events::{DeliveryError, DomainEvent, EventPublisher};
 use rsvp::{config::Settings, modules::users, topology};
 
-use crate::helpers::{Backend, TestDatabase, postgres_available, test_settings};
+use crate::helpers::{Backend, TestDatabase, test_settings};
 
 /// Records every publication; slow enough that two relays overlap.
 #[derive(Default)]
@@ -28,11 +28,9 @@ impl EventPublisher for CountingPublisher {
 
 const EVENTS: usize = 250;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+crate::tests!(needs [Postgres]: concurrent_relays_on_postgres_publish_each_event_once);
+
 async fn concurrent_relays_on_postgres_publish_each_event_once() {
-    if !postgres_available() {
-        return;
-    }
     let db = TestDatabase::create(Backend::Postgres);
     let overrides = test_settings(&db);
     let overrides: Vec<(&str, &str)> = overrides

@@ -7,22 +7,20 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_of, problem, split_only};
+use crate::helpers::{Backend, TestApp, json_of, problem};
 
 crate::backend_tests!(
+    split:
     the_gateway_proxies_by_its_configured_route_table,
     one_request_is_followed_through_every_process_by_its_ids,
-    a_thousand_simultaneous_sign_ups_queue_instead_of_failing,
-    malformed_requests_are_refused_without_error_lines,
 );
+crate::backend_tests!(split, postgres: a_thousand_simultaneous_sign_ups_queue_instead_of_failing);
+crate::backend_tests!(split, sqlite: malformed_requests_are_refused_without_error_lines);
 
 /// An operator keeps the key set off the public entry by leaving `/.well-known` out of
 /// `gateway.routes`: the gateway no longer proxies it, while the users service still serves it
 /// to the services that verify tokens, and every other route works as before.
 async fn the_gateway_proxies_by_its_configured_route_table(backend: Backend) {
-    if !split_only() {
-        return;
-    }
     let routes = "/api/users/me/registrations=events, /api/events=events, /api/auth=users, \
                   /api/users=users";
     let mut app = TestApp::spawn_with(backend, &[("gateway.routes", routes)]).await;
@@ -73,9 +71,6 @@ async fn the_gateway_proxies_by_its_configured_route_table(backend: Backend) {
 const CLIENT: &str = "203.0.113.9";
 
 async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backend) {
-    if !split_only() {
-        return;
-    }
     if std::env::var("TEST_LOG").is_ok() {
         eprintln!("skipped: with TEST_LOG the processes log to the terminal, not to files");
         return;
@@ -146,9 +141,6 @@ async fn one_request_is_followed_through_every_process_by_its_ids(backend: Backe
 /// A burst on a healthy upstream queues at the gateway instead of failing: a thousand people
 /// signing up at the same moment all get an answer from the events service, none a 503.
 async fn a_thousand_simultaneous_sign_ups_queue_instead_of_failing(backend: Backend) {
-    if !split_only() || backend != Backend::Postgres {
-        return;
-    }
     let app = TestApp::spawn_with(backend, &[("database.max_connections", "16")]).await;
     let ada = app.user().await;
     let event = app.event(&ada, 100, json!({})).await;
@@ -212,9 +204,6 @@ async fn a_thousand_simultaneous_sign_ups_queue_instead_of_failing(backend: Back
 /// A malformed request is the client's fault: still 400, but logged as a warning, not as an
 /// ERROR line any client could write into an operator's pager.
 async fn malformed_requests_are_refused_without_error_lines(backend: Backend) {
-    if !split_only() || backend != Backend::Sqlite {
-        return;
-    }
     let mut app = TestApp::spawn(backend).await;
     let wait = Duration::from_secs(5);
     for request in [

@@ -479,17 +479,13 @@ mod instances {
     //! Two instances of the events module behind the gateway, as the Compose file runs them.
 
     use super::*;
-    use crate::helpers::split_only;
 
-    crate::backend_tests!(every_events_instance_refuses_a_deleted_account);
+    crate::backend_tests!(split: every_events_instance_refuses_a_deleted_account);
 
     /// Each instance is asked directly, so none can hide behind the other: after a deletion,
     /// both refuse the account's token on every endpoint (before: the one that did not run the
     /// cascade answered 200 for good), and so does an instance started afterwards.
     async fn every_events_instance_refuses_a_deleted_account(backend: Backend) {
-        if !split_only() {
-            return;
-        }
         let mut app = TestApp::spawn(backend).await;
         let processes = app.processes();
         let second = processes.spawn_extra("events", "events2");

@@ -297,9 +297,8 @@ async fn concurrent_writers_each_read_their_own_write(backend: Backend) {
 #[cfg(feature = "split")]
 mod across_instances {
     use super::*;
-    use crate::helpers::split_only;
 
-    crate::backend_tests!(a_write_on_one_events_instance_is_read_on_another);
+    crate::backend_tests!(split: a_write_on_one_events_instance_is_read_on_another);
 
     /// The slowest invalidation across instances seen, reported (the bound is a benchmark
     /// matter; the assertion only needs it well inside the minute-long TTL).
@@ -327,9 +326,6 @@ mod across_instances {
     /// straight to the second, whose caches hold the old answers until the change arrives
     /// over NATS.
     async fn a_write_on_one_events_instance_is_read_on_another(backend: Backend) {
-        if !split_only() {
-            return;
-        }
         let mut app = spawn(backend).await;
         let ada = app.user_named("Ada").await;
         let bob = app.user().await;

@@ -58,36 +58,36 @@ async fn the_files_are_served_under_a_strict_policy(backend: Backend) {
     );
 }
 
-/// What the browser journeys need: Node.js, Chromium, and `npm ci` run in `tests/web`. Missing,
-/// the test says so and passes, unless `RSVP_REQUIRE_BROWSER` is set (CI).
-fn browser_tools() -> Option<&'static Path> {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node = std::process::Command::new("node").arg("--version").output();
-    let missing = if node.is_err() {
-        Some("node (Node.js 18 or later)")
-    } else if !Path::new(&chromium).exists() {
-        Some("chromium (apt install chromium)")
-    } else if !web.join("node_modules/playwright-core").exists() {
-        Some("playwright-core (cd tests/web && npm ci)")
-    } else {
-        None
-    };
-    if let Some(missing) = missing {
-        assert!(
-            std::env::var("RSVP_REQUIRE_BROWSER").is_err(),
-            "RSVP_REQUIRE_BROWSER is set but {missing} is missing"
-        );
-        eprintln!("SKIPPED: the browser journeys need {missing}");
-        return None;
-    }
-    Some(Box::leak(web.into_boxed_path()))
+/// Where the browser journeys live (`tests/web`).
+fn web_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web")
 }
 
+/// What the browser journeys need and this machine lacks: Node.js, Chromium, or `npm ci` run in
+/// `tests/web`. The harness then reports the journeys as ignored (or, with
+/// `RSVP_REQUIRE_BROWSER=1` as in CI, runs them to fail).
+pub fn browser_missing() -> Option<String> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node = std::process::Command::new("node").arg("--version").output();
+    if node.is_err() {
+        Some("the browser journeys need node (Node.js 18 or later)".into())
+    } else if !Path::new(&chromium).exists() {
+        Some("the browser journeys need chromium (apt install chromium)".into())
+    } else if !web_dir().join("node_modules/playwright-core").exists() {
+        Some("the browser journeys need playwright-core (cd tests/web && npm ci)".into())
+    } else {
+        None
+    }
+}
+
+crate::tests!(needs [Browser]: journeys_in_a_real_browser);
+
 /// SQLite only: the journeys test the app, and the API's backends are tested everywhere else.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journeys_in_a_real_browser() {
-    let Some(web) = browser_tools() else { return };
+    if let Some(missing) = browser_missing() {
+        panic!("{missing}");
+    }
+    let web = web_dir();
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.admin().await;
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR"))
