@@ -12,7 +12,7 @@ use config::{Config, ConfigBuilder, Environment, File, builder::DefaultState};
 use serde::Deserialize;
 
 #[cfg(feature = "split")]
-use crate::platform::{nats::NatsSettings, remote::ServiceSettings};
+use crate::platform::remote::ServiceSettings;
 use crate::{
     gateway::GatewaySettings,
     modules::users::AuthSettings,
@@ -23,6 +23,8 @@ use crate::{
         telemetry::{LogSettings, TelemetrySettings},
     },
 };
+#[cfg(feature = "split")]
+use modkit::nats::NatsSettings;
 
 /// Every setting of a process, grouped by the section names operators see.
 #[derive(Debug, Clone, Deserialize)]

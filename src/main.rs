@@ -28,6 +28,9 @@ enum Command {
         /// The account's email.
         email: String,
     },
+    /// List the modules of this build, one name per line (each ships as `rsvp-<name>` in the
+    /// split topology).
+    Modules,
     /// Exit 0 when the process on this configuration's `server.bind` answers `path` with 200:
     /// the container health check of every binary.
     Probe {
@@ -40,6 +43,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Modules) = &cli.command {
+        for module in rsvp::modules::MODULES {
+            println!("{}", module.name());
+        }
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Probe { path }) = &cli.command {
         // No logging set up: a health check prints only why it failed.
         return match Settings::load(Role::Monolith) {
@@ -72,7 +81,9 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Probe { .. } => unreachable!("answered before the settings were loaded"),
+        Command::Probe { .. } | Command::Modules => {
+            unreachable!("answered before the settings were loaded")
+        }
     }
 }
 

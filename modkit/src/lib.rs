@@ -39,6 +39,8 @@ pub mod endpoint;
 mod error;
 pub mod events;
 pub mod module;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "remote")]
 mod remote;
 

@@ -56,7 +56,7 @@ pub enum StartError {
     MissingCredential,
     #[cfg(feature = "split")]
     #[error(transparent)]
-    Broker(#[from] crate::platform::nats::BrokerError),
+    Broker(#[from] modkit::nats::BrokerError),
     #[cfg(feature = "split")]
     #[error(transparent)]
     Client(#[from] modkit::SetupError),

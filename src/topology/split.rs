@@ -23,7 +23,7 @@ use crate::{
         proxy::{Proxy, Upstream},
     },
     modules::MODULES,
-    platform::nats::{self, NatsPublisher},
+    platform::nats,
 };
 use modkit::events::{Delivery, EventPublisher};
 
@@ -79,16 +79,17 @@ async fn relay_domain_events(
             _ => String::new(),
         };
         // A connection each: a slow handler's backlog never delays another's messages.
-        tasks.push(nats::spawn_subscription(
-            nats::connect(&settings.nats).await?,
+        tasks.push(modkit::nats::spawn_subscription(
+            modkit::nats::connect(&settings.nats).await?,
             settings.nats.clone(),
             consumer,
             subscription.clone(),
         ));
     }
     if relays {
-        let js = nats::connect(&settings.nats).await?;
-        let publisher: Arc<dyn EventPublisher> = Arc::new(NatsPublisher::new(js, &settings.nats));
+        let js = modkit::nats::connect(&settings.nats).await?;
+        let publisher: Arc<dyn EventPublisher> =
+            Arc::new(modkit::nats::NatsPublisher::new(js, &settings.nats));
         let poll = Duration::from_millis(settings.outbox.poll_interval_ms);
         for outbox in composed.outboxes() {
             tasks.push(outbox.relay(publisher.clone(), poll).spawn());

@@ -23,6 +23,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use modkit::events::{
     DeliveryError, DomainEvent, EventHandler, EventPublisher, InProcessBus, Subscription,
 };
+use modkit::nats::{self, NatsPublisher};
 use reqwest::StatusCode;
 use rsvp::{
     config::Settings,
@@ -30,7 +31,6 @@ use rsvp::{
     platform::{
         auth::{Claims, KeySetVerifier, Role, TokenError, TokenVerifier},
         jwks::JwksVerifier,
-        nats::{self, NatsPublisher},
         remote,
     },
     topology::{self, split},
