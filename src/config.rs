@@ -256,6 +256,12 @@ fn registry_defaults() -> Vec<(String, String)> {
     ];
     for module in modules {
         let name = module.name();
+        defaults.extend(
+            module
+                .settings
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
         defaults.push((
             format!("upstreams.{name}"),
             module.declaration.default_url.to_owned(),

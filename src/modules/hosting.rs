@@ -31,6 +31,9 @@ pub struct Module {
     pub migrations: &'static ModuleMigrations,
     /// Its part of the public OpenAPI document.
     pub api_doc: fn() -> utoipa::openapi::OpenApi,
+    /// The defaults of its own settings (`section.key`, value), under the operator's
+    /// configuration like every other default; it reads them with [`Process::section`].
+    pub settings: &'static [(&'static str, &'static str)],
     /// Stands the module up in this process: provides its interfaces in [`Process::apis`] and
     /// returns what the process serves and runs for it.
     pub host: for<'a> fn(&'a mut Process) -> BoxFuture<'a, Result<Hosted, HostError>>,

@@ -27,6 +27,7 @@ pub static MODULE: Module = Module {
     },
     migrations: &MIGRATIONS,
     api_doc: || <handlers::ApiDoc as utoipa::OpenApi>::openapi(),
+    settings: &[],
     host: |process| host(process).boxed(),
     #[cfg(feature = "split")]
     remote: |_| Ok(Vec::new()),

@@ -30,6 +30,8 @@ pub static MODULE: Module = Module {
     },
     migrations: &MIGRATIONS,
     api_doc: || <handlers::ApiDoc as utoipa::OpenApi>::openapi(),
+    // `auth` is every process's (tokens are verified everywhere): its defaults are the config's.
+    settings: &[],
     host: |process| host(process).boxed(),
     #[cfg(feature = "split")]
     remote,
