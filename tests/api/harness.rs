@@ -17,6 +17,7 @@ pub enum Need {
     /// A PostgreSQL server (`RSVP_TEST_POSTGRES_URL`).
     Postgres,
     /// The split topology (`RSVP_TEST_TOPOLOGY=split`): several instances of a service.
+    #[cfg_attr(not(feature = "split"), allow(dead_code))]
     Split,
     /// Chromium, Node.js and playwright-core (`tests/web`).
     Browser,
