@@ -141,6 +141,52 @@ pub struct EventFilter {
     pub cancelled: bool,
 }
 
+/// An event as a domain event names it: enough to tell people about it without asking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventSummary {
+    pub id: Uuid,
+    pub title: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub location: Option<String>,
+}
+
+/// Topic of [`SeatObtained`].
+pub const SEAT_OBTAINED: &str = "registration.promoted";
+
+/// Someone on the waitlist got a seat (a seat was freed, or the capacity raised).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeatObtained {
+    pub event: EventSummary,
+    pub user_id: Uuid,
+}
+
+/// Topic of [`EventCancelled`].
+pub const EVENT_CANCELLED: &str = "event.cancelled";
+
+/// An event was cancelled; `attendees` are the people registered then (seated or waiting), at
+/// most [`ATTENDEES_PER_EVENT`] per domain event (a large event sends several).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventCancelled {
+    pub event: EventSummary,
+    pub attendees: Vec<Uuid>,
+}
+
+/// Topic of [`EventChanged`].
+pub const EVENT_CHANGED: &str = "event.changed";
+
+/// An event's time or place changed; `attendees` as in [`EventCancelled`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventChanged {
+    pub event: EventSummary,
+    pub attendees: Vec<Uuid>,
+    pub time_changed: bool,
+    pub place_changed: bool,
+}
+
+/// How many attendees one domain event names at most (a broker message stays small).
+pub const ATTENDEES_PER_EVENT: usize = 500;
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/events/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/events/postgres");
 
@@ -151,6 +197,7 @@ pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
         "events",
         "registrations",
         "events_inbox",
+        "events_outbox",
         "events_deleted_users",
     ],
     sqlite: || SQLITE_MIGRATIONS,

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use actix_web::web;
 use futures_util::FutureExt;
 
-use super::{EventsService, MIGRATIONS, UserDeletedHandler, handlers};
+use super::{
+    EVENT_CANCELLED, EVENT_CHANGED, EventsService, MIGRATIONS, SEAT_OBTAINED, UserDeletedHandler,
+    handlers,
+};
 use crate::{
     modules::{
         hosting::{HostError, Hosted, Module, Process, mount},
@@ -21,7 +24,7 @@ pub static MODULE: Module = Module {
     declaration: Declaration {
         name: "events",
         routes: &["/api/events", "/api/users/me/registrations"],
-        publishes: &[],
+        publishes: &[SEAT_OBTAINED, EVENT_CANCELLED, EVENT_CHANGED],
         consumes: &[USER_DELETED],
         default_url: "http://127.0.0.1:9000",
     },
@@ -55,8 +58,8 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         })),
         internal: None,
         subscriptions: vec![Subscription::work_queue(Arc::new(UserDeletedHandler(
-            service,
+            service.clone(),
         )))],
-        outbox: None,
+        outbox: Some(service.outbox().clone()),
     })
 }

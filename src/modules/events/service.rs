@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Attendee, EVENT_CHANGES, Event, EventFilter, EventStatus, MyRegistration, Person, Registration,
-    RegistrationStatus,
+    ATTENDEES_PER_EVENT, Attendee, EVENT_CANCELLED, EVENT_CHANGED, EVENT_CHANGES, Event,
+    EventCancelled, EventChanged, EventFilter, EventStatus, EventSummary, MyRegistration, Person,
+    Registration, RegistrationStatus, SEAT_OBTAINED, SeatObtained,
     cache::{AttendeePages, CachedName, EventCaches, ListKey, ListedPage},
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
     error::EventsError,
@@ -25,7 +26,7 @@ use crate::{
         db::{Db, DbConnection, is_unique_violation},
         ids::UserId,
         now,
-        outbox::Inbox,
+        outbox::{Inbox, Outbox},
         pagination::{Page, PageRequest, into_page},
         read_cache::{CacheMetrics, CacheSettings, Ticket},
     },
@@ -41,7 +42,12 @@ pub struct EventsService {
     /// Hot reads; every write below announces what it changed before it answers.
     caches: Arc<EventCaches>,
     changes: Arc<Changes>,
+    /// Where seats obtained, cancellations and moves are recorded, in their transactions.
+    outbox: Outbox,
 }
+
+/// Where this module records its domain events.
+const OUTBOX: &str = "events_outbox";
 
 impl EventsService {
     /// The module on its database, asking `users` for names, refusing `deleted` accounts,
@@ -57,12 +63,18 @@ impl EventsService {
         let caches = Arc::new(EventCaches::new(cache, metrics));
         changes.listen(caches.clone());
         Self {
+            outbox: Outbox::new(db.clone(), OUTBOX),
             db,
             users,
             deleted,
             caches,
             changes,
         }
+    }
+
+    /// This module's outbox, for the process's relay.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Tells every cache (here and, split, in the other instances) that `id` changed.
@@ -219,19 +231,35 @@ impl EventsService {
         id: EventId,
         patch: EventPatch,
     ) -> Result<Event, EventsError> {
-        let deleted = self.deleted.clone();
+        let (deleted, outbox) = (self.deleted.clone(), self.outbox.clone());
         let event = self
             .db
             .write(move |conn| {
                 store::ensure_account_alive(conn, caller.id, &deleted)?;
                 let mut event = locked_for(conn, id, &caller)?;
+                let before = summary(&event);
                 event.revise(patch, now())?;
                 // A larger capacity seats waitlisted people now, not at the next cancellation.
-                promote_waitlisted(conn, &mut event)?;
+                promote_waitlisted(conn, &outbox, &mut event)?;
                 store::save_event(conn, &event)?;
+                let after = summary(&event);
+                let time_changed =
+                    (before.starts_at, before.ends_at) != (after.starts_at, after.ends_at);
+                let place_changed = before.location != after.location;
+                if time_changed || place_changed {
+                    record_for_attendees(&outbox, conn, event.id, EVENT_CHANGED, |attendees| {
+                        EventChanged {
+                            event: after.clone(),
+                            attendees,
+                            time_changed,
+                            place_changed,
+                        }
+                    })?;
+                }
                 Ok::<_, EventsError>(event)
             })
             .await?;
+        self.outbox.wake();
         self.announce(id, true);
         let (names, _) = self.names(&[event.organizer]).await;
         Ok(to_event(event, &names))
@@ -239,7 +267,7 @@ impl EventsService {
 
     /// Cancels the event; cancelling a cancelled event again changes nothing.
     pub async fn cancel(&self, caller: AuthUser, id: EventId) -> Result<(), EventsError> {
-        let deleted = self.deleted.clone();
+        let (deleted, outbox) = (self.deleted.clone(), self.outbox.clone());
         let changed = self
             .db
             .write(move |conn| {
@@ -248,11 +276,13 @@ impl EventsService {
                 let changed = event.cancel(now());
                 if changed {
                     store::save_event(conn, &event)?;
+                    record_cancellation(&outbox, conn, &event)?;
                 }
                 Ok::<_, EventsError>(changed)
             })
             .await?;
         if changed {
+            self.outbox.wake();
             self.announce(id, true);
         }
         Ok(())
@@ -303,16 +333,18 @@ impl EventsService {
     /// Withdraws the caller; a freed seat goes to the longest-waiting person in the same
     /// transaction.
     pub async fn unregister(&self, caller: AuthUser, event_id: EventId) -> Result<(), EventsError> {
+        let outbox = self.outbox.clone();
         self.db
             .write(move |conn| {
                 let mut event =
                     store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
-                if !release_registration(conn, &mut event, caller.id)? {
+                if !release_registration(conn, &outbox, &mut event, caller.id)? {
                     return Err(EventsError::RegistrationNotFound);
                 }
                 Ok(())
             })
             .await?;
+        self.outbox.wake();
         self.announce(event_id, false);
         Ok(())
     }
@@ -427,6 +459,7 @@ impl EventsService {
         // Refused from now on, before the cascade: a registration racing it can not add a seat
         // the cascade has already passed by.
         self.deleted.insert(user.as_uuid(), deleted_at);
+        let outbox = self.outbox.clone();
         let changed = self
             .db
             .write(move |conn| {
@@ -448,10 +481,11 @@ impl EventsService {
                     let Some(mut event) = store::lock_event(conn, id)? else {
                         continue;
                     };
-                    let released = release_registration(conn, &mut event, user)?;
+                    let released = release_registration(conn, &outbox, &mut event, user)?;
                     let cancelled = event.organizer == user && event.cancel(at);
                     if cancelled {
                         store::save_event(conn, &event)?;
+                        record_cancellation(&outbox, conn, &event)?;
                     }
                     if released || cancelled {
                         changed.push((id, cancelled));
@@ -463,6 +497,7 @@ impl EventsService {
         let Some(changed) = changed else {
             return Ok(false);
         };
+        self.outbox.wake();
         for (id, listed) in changed {
             self.announce(id, listed);
         }
@@ -542,6 +577,7 @@ fn ensure_organizer(caller: &AuthUser, event: &domain::Event) -> Result<(), Even
 /// was none.
 fn release_registration(
     conn: &mut DbConnection,
+    outbox: &Outbox,
     event: &mut domain::Event,
     user: UserId,
 ) -> Result<bool, EventsError> {
@@ -550,14 +586,16 @@ fn release_registration(
     };
     store::delete_registration(conn, event.id, user)?;
     event.release(registration.status, now());
-    promote_waitlisted(conn, event)?;
+    promote_waitlisted(conn, outbox, event)?;
     store::save_event(conn, event)?;
     Ok(true)
 }
 
-/// Confirms the longest-waiting registrations while seats are free.
+/// Confirms the longest-waiting registrations while seats are free, telling each (a
+/// `registration.promoted` domain event).
 fn promote_waitlisted(
     conn: &mut DbConnection,
+    outbox: &Outbox,
     event: &mut domain::Event,
 ) -> Result<(), EventsError> {
     let n = event.seats_to_fill();
@@ -567,9 +605,78 @@ fn promote_waitlisted(
     for waiting in store::oldest_waitlisted(conn, event.id, i64::from(n))? {
         store::confirm(conn, &waiting)?;
         event.promote_one();
+        let seat = SeatObtained {
+            event: summary(event),
+            user_id: waiting.user.as_uuid(),
+        };
+        record(outbox, conn, SEAT_OBTAINED, &seat)?;
         tracing::info!(event_id = %event.id, user_id = %waiting.user, "promoted from waitlist");
     }
     Ok(())
+}
+
+/// What a domain event says of `event`.
+fn summary(event: &domain::Event) -> EventSummary {
+    EventSummary {
+        id: event.id.as_uuid(),
+        title: event.draft.title.clone(),
+        starts_at: event.draft.starts_at,
+        ends_at: event.draft.ends_at,
+        location: event.draft.location.clone(),
+    }
+}
+
+/// Records a domain event of `topic` in the caller's transaction.
+fn record(
+    outbox: &Outbox,
+    conn: &mut DbConnection,
+    topic: &str,
+    payload: &impl serde::Serialize,
+) -> Result<(), EventsError> {
+    let event = DomainEvent {
+        id: Uuid::now_v7(),
+        topic: topic.to_owned(),
+        payload: serde_json::to_value(payload).map_err(|e| EventsError::CorruptRow {
+            table: OUTBOX,
+            key: topic.to_owned(),
+            why: e.to_string(),
+        })?,
+        occurred_at: now(),
+    };
+    Ok(outbox.record(conn, &event)?)
+}
+
+/// Records `topic` for everyone registered for `event`, [`ATTENDEES_PER_EVENT`] people a time.
+fn record_for_attendees<T: serde::Serialize>(
+    outbox: &Outbox,
+    conn: &mut DbConnection,
+    event: EventId,
+    topic: &str,
+    payload: impl Fn(Vec<Uuid>) -> T,
+) -> Result<(), EventsError> {
+    let attendees: Vec<Uuid> = store::registered_users(conn, event)?
+        .into_iter()
+        .map(UserId::as_uuid)
+        .collect();
+    for chunk in attendees.chunks(ATTENDEES_PER_EVENT) {
+        record(outbox, conn, topic, &payload(chunk.to_vec()))?;
+    }
+    Ok(())
+}
+
+/// Tells everyone registered for `event` that it was cancelled.
+fn record_cancellation(
+    outbox: &Outbox,
+    conn: &mut DbConnection,
+    event: &domain::Event,
+) -> Result<(), EventsError> {
+    let about = summary(event);
+    record_for_attendees(outbox, conn, event.id, EVENT_CANCELLED, |attendees| {
+        EventCancelled {
+            event: about.clone(),
+            attendees,
+        }
+    })
 }
 
 fn person(id: UserId, names: &HashMap<Uuid, String>) -> Person {

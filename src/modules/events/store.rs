@@ -427,6 +427,21 @@ pub fn registrations_page(
     into_registrations(query.load(conn)?)
 }
 
+/// Everyone registered for `event` (seated or waiting), in registration order.
+pub fn registered_users(
+    conn: &mut DbConnection,
+    event: EventId,
+) -> Result<Vec<UserId>, EventsError> {
+    let ids: Vec<String> = registrations::table
+        .filter(registrations::event_id.eq(event.to_string()))
+        .order(registrations::created_at.asc())
+        .select(registrations::user_id)
+        .load(conn)?;
+    ids.iter()
+        .map(|id| parse_id("registrations", id, id))
+        .collect()
+}
+
 /// Every event the user is registered for.
 pub fn events_registered_by(
     conn: &mut DbConnection,
