@@ -141,6 +141,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("server.header_timeout_ms", "5000"),
     ("server.body_timeout_ms", "10000"),
     ("server.metrics_bind", ""),
+    ("server.public_url", "http://127.0.0.1:8000"),
     ("database.url", "sqlite://data/rsvp.db"),
     ("database.max_connections", "10"),
     ("database.connect_timeout_secs", "5"),

@@ -141,7 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let split = std::env::args().nth(1).as_deref() == Some("split");
     let module: Arc<dyn Greetings> = Arc::new(Greeter);
     let guest_book = Arc::new(GuestBook::default());
-    let mut apis = Apis::default();
+    let apis = Apis::default();
     let (greetings, events, stream): (Arc<dyn Greetings>, Arc<dyn EventPublisher>, _) = if split {
         // What the greetings process runs: its module behind the internal endpoint.
         let served = module.clone();

@@ -14,7 +14,7 @@
 use std::{
     any::{Any, TypeId, type_name},
     collections::HashMap,
-    sync::Arc,
+    sync::{Arc, RwLock},
 };
 
 /// What a module says about itself, once.
@@ -111,7 +111,9 @@ pub fn route_table(modules: &[Declaration]) -> String {
         .join(",")
 }
 
-/// The interfaces a process's modules offer each other, one implementation per trait.
+/// The interfaces a process's modules offer each other, one implementation per trait. Clones
+/// share one table: a module may keep a clone and ask for an interface when it needs it, so two
+/// modules may call each other whichever is stood up first.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -119,13 +121,13 @@ pub fn route_table(modules: &[Declaration]) -> String {
 /// struct Here;
 /// impl Greeter for Here { fn greet(&self) -> String { "hello".into() } }
 ///
-/// let mut apis = modkit::Apis::default();
+/// let apis = modkit::Apis::default();
 /// apis.provide::<dyn Greeter>(Arc::new(Here));
 /// assert_eq!(apis.get::<dyn Greeter>().unwrap().greet(), "hello");
 /// ```
 #[derive(Default, Clone)]
 pub struct Apis {
-    by_type: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    by_type: Arc<RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
 }
 
 /// Asked for an interface no module of the process provided: a module is missing from the
@@ -136,13 +138,18 @@ pub struct MissingApi(pub &'static str);
 
 impl Apis {
     /// Offers `api` as the implementation of `T` (usually `dyn Trait`), replacing any earlier.
-    pub fn provide<T: ?Sized + Send + Sync + 'static>(&mut self, api: Arc<T>) {
-        self.by_type.insert(TypeId::of::<T>(), Arc::new(api));
+    pub fn provide<T: ?Sized + Send + Sync + 'static>(&self, api: Arc<T>) {
+        self.by_type
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(TypeId::of::<T>(), Arc::new(api));
     }
 
     /// The implementation of `T` a module provided.
     pub fn get<T: ?Sized + Send + Sync + 'static>(&self) -> Result<Arc<T>, MissingApi> {
         self.by_type
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&TypeId::of::<T>())
             .and_then(|api| api.downcast_ref::<Arc<T>>())
             .cloned()
@@ -153,7 +160,14 @@ impl Apis {
 impl std::fmt::Debug for Apis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Apis")
-            .field("provided", &self.by_type.len())
+            .field(
+                "provided",
+                &self
+                    .by_type
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len(),
+            )
             .finish()
     }
 }
@@ -239,11 +253,14 @@ mod tests {
 
     #[test]
     fn apis_hand_out_what_was_provided_by_trait_and_name_what_is_missing() {
-        let mut apis = Apis::default();
+        let apis = Apis::default();
+        let kept_early = apis.clone();
         let missing = apis.get::<dyn Named>().err().unwrap();
         assert!(missing.to_string().contains("Named"), "{missing}");
         apis.provide::<dyn Named>(Arc::new(A));
         assert_eq!(apis.get::<dyn Named>().unwrap().name(), "a");
+        // A clone taken before the interface was provided finds it later.
+        assert_eq!(kept_early.get::<dyn Named>().unwrap().name(), "a");
         assert!(apis.get::<String>().is_err());
     }
 }

@@ -14,7 +14,7 @@ use utoipa::{
     info(title = "rsvp", description = "Events platform: accounts, events, registrations with capacity and a waitlist. \
 Every error is application/problem+json (RFC 9457). List endpoints use keyset pagination (limit 1..100, opaque cursor)."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "events"), (name = "registrations"))
+    tags((name = "auth"), (name = "users"), (name = "events"), (name = "registrations"), (name = "notifications"))
 )]
 struct PublicApi;
 

@@ -62,6 +62,10 @@ pub struct Hosted {
     pub subscriptions: Vec<Subscription>,
     /// Its outbox, which the process relays.
     pub outbox: Option<Outbox>,
+    /// Work it runs for as long as the process does (a mail worker, a scheduler).
+    pub background: Vec<BoxFuture<'static, ()>>,
+    /// Its metrics, for the process's `/metrics`.
+    pub collectors: Vec<Box<dyn prometheus::core::Collector>>,
 }
 
 /// Wraps a closure as a [`Mount`].

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod hosting;
+pub mod notifications;
 pub mod users;
 
 use hosting::Module;
@@ -10,7 +11,7 @@ use hosting::Module;
 /// Every module, in the order a process stands them up: a module comes after those whose
 /// interfaces it calls. Every other list of modules (hosting, routes, upstreams, migrations,
 /// OpenAPI, the tests' processes) derives from this one.
-pub static MODULES: &[&Module] = &[&users::MODULE, &events::MODULE];
+pub static MODULES: &[&Module] = &[&users::MODULE, &events::MODULE, &notifications::MODULE];
 
 /// The module named `name`.
 pub fn module(name: &str) -> Option<&'static Module> {

@@ -91,7 +91,7 @@ impl Outbox {
         }
         match conn {
             DbConnection::Postgres(pg) => insert!(pg, ["$1", "$2", "$3", "$4"]),
-            DbConnection::Sqlite(lite) => insert!(lite, ["?", "?", "?", "?"]),
+            DbConnection::Sqlite(lite) => insert!(lite, ["?1", "?2", "?3", "?4"]),
         }
         .map(drop)
     }
@@ -167,7 +167,7 @@ impl Outbox {
         }
         match conn {
             DbConnection::Postgres(pg) => update!(pg, "$1", "$2"),
-            DbConnection::Sqlite(lite) => update!(lite, "?", "?"),
+            DbConnection::Sqlite(lite) => update!(lite, "?1", "?2"),
         }
         .map(drop)
     }
@@ -353,7 +353,7 @@ impl Inbox {
         }
         let inserted = match conn {
             DbConnection::Postgres(pg) => insert!(pg, ["$1", "$2", "$3"]),
-            DbConnection::Sqlite(lite) => insert!(lite, ["?", "?", "?"]),
+            DbConnection::Sqlite(lite) => insert!(lite, ["?1", "?2", "?3"]),
         }?;
         Ok(inserted == 1)
     }

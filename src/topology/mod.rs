@@ -188,6 +188,24 @@ impl Composed {
         )))
     }
 
+    /// Starts the hosted modules' background work.
+    pub fn spawn_background(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.hosted
+            .iter_mut()
+            .flat_map(|(_, hosted)| std::mem::take(&mut hosted.background))
+            .map(tokio::spawn)
+            .collect()
+    }
+
+    /// The metrics of the process's modules and read caches, for its `/metrics`.
+    pub fn take_collectors(&mut self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let mut collectors = self.process.cache_metrics.collectors();
+        for (_, hosted) in &mut self.hosted {
+            collectors.append(&mut hosted.collectors);
+        }
+        collectors
+    }
+
     /// Mounts every hosted module's public routes.
     pub fn public_routes(&self) -> Vec<Mount> {
         self.hosted
@@ -261,10 +279,10 @@ pub fn deleted_accounts(settings: &Settings) -> Arc<DeletedAccounts> {
 pub fn http_shell(
     settings: &Settings,
     readiness: Arc<dyn Readiness>,
-    process: &Process,
+    composed: &mut Composed,
 ) -> Result<HttpShell, StartError> {
     let shell = HttpShell::new(&settings.gateway, settings.server.body_timeout(), readiness)?;
-    shell.register_metrics(process.cache_metrics.collectors());
+    shell.register_metrics(composed.take_collectors());
     Ok(shell)
 }
 

@@ -13,7 +13,7 @@ use crate::config::Settings;
 
 /// Builds and binds the monolith; call [`Application::run_until_stopped`] to serve.
 pub async fn build(settings: Settings) -> Result<Application, StartError> {
-    let composed = compose(&settings, |_| true).await?;
+    let mut composed = compose(&settings, |_| true).await?;
     let verifier = composed.token_verifier()?;
 
     // One instance: a work queue and a broadcast are the same delivery here.
@@ -35,7 +35,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     };
 
     let readiness = Arc::new(DatabaseReadiness(composed.process.db().ok()));
-    let mut shell = http_shell(&settings, readiness, &composed.process)?;
+    let mut shell = http_shell(&settings, readiness, &mut composed)?;
+    let background = composed.spawn_background();
     let metrics = metrics_listener(&settings, &mut shell)?;
     let listener = bind(&settings.server.bind.to_string())?;
     let routes = composed.public_routes();
@@ -49,8 +50,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     if let Some(metrics) = metrics {
         app = app.with(metrics);
     }
-    for relay in &relays {
-        app = app.with_task(relay);
+    for task in relays.iter().chain(&background) {
+        app = app.with_task(task);
     }
     tracing::info!(port = app.port(), topology = "monolith", "listening");
     Ok(app)

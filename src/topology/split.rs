@@ -134,7 +134,7 @@ fn gateway_proxy(settings: &Settings, composed: &Composed) -> Result<Arc<Proxy>,
 pub async fn build(settings: Settings) -> Result<Application, StartError> {
     let topology = &settings.topology;
     let is_gateway = topology.proxy;
-    let composed = compose(&settings, |name| topology.hosts(name)).await?;
+    let mut composed = compose(&settings, |name| topology.hosts(name)).await?;
     let internal = composed.internal_routes();
     if (!internal.is_empty() || !is_gateway)
         && settings.service.credential.expose_secret().is_empty()
@@ -157,7 +157,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         database: DatabaseReadiness(db),
         proxy: proxy.clone(),
     });
-    let mut shell = http_shell(&settings, readiness, &composed.process)?;
+    let mut shell = http_shell(&settings, readiness, &mut composed)?;
+    tasks.extend(composed.spawn_background());
     let metrics = metrics_listener(&settings, &mut shell)?;
     let credential = web::Data::new(settings.service.credential());
     // Internal endpoints never share the public entry's listener: a gateway hosting a module

@@ -21,17 +21,40 @@ use std::{
 use syn::visit::Visit;
 
 /// What other modules may name of each module (nothing, unless listed here).
-const INTERFACES: &[(&str, &[&str])] = &[(
-    "users",
-    &[
-        "UsersApi",
-        "UsersApiError",
-        "PublicProfile",
-        "UserDeleted",
-        "USER_DELETED",
-        "PROFILE_CHANGES",
-    ],
-)];
+const INTERFACES: &[(&str, &[&str])] = &[
+    (
+        "users",
+        &[
+            "UsersApi",
+            "UsersApiError",
+            "PublicProfile",
+            "UserDeleted",
+            "USER_DELETED",
+            "PROFILE_CHANGES",
+            "Contact",
+        ],
+    ),
+    (
+        "events",
+        &[
+            "EventSummary",
+            "SEAT_OBTAINED",
+            "SeatObtained",
+            "EVENT_CANCELLED",
+            "EventCancelled",
+            "EVENT_CHANGED",
+            "EventChanged",
+        ],
+    ),
+    (
+        "notifications",
+        &[
+            "NotificationsApi",
+            "NotificationsApiError",
+            "PasswordResetMail",
+        ],
+    ),
+];
 
 /// The registered modules with their interfaces.
 fn modules() -> Vec<(&'static str, &'static [&'static str])> {

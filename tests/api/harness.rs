@@ -21,6 +21,8 @@ pub enum Need {
     Split,
     /// Chromium, Node.js and playwright-core (`tests/web`).
     Browser,
+    /// Python's aiosmtpd, for a real SMTP server on loopback (`tests/smtp/recorder.py`).
+    Smtp,
 }
 
 impl Need {
@@ -35,8 +37,17 @@ impl Need {
             Need::Browser => {
                 crate::web_app::browser_missing().filter(|_| !required("RSVP_REQUIRE_BROWSER"))
             }
+            Need::Smtp => (!aiosmtpd_installed() && !required("RSVP_REQUIRE_SMTP"))
+                .then(|| "no SMTP server for tests (apt install python3-aiosmtpd)".to_owned()),
         }
     }
+}
+
+fn aiosmtpd_installed() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 fn required(variable: &str) -> bool {
@@ -105,11 +116,18 @@ fn run(test: fn() -> Pin<Box<dyn Future<Output = ()>>>) -> Result<(), Failed> {
 
 /// Registers each named `async fn <test>(Backend)` twice: `sqlite::<test>` and
 /// `postgres::<test>` (that one needs a PostgreSQL server). `split: a, b` registers tests that
-/// need the split topology; `split, sqlite: a` (or `postgres`) one backend only.
+/// need the split topology; `split, sqlite: a` (or `postgres`) one backend only; `smtp: a, b`
+/// tests that need an SMTP server of their own.
 #[macro_export]
 macro_rules! backend_tests {
     (split, $backend:ident: $($name:ident),* $(,)?) => {
         $( $crate::backend_tests!(@case $backend, $name, [$crate::harness::Need::Split]); )*
+    };
+    (smtp: $($name:ident),* $(,)?) => {
+        $(
+            $crate::backend_tests!(@case sqlite, $name, [$crate::harness::Need::Smtp]);
+            $crate::backend_tests!(@case postgres, $name, [$crate::harness::Need::Smtp]);
+        )*
     };
     (split: $($name:ident),* $(,)?) => {
         $(

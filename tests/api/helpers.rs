@@ -82,6 +82,29 @@ fn missing_server(suite: &str, server: &str, hint: &str, required_by: &str) -> b
     false
 }
 
+/// A port no other test process will hand out while this one runs.
+///
+/// Asking the OS for port 0 and passing the number on races: until the child binds it, the port
+/// is free, and the kernel may give it to any outgoing connection (a database client, say) as
+/// its source port. So ports come from below the ephemeral range (see
+/// `/proc/sys/net/ipv4/ip_local_port_range`), and a lock file held until this test process exits
+/// keeps parallel test processes from picking the same one.
+pub fn free_port() -> u16 {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("rsvp-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        let Ok(lock) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap().push(lock);
+            return port;
+        }
+    }
+}
+
 /// A database that lives as long as the test.
 pub struct TestDatabase {
     pub url: String,
@@ -231,6 +254,14 @@ impl TestApp {
             rsvp::modules::MODULES.len()
         };
         (0..count).map(|_| TestDatabase::create(backend)).collect()
+    }
+
+    /// Where each process writes mail when no SMTP server is configured.
+    pub fn mail_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.databases
+            .iter()
+            .map(|db| db.dir.join("mail"))
+            .collect()
     }
 
     /// The database holding `module`'s tables.
@@ -588,6 +619,12 @@ pub fn test_settings(db: &TestDatabase) -> Vec<(String, String)> {
         ("gateway.auth_rate_per_minute", "0".to_owned()),
         ("auth.password_attempts_per_minute", "0".to_owned()),
         ("outbox.poll_interval_ms", "200".to_owned()),
+        // Mail of a test stays in its own directory (when no SMTP server is given).
+        (
+            "notifications.mail_dir",
+            db.dir.join("mail").display().to_string(),
+        ),
+        ("notifications.poll_interval_ms", "100".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -18,6 +18,7 @@ mod events;
 mod faults;
 mod gateway;
 mod migrations;
+mod notifications;
 mod outbox;
 #[cfg(feature = "split")]
 mod proxy;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use rsvp::modules::MODULES;
 
-use crate::helpers::{TestDatabase, Topology, test_settings};
+use crate::helpers::{TestDatabase, Topology, free_port, test_settings};
 
 pub struct Processes {
     topology: Topology,
@@ -21,29 +21,6 @@ pub struct Processes {
     logs: tempfile::TempDir,
     /// Each process's environment, so one can be restarted alone.
     envs: HashMap<&'static str, Vec<(String, String)>>,
-}
-
-/// A port no other test process will hand out while this one runs.
-///
-/// Asking the OS for port 0 and passing the number on races: until the child binds it, the port
-/// is free, and the kernel may give it to any outgoing connection (a database client, say) as
-/// its source port. So ports come from below the ephemeral range (see
-/// `/proc/sys/net/ipv4/ip_local_port_range`), and a lock file held until this test process exits
-/// keeps parallel test processes from picking the same one.
-pub fn free_port() -> u16 {
-    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
-    let dir = std::env::temp_dir().join("rsvp-test-ports");
-    std::fs::create_dir_all(&dir).unwrap();
-    loop {
-        let port = fastrand::u16(20_000..32_000);
-        let Ok(lock) = std::fs::File::create(dir.join(port.to_string())) else {
-            continue;
-        };
-        if lock.try_lock().is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            HELD.lock().unwrap().push(lock);
-            return port;
-        }
-    }
 }
 
 fn env_key(key: &str) -> String {

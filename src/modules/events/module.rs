@@ -61,5 +61,6 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
             service.clone(),
         )))],
         outbox: Some(service.outbox().clone()),
+        ..Hosted::default()
     })
 }

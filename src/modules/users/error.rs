@@ -26,6 +26,8 @@ pub enum UsersError {
     AccountGone,
     #[error("user not found")]
     NotFound,
+    #[error("invalid, used or expired password-reset token")]
+    InvalidResetToken,
     #[error("too many password attempts for this account")]
     TooManyAttempts { retry_after_secs: u64 },
     #[error(transparent)]
@@ -82,6 +84,11 @@ impl ToProblem for UsersError {
                 Problem::unauthorized("the account of this access token no longer exists")
             }
             UsersError::NotFound => Problem::not_found("no such user"),
+            UsersError::InvalidResetToken => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-reset-token",
+                "this reset link is invalid, was used already or has expired; ask for a new one",
+            ),
             UsersError::TooManyAttempts { retry_after_secs } => Problem {
                 retry_after_secs: Some(*retry_after_secs),
                 ..Problem::new(

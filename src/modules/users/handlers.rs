@@ -21,6 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(login)
         .service(refresh)
         .service(logout)
+        .service(password_reset)
+        .service(password_reset_confirm)
         .service(get_me)
         .service(update_me)
         .service(delete_me)
@@ -49,6 +51,25 @@ pub struct LoginRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordResetRequest {
+    email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordResetConfirmation {
+    /// The token of the mailed link.
+    token: String,
+    #[schema(min_length = 8, max_length = 128)]
+    password: String,
+}
+
+/// The answer to every reset request.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct PasswordResetAccepted {
+    detail: &'static str,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -125,6 +146,42 @@ async fn logout(
     body: JsonBody<RefreshRequest>,
 ) -> Result<HttpResponse, UsersError> {
     service.logout(&body.into_inner().refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Ask for a password-reset link by mail. The same answer, as fast, whether or not an account
+/// has this email.
+#[utoipa::path(post, path = "/api/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
+    responses((status = 202, body = PasswordResetAccepted), (status = 429, body = ProblemBody)))]
+#[post("/api/auth/password-reset")]
+#[tracing::instrument(skip_all)]
+async fn password_reset(
+    service: Service,
+    body: JsonBody<PasswordResetRequest>,
+) -> Result<HttpResponse, UsersError> {
+    service
+        .into_inner()
+        .request_password_reset(body.into_inner().email);
+    Ok(HttpResponse::Accepted().json(PasswordResetAccepted {
+        detail: "If an account has this email, a link to choose a new password is on its way.",
+    }))
+}
+
+/// Choose a new password with a mailed link's token; every session of the account ends.
+#[utoipa::path(post, path = "/api/auth/password-reset/confirm", tag = "auth",
+    request_body = PasswordResetConfirmation,
+    responses((status = 204), (status = 400, body = ProblemBody, description = "a used, expired or unknown token"),
+        (status = 422, body = ProblemBody), (status = 429, body = ProblemBody)))]
+#[post("/api/auth/password-reset/confirm")]
+#[tracing::instrument(skip_all)]
+async fn password_reset_confirm(
+    service: Service,
+    body: JsonBody<PasswordResetConfirmation>,
+) -> Result<HttpResponse, UsersError> {
+    let body = body.into_inner();
+    service
+        .confirm_password_reset(&body.token, &body.password)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -239,6 +296,8 @@ async fn jwks(service: Service) -> HttpResponse {
         login,
         refresh,
         logout,
+        password_reset,
+        password_reset_confirm,
         get_me,
         update_me,
         delete_me,
@@ -247,7 +306,16 @@ async fn jwks(service: Service) -> HttpResponse {
         delete_user,
         jwks
     ),
-    components(schemas(User, PublicProfile, TokenPair, ProblemBody, JwkSet))
+    components(schemas(
+        User,
+        PublicProfile,
+        TokenPair,
+        ProblemBody,
+        JwkSet,
+        PasswordResetRequest,
+        PasswordResetConfirmation,
+        PasswordResetAccepted
+    ))
 )]
 /// The users module's part of the OpenAPI document.
 pub struct ApiDoc;

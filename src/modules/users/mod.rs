@@ -44,6 +44,19 @@ pub trait UsersApi: Send + Sync {
     /// ids are left out.
     #[idempotent]
     async fn public_profiles(&self, ids: &[Uuid]) -> Result<Vec<PublicProfile>, UsersApiError>;
+
+    /// Where to reach the accounts of `ids` (email and name), each known id once; for modules
+    /// that write to people, never shown to other people.
+    #[idempotent]
+    async fn contacts(&self, ids: &[Uuid]) -> Result<Vec<Contact>, UsersApiError>;
+}
+
+/// How to reach an account's owner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Contact {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
 }
 
 /// Why a [`UsersApi`] call failed.
@@ -158,7 +171,13 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/us
 /// The users module's tables, for both backends.
 pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
     module: "users",
-    tables: &["users", "refresh_tokens", "users_deleted", "users_outbox"],
+    tables: &[
+        "users",
+        "refresh_tokens",
+        "users_deleted",
+        "users_outbox",
+        "password_resets",
+    ],
     sqlite: || SQLITE_MIGRATIONS,
     postgres: || POSTGRES_MIGRATIONS,
 };

@@ -50,11 +50,13 @@ fn deletions(process: &Process) -> Subscription {
 /// deletions of the last token lifetime. (Also for tools and tests that need the service itself.)
 pub async fn service(process: &Process) -> Result<Arc<UsersService>, HostError> {
     let auth: AuthSettings = process.section("auth")?;
-    let (db, deleted, changes) = (
+    let (db, deleted, changes, apis) = (
         process.db()?,
         process.deleted.clone(),
         process.changes.clone(),
+        process.apis.clone(),
     );
+    let public_url: String = process.section("server.public_url")?;
     let service = spawn_blocking_in_span(move || -> Result<_, HostError> {
         let retired: Vec<std::path::PathBuf> = auth
             .retired_signing_key_paths
@@ -62,7 +64,9 @@ pub async fn service(process: &Process) -> Result<Arc<UsersService>, HostError> 
             .map(Into::into)
             .collect();
         let keys = Arc::new(SigningKeys::load(&auth.signing_key_path, &retired)?);
-        Ok(UsersService::new(db, keys, auth, deleted, changes)?)
+        Ok(UsersService::new(
+            db, keys, auth, deleted, changes, apis, public_url,
+        )?)
     })
     .await??;
     service.recall_deleted_accounts().await?;
@@ -87,6 +91,7 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         })),
         subscriptions: vec![deletions(process)],
         outbox: Some(service.outbox().clone()),
+        ..Hosted::default()
     })
 }
 

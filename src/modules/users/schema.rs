@@ -41,3 +41,13 @@ diesel::table! {
         deleted_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    password_resets (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}

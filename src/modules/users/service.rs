@@ -15,14 +15,15 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    AuthSettings, PROFILE_CHANGES, PublicProfile, TokenPair, USER_DELETED, User, UserDeleted,
-    UsersApi, UsersApiError,
+    AuthSettings, Contact, PROFILE_CHANGES, PublicProfile, TokenPair, USER_DELETED, User,
+    UserDeleted, UsersApi, UsersApiError,
     domain::{Checker, DisplayName, Email, Password},
     error::UsersError,
     keys::SigningKeys,
     password_hash::{self, Verdict},
     store::{self, RefreshTokenRow, UserRow},
 };
+use crate::modules::notifications::{NotificationsApi, PasswordResetMail};
 use crate::platform::{
     auth::{Claims, DeletedAccounts, Role},
     changes::{Change, Changes},
@@ -31,7 +32,7 @@ use crate::platform::{
     outbox::Outbox,
     pagination::{Page, PageRequest, into_page},
 };
-use modkit::events::DomainEvent;
+use modkit::{Apis, events::DomainEvent};
 
 /// The in-process implementation of the users module.
 pub struct UsersService {
@@ -46,10 +47,18 @@ pub struct UsersService {
     deleted: Arc<DeletedAccounts>,
     /// Where renames and deletions are announced to the caches holding names.
     changes: Arc<Changes>,
+    /// The other modules' interfaces, asked when needed (the notifications module is stood up
+    /// after this one).
+    apis: Apis,
+    /// The base of links in mail (`server.public_url`).
+    public_url: String,
     /// Password checks per account (its id, or the email when no account has it), whichever
     /// address they come from: the gateway limits per address, this per target.
     attempts: Option<DefaultKeyedRateLimiter<String>>,
 }
+
+/// How long a password-reset link works.
+const PASSWORD_RESET_MINUTES: i64 = 30;
 
 /// Where this module records its domain events.
 const OUTBOX: &str = "users_outbox";
@@ -72,6 +81,8 @@ impl UsersService {
         settings: AuthSettings,
         deleted: Arc<DeletedAccounts>,
         changes: Arc<Changes>,
+        apis: Apis,
+        public_url: String,
     ) -> Result<Self, bcrypt::BcryptError> {
         let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)?;
         let attempts = NonZeroU32::new(settings.password_attempts_per_minute)
@@ -85,6 +96,8 @@ impl UsersService {
             dummy_hash,
             deleted,
             changes,
+            apis,
+            public_url: public_url.trim_end_matches('/').to_owned(),
         })
     }
 
@@ -170,6 +183,109 @@ impl UsersService {
             }
             _ => Err(UsersError::InvalidCredentials),
         }
+    }
+
+    /// Starts a password reset for `email` and returns at once, whether or not an account has
+    /// it: the lookup, the token and the mail happen after the answer, so the answer and its
+    /// timing say nothing about the email.
+    pub fn request_password_reset(self: &Arc<Self>, email: String) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = service.send_password_reset(&email).await {
+                tracing::warn!(error = %err, "password reset not sent");
+            }
+        });
+    }
+
+    async fn send_password_reset(&self, email: &str) -> Result<(), UsersError> {
+        let Ok(email) = Email::parse(email) else {
+            return Ok(());
+        };
+        let lookup = email.as_str().to_owned();
+        let Some(user) = self
+            .db
+            .run(move |conn| store::find_user_by_email(conn, &lookup).map_err(UsersError::from))
+            .await?
+        else {
+            return Ok(());
+        };
+        // Each reset mail counts against the account's password attempts: a flood of resets
+        // is refused quietly, like a flood of logins.
+        if self.count_attempt(&user.id).is_err() {
+            tracing::warn!(user_id = %user.id, "password reset refused: too many attempts");
+            return Ok(());
+        }
+        let user_id: Uuid = user
+            .id
+            .parse()
+            .map_err(|e| UsersError::Internal(format!("user id: {e}")))?;
+        let mut secret = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut secret);
+        let token = URL_SAFE_NO_PAD.encode(secret);
+        let token_hash = format!("{:x}", Sha256::digest(token.as_bytes()));
+        let at = now();
+        let expires_at = at + Duration::minutes(PASSWORD_RESET_MINUTES);
+        self.db
+            .write(move |conn| {
+                store::insert_password_reset(conn, &token_hash, user_id, expires_at, at)
+                    .map_err(UsersError::from)
+            })
+            .await?;
+        let mail = PasswordResetMail {
+            user_id,
+            email: user.email.clone(),
+            name: user.name.clone(),
+            link: format!("{}/#/reset?token={token}", self.public_url),
+            expires_at,
+        };
+        let notifications = self
+            .apis
+            .get::<dyn NotificationsApi>()
+            .map_err(|e| UsersError::Internal(e.to_string()))?;
+        notifications
+            .send_password_reset(&mail)
+            .await
+            .map_err(|e| UsersError::Internal(e.to_string()))?;
+        tracing::info!(user_id = %user_id, "password reset mail queued");
+        Ok(())
+    }
+
+    /// Sets a new password with a reset token: single use, before it expires; every session of
+    /// the account ends (its refresh tokens are revoked) and every other reset link dies.
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        password: &str,
+    ) -> Result<(), UsersError> {
+        let password =
+            Password::parse("password", password).map_err(|e| UsersError::Validation(vec![e]))?;
+        let token_hash = format!("{:x}", Sha256::digest(token.as_bytes()));
+        let lookup = token_hash.clone();
+        // Checked before the (costly) hashing, and again under the account's lock below.
+        self.db
+            .run(move |conn| {
+                store::live_password_reset(conn, &lookup, now()).map_err(UsersError::from)
+            })
+            .await?
+            .ok_or(UsersError::InvalidResetToken)?;
+        let new_hash = self.hash_password(&password).await?;
+        self.db
+            .write(move |conn| {
+                let at = now();
+                let user = store::live_password_reset(conn, &token_hash, at)?
+                    .ok_or(UsersError::InvalidResetToken)?;
+                let id: Uuid = user
+                    .parse()
+                    .map_err(|e| UsersError::Internal(format!("user id: {e}")))?;
+                if !store::lock_user(conn, id)? {
+                    return Err(UsersError::InvalidResetToken);
+                }
+                store::spend_password_resets(conn, &user, at)?;
+                store::set_password_hash(conn, id, &new_hash, at)?;
+                store::revoke_all_of_user(conn, id, at)?;
+                Ok(())
+            })
+            .await
     }
 
     /// Rewrites a former-kind hash (see [`password_hash`]) now that the password is known;
@@ -552,6 +668,28 @@ impl UsersApi for UsersService {
             .filter_map(|(id, name)| {
                 Some(PublicProfile {
                     id: id.parse().ok()?,
+                    name,
+                })
+            })
+            .collect())
+    }
+
+    async fn contacts(&self, ids: &[Uuid]) -> Result<Vec<Contact>, UsersApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        let rows = self
+            .db
+            .run(move |conn| store::find_contacts(conn, &ids).map_err(DbError::from))
+            .await
+            .map_err(|e| UsersApiError::Unavailable(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, email, name)| {
+                Some(Contact {
+                    id: id.parse().ok()?,
+                    email,
                     name,
                 })
             })

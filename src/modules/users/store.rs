@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{
     User, UsersError,
-    schema::{refresh_tokens, users, users_deleted},
+    schema::{password_resets, refresh_tokens, users, users_deleted},
 };
 use crate::platform::{
     auth::Role,
@@ -119,6 +119,17 @@ pub fn find_names(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<Vec<(Str
     users::table
         .filter(users::id.eq_any(ids))
         .select((users::id, users::name))
+        .load(conn)
+}
+
+pub fn find_contacts(
+    conn: &mut DbConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<(String, String, String)>> {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::email, users::name))
         .load(conn)
 }
 
@@ -286,4 +297,68 @@ pub fn revoke_all_of_user(
     )
     .set(refresh_tokens::revoked_at.eq(now.naive_utc()))
     .execute(conn)
+}
+
+/// Stores a password-reset token (its hash) for `user`, valid until `expires_at`.
+pub fn insert_password_reset(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    user: Uuid,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::insert_into(password_resets::table)
+        .values((
+            password_resets::token_hash.eq(token_hash),
+            password_resets::user_id.eq(user.to_string()),
+            password_resets::expires_at.eq(expires_at.naive_utc()),
+            password_resets::created_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// The account a live (unused, unexpired) reset token belongs to.
+pub fn live_password_reset(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<String>> {
+    password_resets::table
+        .find(token_hash)
+        .filter(password_resets::used_at.is_null())
+        .filter(password_resets::expires_at.gt(now.naive_utc()))
+        .select(password_resets::user_id)
+        .first(conn)
+        .optional()
+}
+
+/// Spends every live reset token of `user` (the one used, and any other sent before it).
+pub fn spend_password_resets(
+    conn: &mut DbConnection,
+    user: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        password_resets::table
+            .filter(password_resets::user_id.eq(user))
+            .filter(password_resets::used_at.is_null()),
+    )
+    .set(password_resets::used_at.eq(Some(now.naive_utc())))
+    .execute(conn)
+}
+
+/// Sets `user`'s password hash.
+pub fn set_password_hash(
+    conn: &mut DbConnection,
+    user: Uuid,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(user.to_string()))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)
 }

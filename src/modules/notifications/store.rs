@@ -1,0 +1,358 @@
+//! The notifications module's diesel queries. Only this module's tables are named here.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::{
+    EmailSettings, Kind, Notification, NotificationsError,
+    schema::{mail_queue, notification_settings, notifications, unsubscribe_tokens},
+};
+use crate::platform::{
+    db::{DbConnection, is_unique_violation},
+    pagination::{Cursor, PageRequest},
+};
+
+/// A `notifications` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NotificationRow {
+    pub id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub event_id: Option<String>,
+    pub dedupe_key: String,
+    pub created_at: NaiveDateTime,
+    pub read_at: Option<NaiveDateTime>,
+}
+
+impl TryFrom<NotificationRow> for Notification {
+    type Error = NotificationsError;
+
+    fn try_from(row: NotificationRow) -> Result<Self, NotificationsError> {
+        let corrupt = |why: String| NotificationsError::CorruptRow {
+            table: "notifications",
+            why: format!("{}: {why}", row.id),
+        };
+        Ok(Notification {
+            id: row.id.parse().map_err(|e| corrupt(format!("id: {e}")))?,
+            kind: Kind::parse(&row.kind).ok_or_else(|| corrupt(format!("kind {:?}", row.kind)))?,
+            event_id: row
+                .event_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt(format!("event_id: {e}")))?,
+            title: row.title,
+            body: row.body,
+            created_at: row.created_at.and_utc(),
+            read_at: row.read_at.map(|at| at.and_utc()),
+        })
+    }
+}
+
+/// The position of a row in its person's list (newest first).
+pub fn cursor_of(row: &NotificationRow) -> Cursor {
+    Cursor {
+        at: row.created_at.and_utc(),
+        id: row.id.parse().unwrap_or_default(),
+    }
+}
+
+/// Adds `row` unless a notification with its dedupe key exists; `true` when added.
+pub fn insert_notification(conn: &mut DbConnection, row: &NotificationRow) -> QueryResult<bool> {
+    match diesel::insert_into(notifications::table)
+        .values(row)
+        .execute(conn)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A page of `user`'s notifications, newest first (`limit + 1` rows).
+pub fn page_of(
+    conn: &mut DbConnection,
+    user: Uuid,
+    page: PageRequest,
+) -> QueryResult<Vec<NotificationRow>> {
+    let mut query = notifications::table
+        .filter(notifications::user_id.eq(user.to_string()))
+        .order((notifications::created_at.desc(), notifications::id.desc()))
+        .limit(page.limit + 1)
+        .select(NotificationRow::as_select())
+        .into_boxed();
+    if let Some(after) = page.after {
+        let at = after.at.naive_utc();
+        query = query.filter(
+            notifications::created_at
+                .lt(at)
+                .or(notifications::created_at
+                    .eq(at)
+                    .and(notifications::id.lt(after.id.to_string()))),
+        );
+    }
+    query.load(conn)
+}
+
+/// How many of `user`'s notifications are unread.
+pub fn unread_count(conn: &mut DbConnection, user: Uuid) -> QueryResult<i64> {
+    notifications::table
+        .filter(notifications::user_id.eq(user.to_string()))
+        .filter(notifications::read_at.is_null())
+        .count()
+        .get_result(conn)
+}
+
+/// Marks `user`'s notification `id` read at `at` (or unread when `None`).
+pub fn set_read(
+    conn: &mut DbConnection,
+    user: Uuid,
+    id: Uuid,
+    at: Option<DateTime<Utc>>,
+) -> QueryResult<Option<NotificationRow>> {
+    let target = notifications::table
+        .filter(notifications::id.eq(id.to_string()))
+        .filter(notifications::user_id.eq(user.to_string()));
+    // Reading twice keeps the first reading's time.
+    let changed = match at {
+        Some(at) => diesel::update(target.filter(notifications::read_at.is_null()))
+            .set(notifications::read_at.eq(Some(at.naive_utc())))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set(notifications::read_at.eq(None::<NaiveDateTime>))
+            .execute(conn)?,
+    };
+    let _ = changed;
+    notifications::table
+        .filter(notifications::id.eq(id.to_string()))
+        .filter(notifications::user_id.eq(user.to_string()))
+        .select(NotificationRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// `user`'s mail settings (every kind when never set).
+pub fn settings_of(conn: &mut DbConnection, user: Uuid) -> QueryResult<EmailSettings> {
+    let row: Option<(bool, bool, bool, bool)> = notification_settings::table
+        .find(user.to_string())
+        .select((
+            notification_settings::promotion,
+            notification_settings::cancellation,
+            notification_settings::changes,
+            notification_settings::reminders,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        row.map_or_else(EmailSettings::default, |(p, c, ch, r)| EmailSettings {
+            promotion: p,
+            cancellation: c,
+            changes: ch,
+            reminders: r,
+        }),
+    )
+}
+
+/// Stores `user`'s mail settings.
+pub fn save_settings(
+    conn: &mut DbConnection,
+    user: Uuid,
+    settings: EmailSettings,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let changes = (
+        notification_settings::promotion.eq(settings.promotion),
+        notification_settings::cancellation.eq(settings.cancellation),
+        notification_settings::changes.eq(settings.changes),
+        notification_settings::reminders.eq(settings.reminders),
+        notification_settings::updated_at.eq(now.naive_utc()),
+    );
+    // No upsert both backends share through diesel's MultiConnection: update, else insert, and
+    // a concurrent first insert (unique violation) is followed by the update it missed.
+    let target = || notification_settings::table.find(user.to_string());
+    if diesel::update(target()).set(changes).execute(conn)? == 1 {
+        return Ok(());
+    }
+    let inserted = diesel::insert_into(notification_settings::table)
+        .values((notification_settings::user_id.eq(user.to_string()), changes))
+        .execute(conn);
+    match inserted {
+        Err(e) if is_unique_violation(&e) => diesel::update(target())
+            .set(changes)
+            .execute(conn)
+            .map(drop),
+        other => other.map(drop),
+    }
+}
+
+/// The unsubscribe token of `user` for `kind`, made on first use.
+pub fn unsubscribe_token(
+    conn: &mut DbConnection,
+    user: Uuid,
+    kind: Kind,
+    fresh: impl FnOnce() -> String,
+) -> QueryResult<String> {
+    let existing = unsubscribe_tokens::table
+        .filter(unsubscribe_tokens::user_id.eq(user.to_string()))
+        .filter(unsubscribe_tokens::kind.eq(kind.as_str()))
+        .select(unsubscribe_tokens::token)
+        .first::<String>(conn)
+        .optional()?;
+    if let Some(token) = existing {
+        return Ok(token);
+    }
+    let token = fresh();
+    diesel::insert_into(unsubscribe_tokens::table)
+        .values((
+            unsubscribe_tokens::token.eq(&token),
+            unsubscribe_tokens::user_id.eq(user.to_string()),
+            unsubscribe_tokens::kind.eq(kind.as_str()),
+        ))
+        .execute(conn)?;
+    Ok(token)
+}
+
+/// Whose mail of which kind `token` unsubscribes.
+pub fn unsubscribed_by(
+    conn: &mut DbConnection,
+    token: &str,
+) -> QueryResult<Option<(String, String)>> {
+    unsubscribe_tokens::table
+        .find(token)
+        .select((unsubscribe_tokens::user_id, unsubscribe_tokens::kind))
+        .first(conn)
+        .optional()
+}
+
+/// A `mail_queue` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = mail_queue)]
+pub struct MailRow {
+    pub id: String,
+    pub dedupe_key: String,
+    pub user_id: Option<String>,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    pub unsubscribe_url: Option<String>,
+    pub message_id: String,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub claimed_until: Option<NaiveDateTime>,
+    pub sent_at: Option<NaiveDateTime>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+/// Queues `mail` unless one with its dedupe key is queued; `true` when queued.
+pub fn queue_mail(conn: &mut DbConnection, mail: &MailRow) -> QueryResult<bool> {
+    match diesel::insert_into(mail_queue::table)
+        .values(mail)
+        .execute(conn)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Up to `limit` unsent mails due at `now` and claimed by nobody.
+pub fn due_mail(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<MailRow>> {
+    let now = now.naive_utc();
+    mail_queue::table
+        .filter(mail_queue::sent_at.is_null())
+        .filter(mail_queue::next_attempt_at.le(now))
+        .filter(
+            mail_queue::claimed_until
+                .is_null()
+                .or(mail_queue::claimed_until.lt(now)),
+        )
+        .order((mail_queue::next_attempt_at.asc(), mail_queue::id.asc()))
+        .limit(limit)
+        .select(MailRow::as_select())
+        .load(conn)
+}
+
+/// Claims mail `id` until `until` unless another instance claimed it meanwhile.
+pub fn claim(
+    conn: &mut DbConnection,
+    id: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let now = now.naive_utc();
+    diesel::update(
+        mail_queue::table
+            .filter(mail_queue::id.eq(id))
+            .filter(mail_queue::sent_at.is_null())
+            .filter(
+                mail_queue::claimed_until
+                    .is_null()
+                    .or(mail_queue::claimed_until.lt(now)),
+            ),
+    )
+    .set(mail_queue::claimed_until.eq(Some(until.naive_utc())))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Marks mail `id` sent.
+pub fn mark_sent(conn: &mut DbConnection, id: &str, at: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(mail_queue::table.find(id))
+        .set((
+            mail_queue::sent_at.eq(Some(at.naive_utc())),
+            mail_queue::claimed_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+}
+
+/// Records a failed attempt at mail `id`; the next is due at `next`.
+pub fn mark_failed(
+    conn: &mut DbConnection,
+    id: &str,
+    why: &str,
+    next: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(mail_queue::table.find(id))
+        .set((
+            mail_queue::attempts.eq(mail_queue::attempts + 1),
+            mail_queue::last_error.eq(Some(why)),
+            mail_queue::next_attempt_at.eq(next.naive_utc()),
+            mail_queue::claimed_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+}
+
+/// How many mails wait to be sent.
+pub fn queue_depth(conn: &mut DbConnection) -> QueryResult<i64> {
+    mail_queue::table
+        .filter(mail_queue::sent_at.is_null())
+        .count()
+        .get_result(conn)
+}
+
+/// Forgets `user`: their notifications, settings, unsubscribe tokens and unsent mail.
+pub fn forget(conn: &mut DbConnection, user: Uuid) -> QueryResult<()> {
+    let id = user.to_string();
+    diesel::delete(notifications::table.filter(notifications::user_id.eq(&id))).execute(conn)?;
+    diesel::delete(notification_settings::table.find(&id)).execute(conn)?;
+    diesel::delete(unsubscribe_tokens::table.filter(unsubscribe_tokens::user_id.eq(&id)))
+        .execute(conn)?;
+    diesel::delete(
+        mail_queue::table
+            .filter(mail_queue::user_id.eq(&id))
+            .filter(mail_queue::sent_at.is_null()),
+    )
+    .execute(conn)?;
+    Ok(())
+}

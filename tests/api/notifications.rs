@@ -1,0 +1,579 @@
+//! Notifications through the real path: real HTTP, real databases, the real outbox and broker,
+//! and a real SMTP server on loopback (`tests/smtp/recorder.py`, aiosmtpd) that keeps every
+//! message it accepted. In every topology (the notifications service is a process of its own
+//! in the split).
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, TestUser, json_of, sql_execute, sql_number};
+
+crate::backend_tests!(
+    a_person_whose_mail_is_off_is_told_in_the_app_only,
+    unknown_emails_get_the_same_reset_answer,
+);
+crate::backend_tests!(
+    smtp:
+    a_promoted_person_is_told_once_in_the_app_and_by_mail,
+    a_cancellation_and_a_move_reach_every_attendee,
+    a_forgotten_password_is_reset_once_by_the_mailed_link,
+    mail_waits_out_an_smtp_outage_and_arrives_once,
+);
+
+/// A real SMTP server of the test's own, keeping what it received.
+pub struct SmtpServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+/// One received mail, read by a real mail parser.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub message_id: String,
+    pub list_unsubscribe: Option<String>,
+    pub list_unsubscribe_post: Option<String>,
+}
+
+impl SmtpServer {
+    pub async fn start() -> Self {
+        let mut server = Self {
+            port: crate::helpers::free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.resume().await;
+        server
+    }
+
+    /// `smtp.url` for the processes.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops accepting mail (the port refuses connections).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Accepts mail again.
+    pub async fn resume(&mut self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/recorder.py");
+        let child = tokio::process::Command::new("python3")
+            .arg(script)
+            .args(["--port", &self.port.to_string(), "--dir"])
+            .arg(self.dir.path())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs the SMTP recorder");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the SMTP recorder did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every mail received so far.
+    pub fn mails(&self) -> Vec<Mail> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|path| {
+                let raw = std::fs::read(path).unwrap();
+                let message = mail_parser::MessageParser::default()
+                    .parse(&raw)
+                    .expect("a parsable mail");
+                Mail {
+                    to: message
+                        .to()
+                        .and_then(|to| to.first())
+                        .and_then(|a| a.address())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    subject: message.subject().unwrap_or_default().to_owned(),
+                    text: message.body_text(0).unwrap_or_default().into_owned(),
+                    html: message.body_html(0).unwrap_or_default().into_owned(),
+                    message_id: message.message_id().unwrap_or_default().to_owned(),
+                    list_unsubscribe: message
+                        .header_raw("List-Unsubscribe")
+                        .map(|v| v.trim().to_owned()),
+                    list_unsubscribe_post: message
+                        .header_raw("List-Unsubscribe-Post")
+                        .map(|v| v.trim().to_owned()),
+                }
+            })
+            .collect()
+    }
+
+    /// The mails to `email`, once at least `count` of them arrived (or the wait ran out).
+    pub async fn wait_for(&self, email: &str, count: usize) -> Vec<Mail> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mails: Vec<Mail> = self.mails().into_iter().filter(|m| m.to == email).collect();
+            if mails.len() >= count || Instant::now() > deadline {
+                return mails;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An app whose mail goes to `smtp`.
+async fn app_with(backend: Backend, smtp: &SmtpServer) -> TestApp {
+    let url = smtp.url();
+    TestApp::spawn_with(
+        backend,
+        &[
+            ("smtp.url", url.as_str()),
+            ("server.public_url", "http://rsvp.test"),
+        ],
+    )
+    .await
+}
+
+/// An event of `organiser` with one seat, taken by `first`, `second` on the waitlist.
+async fn full_event(
+    app: &TestApp,
+    organiser: &TestUser,
+    first: &TestUser,
+    second: &TestUser,
+    title: &str,
+) -> String {
+    let mut body = crate::helpers::event_body(1);
+    body["title"] = json!(title);
+    body["location"] = json!("Hall 1");
+    let event = json_of(
+        app.post("/api/events", Some(&organiser.access_token), body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = event["id"].as_str().unwrap().to_owned();
+    for (who, status) in [(first, "confirmed"), (second, "waitlisted")] {
+        let registration = json_of(
+            app.post(
+                &format!("/api/events/{id}/registrations"),
+                Some(&who.access_token),
+                json!({}),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        assert_eq!(registration["status"], status);
+    }
+    id
+}
+
+/// The caller's notifications, once at least `count` arrived.
+async fn notifications_of(app: &TestApp, who: &TestUser, count: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = json_of(
+            app.get("/api/users/me/notifications", Some(&who.access_token))
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        if page["items"].as_array().unwrap().len() >= count || Instant::now() > deadline {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waitlisted Bea gets Ada's seat: she is told once in the app and once by mail — a mail naming
+/// the event, with plain text and HTML, a stable Message-ID and a one-click unsubscribe — even
+/// when the domain event is relayed again (its outbox row marked unpublished).
+async fn a_promoted_person_is_told_once_in_the_app_and_by_mail(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = app_with(backend, &smtp).await;
+    let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
+    let event = full_event(&app, &organiser, &ada, &bea, "Rust Meetup").await;
+    let gone = app
+        .delete(
+            &format!("/api/events/{event}/registrations/me"),
+            Some(&ada.access_token),
+        )
+        .await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+
+    let mails = smtp.wait_for(&bea.email, 1).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.subject, "You got a seat: Rust Meetup");
+    assert!(
+        mail.text.contains("Rust Meetup") && mail.text.contains("Hall 1"),
+        "{}",
+        mail.text
+    );
+    assert!(
+        mail.text
+            .contains(&format!("http://rsvp.test/#/events/{event}")),
+        "{}",
+        mail.text
+    );
+    assert!(
+        mail.html.contains("<a href=\"http://rsvp.test/#/events/"),
+        "{}",
+        mail.html
+    );
+    assert!(!mail.message_id.is_empty());
+    let unsubscribe = mail.list_unsubscribe.clone().expect("List-Unsubscribe");
+    assert!(
+        unsubscribe.starts_with("<http://rsvp.test/api/notifications/unsubscribe?token="),
+        "{unsubscribe}"
+    );
+    assert_eq!(
+        mail.list_unsubscribe_post.as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+
+    let page = notifications_of(&app, &bea, 1).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["kind"], "promotion");
+    assert_eq!(items[0]["event_id"], event.as_str());
+    assert_eq!(page["unread"], 1);
+    let id = items[0]["id"].as_str().unwrap();
+    let read = json_of(
+        app.patch(
+            &format!("/api/users/me/notifications/{id}"),
+            Some(&bea.access_token),
+            json!({"read": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(read["read_at"].is_string(), "{read}");
+    assert_eq!(notifications_of(&app, &bea, 1).await["unread"], 0);
+    // Nobody else's to read.
+    let foreign = app
+        .patch(
+            &format!("/api/users/me/notifications/{id}"),
+            Some(&ada.access_token),
+            json!({"read": true}),
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+
+    // The same domain event relayed again (as after a crash before the relay marked it): no
+    // second notification, no second mail.
+    let outbox = app.events_database_url().to_owned();
+    sql_execute(&outbox, "UPDATE events_outbox SET published_at = NULL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sql_number(
+        &outbox,
+        "SELECT COUNT(*) AS n FROM events_outbox WHERE published_at IS NULL",
+    ) > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not send the events again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(smtp.wait_for(&bea.email, 2).await.len(), 1, "a second mail");
+    assert_eq!(
+        notifications_of(&app, &bea, 2).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // One click on the mail's link: no more mail of this kind, and the settings say so.
+    let link = unsubscribe.trim_start_matches('<').trim_end_matches('>');
+    let path = link.trim_start_matches("http://rsvp.test");
+    let clicked = app
+        .client
+        .post(app.url(path))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clicked.status(), StatusCode::OK);
+    let settings = json_of(
+        app.get(
+            "/api/users/me/notification-settings",
+            Some(&bea.access_token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(settings["email"]["promotion"], false, "{settings}");
+    assert_eq!(settings["email"]["cancellation"], true, "{settings}");
+    let unknown = app
+        .client
+        .post(app.url("/api/notifications/unsubscribe?token=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+/// Cancelling tells every attendee, seated or waiting; moving an event tells them too, saying
+/// what changed.
+async fn a_cancellation_and_a_move_reach_every_attendee(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = app_with(backend, &smtp).await;
+    let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
+    let event = full_event(&app, &organiser, &ada, &bea, "Board games").await;
+    let moved = app
+        .patch(
+            &format!("/api/events/{event}"),
+            Some(&organiser.access_token),
+            json!({"location": "Hall 2"}),
+        )
+        .await;
+    assert_eq!(moved.status(), StatusCode::OK);
+    let cancelled = app
+        .delete(
+            &format!("/api/events/{event}"),
+            Some(&organiser.access_token),
+        )
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
+    for who in [&ada, &bea] {
+        let mut subjects: Vec<String> = smtp
+            .wait_for(&who.email, 2)
+            .await
+            .into_iter()
+            .map(|m| m.subject)
+            .collect();
+        subjects.sort();
+        assert_eq!(
+            subjects,
+            ["Cancelled: Board games", "Changed: Board games"],
+            "{}",
+            who.email
+        );
+        let kinds: Vec<Value> = notifications_of(&app, who, 2).await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["kind"].clone())
+            .collect();
+        assert_eq!(
+            kinds,
+            [json!("cancellation"), json!("changes")],
+            "newest first"
+        );
+    }
+    let to_organiser = smtp
+        .mails()
+        .into_iter()
+        .filter(|m| m.to == organiser.email)
+        .count();
+    assert_eq!(to_organiser, 0, "the organiser is not an attendee");
+}
+
+/// With mail of a kind switched off, the notification still comes in the app, and no mail.
+async fn a_person_whose_mail_is_off_is_told_in_the_app_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
+    let off = json!({"email": {"promotion": false, "cancellation": true, "changes": true, "reminders": true}});
+    let saved = app
+        .request(
+            Method::PUT,
+            "/api/users/me/notification-settings",
+            Some(&bea.access_token),
+            Some(off.clone()),
+        )
+        .await;
+    assert_eq!(json_of(saved, StatusCode::OK).await, off);
+    let partial = app
+        .request(
+            Method::PUT,
+            "/api/users/me/notification-settings",
+            Some(&bea.access_token),
+            Some(json!({"email": {"promotion": false}})),
+        )
+        .await;
+    assert!(partial.status().is_client_error(), "{}", partial.status());
+    let event = full_event(&app, &organiser, &ada, &bea, "Quiet evening").await;
+    app.delete(
+        &format!("/api/events/{event}/registrations/me"),
+        Some(&ada.access_token),
+    )
+    .await;
+    let page = notifications_of(&app, &bea, 1).await;
+    assert_eq!(page["items"][0]["kind"], "promotion", "{page}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mail_dir = app.mail_dirs();
+    let mails: usize = mail_dir
+        .iter()
+        .map(|d| std::fs::read_dir(d).map_or(0, |r| r.count()))
+        .sum();
+    assert_eq!(mails, 0, "mail was sent although switched off");
+    let anonymous = app.get("/api/users/me/notifications", None).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A reset link by mail sets a new password once: the old password and every session end, the
+/// link can not be used twice.
+async fn a_forgotten_password_is_reset_once_by_the_mailed_link(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = app_with(backend, &smtp).await;
+    let ada = app.user().await;
+    let asked = app
+        .post(
+            "/api/auth/password-reset",
+            None,
+            json!({"email": ada.email.to_uppercase()}),
+        )
+        .await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let mails = smtp.wait_for(&ada.email, 1).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].subject, "Reset your rsvp password");
+    assert!(
+        mails[0].list_unsubscribe.is_none(),
+        "a reset mail can not be switched off"
+    );
+    let token = mails[0]
+        .text
+        .split("/#/reset?token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the link in the mail")
+        .to_owned();
+    let short = app
+        .post(
+            "/api/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "password": "short"}),
+        )
+        .await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let reset = app
+        .post(
+            "/api/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "password": "a brand new secret"}),
+        )
+        .await;
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.login(&ada.email, &ada.password).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&ada.email, "a brand new secret").await.status(),
+        StatusCode::OK
+    );
+    let refresh = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": ada.refresh_token}),
+        )
+        .await;
+    assert_eq!(
+        refresh.status(),
+        StatusCode::UNAUTHORIZED,
+        "sessions end with the reset"
+    );
+    let again = app
+        .post(
+            "/api/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "password": "yet another one"}),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["status"], 400);
+}
+
+/// Known and unknown emails get the same answer; an unknown one gets no mail.
+async fn unknown_emails_get_the_same_reset_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let mut answers = Vec::new();
+    for email in [ada.email.as_str(), "nobody@example.com", "not an email"] {
+        let answer = app
+            .post("/api/auth/password-reset", None, json!({"email": email}))
+            .await;
+        answers.push((answer.status(), answer.text().await.unwrap()));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(answers[0].0, StatusCode::ACCEPTED);
+    let forged = app
+        .post(
+            "/api/auth/password-reset/confirm",
+            None,
+            json!({"token": "forged", "password": "whatever it is"}),
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+}
+
+/// The SMTP server is down while ten people get seats: nothing is lost and nothing doubles —
+/// each mail arrives exactly once after the server is back.
+async fn mail_waits_out_an_smtp_outage_and_arrives_once(backend: Backend) {
+    let mut smtp = SmtpServer::start().await;
+    let app = app_with(backend, &smtp).await;
+    let organiser = app.user().await;
+    let mut waiting = Vec::new();
+    let mut seated = Vec::new();
+    for i in 0..10 {
+        let (first, second) = (app.user().await, app.user().await);
+        let event = full_event(&app, &organiser, &first, &second, &format!("Outage {i}")).await;
+        seated.push((event, first));
+        waiting.push(second);
+    }
+    smtp.stop().await;
+    for (event, first) in &seated {
+        let gone = app
+            .delete(
+                &format!("/api/events/{event}/registrations/me"),
+                Some(&first.access_token),
+            )
+            .await;
+        assert_eq!(
+            gone.status(),
+            StatusCode::NO_CONTENT,
+            "a write is never failed by mail"
+        );
+    }
+    // Tried while the server is down (failed attempts are retried with backoff).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    smtp.resume().await;
+    for who in &waiting {
+        let mails = smtp.wait_for(&who.email, 1).await;
+        assert_eq!(mails.len(), 1, "{}", who.email);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = smtp.mails();
+    assert_eq!(
+        all.len(),
+        waiting.len(),
+        "a mail arrived twice: {:?}",
+        all.iter().map(|m| &m.to).collect::<Vec<_>>()
+    );
+}
