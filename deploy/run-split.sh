@@ -40,6 +40,12 @@ for i in $(seq 1 "${EVENTS_INSTANCES:-1}"); do
   events_urls+=("http://127.0.0.1:$port")
 done
 
+# Mail goes to data/split/mail as .eml files unless RSVP__SMTP__URL names a server.
+env "${service_env[@]}" \
+  RSVP__DATABASE__URL="${NOTIFICATIONS_DATABASE_URL:-sqlite://data/split/notifications.db}" \
+  RSVP__NOTIFICATIONS__MAIL_DIR=data/split/mail \
+  "$bin/rsvp-notifications" & pids+=($!)
+
 RSVP__UPSTREAMS__EVENTS="$(IFS=,; echo "${events_urls[*]}")" "$bin/rsvp-gateway" & pids+=($!)
 
 for _ in $(seq 1 50); do

@@ -19,6 +19,13 @@ def problem(where, what):
 
 config_rs = (ROOT / "src/config.rs").read_text()
 KNOWN_KEYS = set(re.findall(r'\("([a-z_]+\.[a-z_]+)",', config_rs))
+# The modules of the registry (src/modules/mod.rs), their own settings and upstream keys.
+registry = (ROOT / "src/modules/mod.rs").read_text()
+MODULES = re.findall(r"&(\w+)::MODULE", registry.split("pub static MODULES", 1)[1].split(";", 1)[0])
+for module in MODULES:
+    declaration = (ROOT / f"src/modules/{module}/module.rs").read_text()
+    KNOWN_KEYS |= set(re.findall(r'\("([a-z_]+\.[a-z_]+)",', declaration))
+    KNOWN_KEYS |= {f"upstreams.{module}", f"upstreams.{module}_internal"}
 cargo = (ROOT / "Cargo.toml").read_text()
 BINARIES = set(re.findall(r'\[\[bin\]\]\s*name = "([^"]+)"', cargo))
 
@@ -146,8 +153,8 @@ for ing in by_kind.get("Ingress", []):
             svc = path["backend"]["service"]["name"]
             if svc not in services:
                 problem(f"k8s Ingress {ing['metadata']['name']}", f"routes to missing Service {svc}")
-for url_env in ("RSVP__UPSTREAMS__USERS", "RSVP__UPSTREAMS__EVENTS", "RSVP__NATS__URL",
-                "RSVP__GATEWAY__RATE_LIMIT_REDIS_URL"):
+for url_env in [f"RSVP__UPSTREAMS__{m.upper()}" for m in MODULES] + ["RSVP__NATS__URL",
+                "RSVP__GATEWAY__RATE_LIMIT_REDIS_URL"]:
     for dep in deployments.values():
         for c in dep["spec"]["template"]["spec"]["containers"]:
             for env in c.get("env", []):
@@ -213,6 +220,24 @@ for line in dockerfile.splitlines():
 for binary in re.findall(r"/src/target/release/([\w-]+)", dockerfile):
     if binary not in BINARIES:
         problem("Dockerfile", f"ships unknown binary {binary}")
+
+# Every module of the registry ships and runs as a service in every deploy format.
+compose_split = yaml.safe_load((ROOT / "deploy/compose.split.yml").read_text())
+for module in MODULES:
+    binary = f"rsvp-{module}"
+    if binary not in BINARIES:
+        problem("Cargo.toml", f"no [[bin]] {binary} for module {module}")
+    if binary not in re.findall(r"/src/target/release/([\w-]+)", dockerfile):
+        problem("Dockerfile", f"does not ship {binary}")
+    if not any((svc.get("command") or [None])[0] == binary for svc in compose_split["services"].values()):
+        problem("compose.split.yml", f"no service runs {binary}")
+    if not any(c.get("command", [None])[0] == binary
+               for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]):
+        problem("k8s", f"no Deployment runs {binary}")
+    if not (ROOT / f"deploy/systemd/{binary}.service").exists():
+        problem("systemd", f"no unit {binary}.service")
+    if binary not in (ROOT / "deploy/run-split.sh").read_text():
+        problem("run-split.sh", f"does not start {binary}")
 
 # Shell scripts parse.
 for script in (ROOT / "deploy").glob("*.sh"):

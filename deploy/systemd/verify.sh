@@ -4,7 +4,7 @@
 # sandboxing with `systemd-analyze security`, failing above an exposure of 2.0 ("OK").
 #   bash deploy/systemd/verify.sh target/debug
 set -euo pipefail
-bins=$(realpath "${1:?usage: verify.sh <folder with rsvp, rsvp-gateway, rsvp-users, rsvp-events>}")
+bins=$(realpath "${1:?usage: verify.sh <folder with rsvp and the rsvp-<module> binaries>}")
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
