@@ -98,6 +98,10 @@ async fn journeys_in_a_real_browser() {
         .env("BASE_URL", &app.address)
         .env("ADMIN_EMAIL", &admin.email)
         .env("ADMIN_PASSWORD", &admin.password)
+        .env(
+            "MAIL_DIRS",
+            std::env::join_paths(app.mail_dirs()).expect("mail directories"),
+        )
         .env("SCREENSHOTS", &screenshots)
         .output()
         .await

@@ -4,13 +4,16 @@
 //
 // People register, log in, publish an event with two seats; two others take them, a third is
 // waitlisted at position 1, one withdraws, the third is promoted and sees it; a capacity change
-// promotes the next; an admin deletes a user and the seats update. Along the way: validation
+// promotes the next; the promoted one finds a notification (an unread count in the header) and
+// switches that mail off; an admin deletes a user and the seats update; a forgotten password is
+// reset from the mailed link (read from the .eml files the app wrote: MAIL_DIRS). Along the way: validation
 // beside fields, staying logged in across reloads, refresh-token rotation and reuse, 401 → login
 // → back, 429 and 503 and an unreachable API, user text that stays text, accessibility (axe-core)
 // and screenshots at phone and desktop widths.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
@@ -120,6 +123,37 @@ async function shoot(page, screen) {
   await page.setViewportSize({ width: 1280, height: 900 });
 }
 
+/** Reloads `hash` until it shows `expected` (what arrives by a domain event takes a moment). */
+async function eventually(page, hash, expected) {
+  for (let i = 0; i < 50; i += 1) {
+    await go(page, hash);
+    if ((await text(page, 'main')).includes(expected)) return;
+    await page.waitForTimeout(200);
+  }
+  await sees(page, expected);
+}
+
+/** The link of the newest mail to `email` among the .eml files the app wrote (MAIL_DIRS). */
+async function mailedLink(email) {
+  const dirs = (process.env.MAIL_DIRS ?? '').split(':').filter(Boolean);
+  for (let i = 0; i < 100; i += 1) {
+    for (const dir of dirs) {
+      let names = [];
+      try { names = readdirSync(dir).filter((n) => n.endsWith('.eml')); } catch { continue; }
+      for (const name of names) {
+        // Quoted-printable soft breaks and escapes undone: the link as a mail client shows it.
+        const raw = readFileSync(join(dir, name), 'utf8');
+        const mail = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, x) => String.fromCharCode(parseInt(x, 16)));
+        if (!mail.includes(email)) continue;
+        const found = mail.match(/https?:\/\/\S+#\/reset\?token=[A-Za-z0-9_-]+/);
+        if (found) return found[0].replace(/^https?:\/\/[^/]+/, BASE);
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`no reset mail to ${email} in ${dirs.join(', ')}`);
+}
+
 function tomorrowAt(hour) {
   const d = new Date(Date.now() + 24 * 3600 * 1000);
   const pad = (n) => String(n).padStart(2, '0');
@@ -211,6 +245,20 @@ try {
   await sees(dora.page, 'You have a seat.');
   await accessible(dora.page, 'my registrations');
   await shoot(dora.page, 'my-registrations');
+
+  step('the promoted one is told: an unread count in the header, the notification, mail settings');
+  await eventually(dora.page, '#/notifications', 'You got a seat: Rust & Coffee');
+  await dora.page.getByRole('link', { name: 'Notifications, 1 unread' }).waitFor();
+  await accessible(dora.page, 'notifications');
+  await shoot(dora.page, 'notifications');
+  await dora.page.getByRole('button', { name: 'Mark as read' }).click();
+  await dora.page.getByRole('link', { name: 'Notifications', exact: true }).waitFor();
+  await dora.page.getByLabel('A seat for me from a waitlist').uncheck();
+  await dora.page.getByRole('button', { name: 'Save' }).click();
+  await sees(dora.page, 'Your mail settings are saved.', '#flash');
+  await go(dora.page, '#/notifications');
+  assert.equal(await dora.page.getByLabel('A seat for me from a waitlist').isChecked(), false);
+  assert.equal(await dora.page.getByLabel('An event I signed up for is cancelled').isChecked(), true);
 
   step('a capacity change promotes the next one; a capacity below the seats taken is refused');
   const eve = await person('Eve');
@@ -404,6 +452,32 @@ try {
   await go(bea.page, '#/login');
   await logIn(bea);
   await sees(bea.page, 'The email or password is incorrect.', '[role=alert]');
+
+  step('a forgotten password is reset from the mailed link, once');
+  const fay = await person('Fay');
+  await register(fay);
+  await fay.page.getByRole('button', { name: 'Log out' }).click();
+  await go(fay.page, '#/login');
+  await fay.page.getByRole('link', { name: 'Forgot your password?' }).click();
+  await settled(fay.page);
+  await fay.page.getByLabel('Email', { exact: true }).fill(fay.email);
+  await fay.page.getByRole('button', { name: 'Mail me a link' }).click();
+  await sees(fay.page, 'If an account has this email');
+  await accessible(fay.page, 'forgot password');
+  const link = await mailedLink(fay.email);
+  await fay.page.goto(link);
+  await settled(fay.page);
+  await sees(fay.page, 'Choose a new password');
+  await fay.page.getByLabel('New password').fill('a fresh one, long enough');
+  await fay.page.getByRole('button', { name: 'Set the new password' }).click();
+  await sees(fay.page, 'Your password is changed. Log in with it.', '#flash');
+  await logIn(fay, fay.email, 'a fresh one, long enough');
+  await fay.page.getByRole('button', { name: 'Log out' }).waitFor();
+  await fay.page.goto(link);
+  await settled(fay.page);
+  await fay.page.getByLabel('New password').fill('yet another password');
+  await fay.page.getByRole('button', { name: 'Set the new password' }).click();
+  await sees(fay.page, 'invalid, was used already or has expired', '[role=alert]');
 } catch (error) {
   // What the failing screen showed: a screenshot and its text, for whoever reads the CI log.
   if (lastPage) {

@@ -585,7 +585,103 @@ function login(params) {
       flash(`Welcome back, ${user.name}.`);
       go(next);
     }),
+    h('p', {}, h('a', { href: '#/forgot' }, 'Forgot your password?')),
     h('p', {}, 'New here? ', h('a', { href: `#/register${query({ next: params.get('next') })}` }, 'Create an account')));
+}
+
+function forgotPassword() {
+  const sent = h('p', { class: 'state confirmed', role: 'status', hidden: true });
+  return h('section', {}, h('h1', {}, 'Forgot your password?'),
+    h('p', {}, 'Give the email of your account: we mail you a link to choose a new password. It works once, for 30 minutes.'),
+    handle(h('form', { class: 'stack card' },
+      field('email', 'Email', { type: 'email', autocomplete: 'username' }),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Mail me a link'))),
+    async ({ email }) => {
+      const answer = await api('POST', '/api/auth/password-reset', { email });
+      sent.textContent = answer.detail;
+      sent.hidden = false;
+      sent.setAttribute('tabindex', '-1');
+      sent.focus();
+    }, ['email']),
+    sent,
+    h('p', {}, h('a', { href: '#/login' }, 'Back to log in')));
+}
+
+function resetPassword(params) {
+  const token = params.get('token') ?? '';
+  if (!token) {
+    return h('section', {}, h('h1', {}, 'Choose a new password'),
+      h('p', { class: 'alert', role: 'alert' }, 'This link has no token. Open the link of the mail again, or ask for a new one.'),
+      h('p', {}, h('a', { href: '#/forgot' }, 'Ask for a new link')));
+  }
+  return h('section', {}, h('h1', {}, 'Choose a new password'),
+    handle(h('form', { class: 'stack card' },
+      field('password', 'New password', { type: 'password', autocomplete: 'new-password' }, '8 to 128 characters.'),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Set the new password'))),
+    async ({ password }) => {
+      await api('POST', '/api/auth/password-reset/confirm', { token, password });
+      session.clear();
+      me = null;
+      flash('Your password is changed. Log in with it.');
+      go('#/login');
+    }, ['password']),
+    h('p', {}, h('a', { href: '#/forgot' }, 'Ask for a new link')));
+}
+
+const KINDS = [
+  ['promotion', 'A seat for me from a waitlist'],
+  ['cancellation', 'An event I signed up for is cancelled'],
+  ['changes', 'An event I signed up for changes its time or place'],
+  ['reminders', 'A reminder the day before an event'],
+];
+
+async function notifications() {
+  if (!(await whoAmI())) return toLogin();
+  const list = h('ul', { class: 'cards', 'aria-label': 'Notifications' });
+  const item = (n) => {
+    const unread = !n.read_at;
+    const card = h('li', { class: unread ? 'card unread' : 'card' },
+      h('h2', {}, n.event_id ? h('a', { href: `#/events/${n.event_id}` }, n.title) : n.title,
+        unread && h('span', { class: 'badge' }, 'New')),
+      h('p', { class: 'meta' }, dateTime.format(new Date(n.created_at))),
+      h('p', { dir: 'auto' }, n.body));
+    if (unread) {
+      card.append(h('div', { class: 'actions' }, actionButton('Mark as read', async () => {
+        await api('PATCH', `/api/users/me/notifications/${n.id}`, { read: true });
+        unreadCount = Math.max(0, unreadCount - 1);
+        renderNav();
+        card.classList.remove('unread');
+        card.querySelector('.badge')?.remove();
+        card.querySelector('.actions')?.remove();
+        card.querySelector('h2').setAttribute('tabindex', '-1');
+        card.querySelector('h2').focus();
+      }, { class: 'secondary' })));
+    }
+    return card;
+  };
+  const paged = pagedList(list,
+    async (cursor) => {
+      const page = await api('GET', `/api/users/me/notifications${query({ limit: 20, cursor })}`);
+      unreadCount = page.unread;
+      return page;
+    },
+    item, 'Nothing yet: you are told here when you get a seat, or when an event you signed up for changes.');
+  await paged.first();
+  const settings = await api('GET', '/api/users/me/notification-settings');
+  const form = handle(h('form', { class: 'stack card', 'aria-label': 'Mail settings' },
+    h('fieldset', {}, h('legend', {}, 'Mail me when…'),
+      KINDS.map(([name, label]) => h('div', { class: 'check' },
+        h('input', { type: 'checkbox', id: `k-${name}`, name, checked: settings.email[name] ? true : null }),
+        h('label', { for: `k-${name}` }, label)))),
+    h('p', { class: 'hint' }, 'You always see them here; password-reset mail always comes.'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Save'))),
+  async (values) => {
+    const email = Object.fromEntries(KINDS.map(([name]) => [name, values[name] === 'on']));
+    await api('PUT', '/api/users/me/notification-settings', { email });
+    flash('Your mail settings are saved.');
+  });
+  return h('section', {}, h('h1', {}, 'Notifications'), list, paged.status, paged.controls,
+    h('h2', {}, 'Mail'), form);
 }
 
 function register(params) {
@@ -725,15 +821,35 @@ const ROUTES = [
   [/^\/admin\/users$/, adminUsers, 'Users'],
   [/^\/login$/, login, 'Log in'],
   [/^\/register$/, register, 'Create an account'],
+  [/^\/forgot$/, forgotPassword, 'Forgot your password?'],
+  [/^\/reset$/, resetPassword, 'Choose a new password'],
+  [/^\/notifications$/, notifications, 'Notifications'],
 ];
+
+/** Unread notifications of the person logged in, as the header shows them. */
+let unreadCount = 0;
+
+async function refreshUnread() {
+  if (!me) {
+    unreadCount = 0;
+    return;
+  }
+  try {
+    unreadCount = (await api('GET', '/api/users/me/notifications?limit=1')).unread;
+  } catch {
+    // the count waits for the next screen
+  }
+}
 
 function renderNav() {
   const link = (href, text) => h('li', {}, h('a', { href, 'aria-current': location.hash.split('?')[0] === href ? 'page' : null }, text));
   const nav = document.getElementById('nav');
   nav.replaceChildren(link('#/', 'Events'));
   if (me) {
+    const bell = link('#/notifications', unreadCount ? `Notifications (${unreadCount})` : 'Notifications');
+    if (unreadCount) bell.firstChild.setAttribute('aria-label', `Notifications, ${unreadCount} unread`);
     nav.append(link('#/events/new', 'New event'), link('#/me/registrations', 'My registrations'),
-      link('#/account', me.name));
+      bell, link('#/account', me.name));
     if (me.role === 'admin') nav.append(link('#/admin/users', 'Users'));
     nav.append(h('li', {}, h('button', { type: 'button', class: 'link', onclick: logOut }, 'Log out')));
   } else {
@@ -760,6 +876,7 @@ async function route() {
   let title = 'Not found';
   try {
     await whoAmI();
+    await refreshUnread();
     if (!match) throw new ApiError(404);
     const [found, view, name] = match;
     title = name;
