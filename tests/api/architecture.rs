@@ -37,6 +37,9 @@ const INTERFACES: &[(&str, &[&str])] = &[
     (
         "events",
         &[
+            "EventsApi",
+            "EventsApiError",
+            "Seats",
             "EventSummary",
             "SEAT_OBTAINED",
             "SeatObtained",

@@ -625,6 +625,8 @@ pub fn test_settings(db: &TestDatabase) -> Vec<(String, String)> {
             db.dir.join("mail").display().to_string(),
         ),
         ("notifications.poll_interval_ms", "100".to_owned()),
+        // Reminders only where a test asks for them (events of tests start within a day).
+        ("notifications.reminder_interval_ms", "600000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -457,8 +457,10 @@ try {
   const fay = await person('Fay');
   await register(fay);
   await fay.page.getByRole('button', { name: 'Log out' }).click();
+  await sees(fay.page, 'You are logged out.', '#flash');
   await go(fay.page, '#/login');
   await fay.page.getByRole('link', { name: 'Forgot your password?' }).click();
+  await fay.page.getByRole('heading', { name: 'Forgot your password?' }).waitFor();
   await settled(fay.page);
   await fay.page.getByLabel('Email', { exact: true }).fill(fay.email);
   await fay.page.getByRole('button', { name: 'Mail me a link' }).click();

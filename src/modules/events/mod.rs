@@ -15,6 +15,7 @@ mod schema;
 mod service;
 mod store;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use serde::{Deserialize, Serialize};
@@ -149,6 +150,48 @@ pub struct EventSummary {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub location: Option<String>,
+}
+
+/// What other modules may ask of the events module. In process it is [`EventsService`];
+/// elsewhere `EventsApiRemote`, written by the kit from this trait.
+#[modkit::interface(path = "/internal/events")]
+#[async_trait]
+pub trait EventsApi: Send + Sync {
+    /// Scheduled events starting at or after `from` and before `to`, each with the people who
+    /// have a seat at it (for reminders).
+    #[idempotent]
+    async fn seats_starting_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Seats>, EventsApiError>;
+}
+
+/// An event and the people who have a seat at it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Seats {
+    pub event: EventSummary,
+    pub users: Vec<Uuid>,
+}
+
+/// Why an [`EventsApi`] call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsApiError {
+    /// The module could not answer (its database, or its process, is down).
+    #[error("events module unavailable: {0}")]
+    Unavailable(String),
+    /// The module's process refused the call (a misconfiguration, not an outage).
+    #[error("events module refused the call: {0}")]
+    Rejected(String),
+}
+
+impl From<modkit::CallError> for EventsApiError {
+    fn from(error: modkit::CallError) -> Self {
+        match error {
+            modkit::CallError::Rejected { .. } => Self::Rejected(error.to_string()),
+            modkit::CallError::Unavailable { .. } => Self::Unavailable(error.to_string()),
+        }
+    }
 }
 
 /// Topic of [`SeatObtained`].

@@ -1,5 +1,5 @@
-//! The events module's declaration: what it serves and consumes, and how a process stands it
-//! up here (it has no internal endpoint: no other module calls it).
+//! The events module's declaration: what it serves, publishes and consumes, and how a process
+//! stands it up here or reaches it elsewhere.
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use actix_web::web;
 use futures_util::FutureExt;
 
 use super::{
-    EVENT_CANCELLED, EVENT_CHANGED, EventsService, MIGRATIONS, SEAT_OBTAINED, UserDeletedHandler,
-    handlers,
+    EVENT_CANCELLED, EVENT_CHANGED, EventsApi, EventsService, MIGRATIONS, SEAT_OBTAINED,
+    UserDeletedHandler, handlers,
 };
 use crate::{
     modules::{
@@ -33,7 +33,7 @@ pub static MODULE: Module = Module {
     settings: &[],
     host: |process| host(process).boxed(),
     #[cfg(feature = "split")]
-    remote: |_| Ok(Vec::new()),
+    remote,
 };
 
 /// The service, asking the users module for names, remembering the deletions it learnt of
@@ -50,17 +50,28 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
     );
     service.recall_deleted_accounts().await?;
     let service = Arc::new(service);
-    let public = service.clone();
+    process.apis.provide::<dyn EventsApi>(service.clone());
+    let (public, internal) = (service.clone(), service.clone());
     Ok(Hosted {
         routes: Some(mount(move |cfg| {
             cfg.app_data(web::Data::from(public.clone()))
                 .configure(handlers::configure);
         })),
-        internal: None,
+        internal: Some(mount(move |cfg| {
+            super::serve_events_api(cfg, internal.clone());
+        })),
         subscriptions: vec![Subscription::work_queue(Arc::new(UserDeletedHandler(
             service.clone(),
         )))],
         outbox: Some(service.outbox().clone()),
         ..Hosted::default()
     })
+}
+
+/// Elsewhere: the seats of upcoming events through its internal endpoint.
+#[cfg(feature = "split")]
+fn remote(process: &mut Process) -> Result<Vec<Subscription>, HostError> {
+    let api = super::EventsApiRemote::new(process.client("events", true)?);
+    process.apis.provide::<dyn EventsApi>(Arc::new(api));
+    Ok(Vec::new())
 }

@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use super::{
     ATTENDEES_PER_EVENT, Attendee, EVENT_CANCELLED, EVENT_CHANGED, EVENT_CHANGES, Event,
-    EventCancelled, EventChanged, EventFilter, EventStatus, EventSummary, MyRegistration, Person,
-    Registration, RegistrationStatus, SEAT_OBTAINED, SeatObtained,
+    EventCancelled, EventChanged, EventFilter, EventStatus, EventSummary, EventsApi,
+    EventsApiError, MyRegistration, Person, Registration, RegistrationStatus, SEAT_OBTAINED,
+    SeatObtained, Seats,
     cache::{AttendeePages, CachedName, EventCaches, ListKey, ListedPage},
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
     error::EventsError,
@@ -738,6 +739,28 @@ fn to_event(event: domain::Event, names: &HashMap<Uuid, String>) -> Event {
         capacity: event.draft.capacity,
         created_at: event.created_at,
         updated_at: event.updated_at,
+    }
+}
+
+#[async_trait]
+impl EventsApi for EventsService {
+    async fn seats_starting_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Seats>, EventsApiError> {
+        let found = self
+            .db
+            .run(move |conn| store::seats_starting_between(conn, from, to))
+            .await
+            .map_err(|e| EventsApiError::Unavailable(e.to_string()))?;
+        Ok(found
+            .into_iter()
+            .map(|(event, users)| Seats {
+                event: summary(&event),
+                users: users.into_iter().map(UserId::as_uuid).collect(),
+            })
+            .collect())
     }
 }
 

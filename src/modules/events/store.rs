@@ -283,6 +283,42 @@ pub fn find_events(conn: &mut DbConnection, ids: &[EventId]) -> Result<Vec<Event
     )
 }
 
+/// Scheduled events starting at or after `from` and before `to`, each with the people who have
+/// a seat at it.
+pub fn seats_starting_between(
+    conn: &mut DbConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(Event, Vec<UserId>)>, EventsError> {
+    let found = into_events(
+        events::table
+            .filter(events::status.eq(SCHEDULED))
+            .filter(events::starts_at.ge(from.naive_utc()))
+            .filter(events::starts_at.lt(to.naive_utc()))
+            .order((events::starts_at.asc(), events::id.asc()))
+            .select(EventRow::as_select())
+            .load(conn)?,
+    )?;
+    let ids: Vec<String> = found.iter().map(|e| e.id.to_string()).collect();
+    let seats: Vec<(String, String)> = registrations::table
+        .filter(registrations::event_id.eq_any(ids))
+        .filter(registrations::status.eq(RegistrationStatus::Confirmed.as_str()))
+        .select((registrations::event_id, registrations::user_id))
+        .load(conn)?;
+    found
+        .into_iter()
+        .map(|event| {
+            let key = event.id.to_string();
+            let users = seats
+                .iter()
+                .filter(|(e, _)| *e == key)
+                .map(|(_, u)| parse_id("registrations", u, u))
+                .collect::<Result<Vec<UserId>, _>>()?;
+            Ok((event, users))
+        })
+        .collect()
+}
+
 /// Scheduled events the user organises.
 pub fn scheduled_events_of(
     conn: &mut DbConnection,

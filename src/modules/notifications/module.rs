@@ -13,7 +13,7 @@ use super::{
     service::DomainEvents,
 };
 use crate::modules::{
-    events::{EVENT_CANCELLED, EVENT_CHANGED, SEAT_OBTAINED},
+    events::{EVENT_CANCELLED, EVENT_CHANGED, EventsApi, SEAT_OBTAINED},
     hosting::{HostError, Hosted, Module, Process, mount},
     users::{USER_DELETED, UsersApi},
 };
@@ -40,6 +40,7 @@ pub static MODULE: Module = Module {
         ("smtp.password_file", ""),
         ("notifications.mail_dir", "data/mail"),
         ("notifications.poll_interval_ms", "1000"),
+        ("notifications.reminder_interval_ms", "60000"),
     ],
     host: |process| host(process).boxed(),
     #[cfg(feature = "split")]
@@ -57,6 +58,12 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
             .max(10),
     );
     let public_url: String = process.section("server.public_url")?;
+    let reminder_interval = Duration::from_millis(
+        process
+            .section::<u64>("notifications.reminder_interval_ms")?
+            .max(10),
+    );
+    let events = process.apis.get::<dyn EventsApi>()?;
     let mailer = Arc::new(Mailer::new(&smtp, mail_dir)?);
     tracing::info!(to = %mailer.describe(), "mail");
     let wakeup = Arc::new(Notify::new());
@@ -77,7 +84,7 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         metrics: metrics.clone(),
         poll,
     };
-    let (public, internal) = (service.clone(), service.clone());
+    let (public, internal, reminders) = (service.clone(), service.clone(), service.clone());
     Ok(Hosted {
         routes: Some(mount(move |cfg| {
             cfg.app_data(web::Data::from(public.clone()))
@@ -88,9 +95,28 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         })),
         subscriptions: vec![Subscription::work_queue(Arc::new(DomainEvents(service)))],
         outbox: None,
-        background: vec![Box::pin(worker.run())],
+        background: vec![
+            Box::pin(worker.run()),
+            Box::pin(remind(reminders, events, reminder_interval)),
+        ],
         collectors: metrics.collectors(),
     })
+}
+
+/// Reminds, every `interval`, the people with a seat at an event starting within a day.
+async fn remind(
+    service: Arc<NotificationsService>,
+    events: Arc<dyn EventsApi>,
+    interval: Duration,
+) {
+    loop {
+        match service.send_reminders(events.as_ref()).await {
+            Ok(0) => {}
+            Ok(reminded) => tracing::info!(reminded, "reminders sent"),
+            Err(err) => tracing::warn!(error = %err, "reminders postponed"),
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 /// Elsewhere: the password-reset mail through its internal endpoint.

@@ -19,7 +19,7 @@ use super::{
 use crate::{
     modules::{
         events::{
-            EVENT_CANCELLED, EVENT_CHANGED, EventCancelled, EventChanged, EventSummary,
+            EVENT_CANCELLED, EVENT_CHANGED, EventCancelled, EventChanged, EventSummary, EventsApi,
             SEAT_OBTAINED, SeatObtained,
         },
         users::{Contact, USER_DELETED, UserDeleted, UsersApi},
@@ -29,6 +29,7 @@ use crate::{
         now,
         outbox::Inbox,
         pagination::{PageRequest, into_page},
+        problem::Problem,
     },
 };
 use modkit::events::{DeliveryError, DomainEvent, EventHandler};
@@ -178,41 +179,8 @@ impl NotificationsService {
                 let mut queued = false;
                 // Accounts deleted meanwhile have no contact: nobody to tell.
                 for contact in &contacts {
-                    let said = message(contact);
                     let key = format!("{cause_id}:{}", contact.id);
-                    store::insert_notification(
-                        conn,
-                        &NotificationRow {
-                            id: Uuid::now_v7().to_string(),
-                            user_id: contact.id.to_string(),
-                            kind: kind.as_str().to_owned(),
-                            title: said.title.clone(),
-                            body: said.body.clone(),
-                            event_id: said.event_id.map(|id| id.to_string()),
-                            dedupe_key: key.clone(),
-                            created_at: at.naive_utc(),
-                            read_at: None,
-                        },
-                    )?;
-                    if !store::settings_of(conn, contact.id)?.wants(kind) {
-                        continue;
-                    }
-                    let token = store::unsubscribe_token(conn, contact.id, kind, fresh_token)?;
-                    let unsubscribe =
-                        format!("{public_url}/api/notifications/unsubscribe?token={token}");
-                    let link = said
-                        .event_id
-                        .map(|id| format!("{public_url}/#/events/{id}"));
-                    let mail = mail_row(
-                        key,
-                        kind,
-                        contact,
-                        &said.title,
-                        &said.body,
-                        link.as_deref(),
-                        Some(&unsubscribe),
-                    );
-                    queued |= store::queue_mail(conn, &mail)?;
+                    queued |= tell(conn, &public_url, kind, contact, &message(contact), key)?;
                 }
                 Ok(queued)
             })
@@ -222,6 +190,80 @@ impl NotificationsService {
             self.mail_wakeup.notify_one();
         }
         Ok(())
+    }
+
+    /// Reminds everyone with a seat at an event starting within a day: once per person and
+    /// start (an event moved later reminds again), whichever instance runs it, however often.
+    pub async fn send_reminders(
+        &self,
+        events: &dyn EventsApi,
+    ) -> Result<usize, NotificationsError> {
+        let at = now();
+        let upcoming = events
+            .seats_starting_between(at, at + chrono::Duration::hours(24))
+            .await
+            .map_err(|e| Problem::unavailable(e.to_string(), 5))?;
+        let mut reminded = 0;
+        for seats in upcoming {
+            let event = seats.event;
+            let key = move |user: Uuid| {
+                format!(
+                    "reminder:{}:{}:{user}",
+                    event.id,
+                    event.starts_at.timestamp()
+                )
+            };
+            let keys: Vec<String> = seats.users.iter().map(|u| key(*u)).collect();
+            let done = self
+                .db
+                .run(move |conn| store::existing_keys(conn, &keys).map_err(DbError::from))
+                .await?;
+            let due: Vec<Uuid> = seats
+                .users
+                .into_iter()
+                .filter(|u| !done.contains(&key(*u)))
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            let contacts = self
+                .users
+                .contacts(&due)
+                .await
+                .map_err(|e| Problem::unavailable(e.to_string(), 5))?;
+            let said = Message {
+                title: format!("Coming up: {}", event.title),
+                body: format!(
+                    "A reminder: \"{}\" is {}.",
+                    event.title,
+                    when_and_where(&event)
+                ),
+                event_id: Some(event.id),
+            };
+            let public_url = self.public_url.clone();
+            let queued = self
+                .db
+                .write(move |conn| {
+                    let mut queued = false;
+                    for contact in &contacts {
+                        queued |= tell(
+                            conn,
+                            &public_url,
+                            Kind::Reminders,
+                            contact,
+                            &said,
+                            key(contact.id),
+                        )?;
+                    }
+                    Ok::<_, NotificationsError>(queued)
+                })
+                .await?;
+            reminded += due.len();
+            if queued {
+                self.mail_wakeup.notify_one();
+            }
+        }
+        Ok(reminded)
     }
 
     /// Forgets a deleted account: its notifications, settings and unsent mail.
@@ -237,6 +279,50 @@ impl NotificationsService {
             .await
             .map_err(DeliveryError::because)
     }
+}
+
+/// Tells `contact` what `said` says, in the app and (as their settings say) by mail, once per
+/// `key`; `true` when a mail was queued.
+fn tell(
+    conn: &mut crate::platform::db::DbConnection,
+    public_url: &str,
+    kind: Kind,
+    contact: &Contact,
+    said: &Message,
+    key: String,
+) -> diesel::QueryResult<bool> {
+    let added = store::insert_notification(
+        conn,
+        &NotificationRow {
+            id: Uuid::now_v7().to_string(),
+            user_id: contact.id.to_string(),
+            kind: kind.as_str().to_owned(),
+            title: said.title.clone(),
+            body: said.body.clone(),
+            event_id: said.event_id.map(|id| id.to_string()),
+            dedupe_key: key.clone(),
+            created_at: now().naive_utc(),
+            read_at: None,
+        },
+    )?;
+    if !added || !store::settings_of(conn, contact.id)?.wants(kind) {
+        return Ok(false);
+    }
+    let token = store::unsubscribe_token(conn, contact.id, kind, fresh_token)?;
+    let unsubscribe = format!("{public_url}/api/notifications/unsubscribe?token={token}");
+    let link = said
+        .event_id
+        .map(|id| format!("{public_url}/#/events/{id}"));
+    let mail = mail_row(
+        key,
+        kind,
+        contact,
+        &said.title,
+        &said.body,
+        link.as_deref(),
+        Some(&unsubscribe),
+    );
+    store::queue_mail(conn, &mail)
 }
 
 /// A new unsubscribe token: 128 random bits.

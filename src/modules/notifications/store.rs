@@ -228,6 +228,18 @@ pub fn unsubscribed_by(
         .optional()
 }
 
+/// Which of `keys` already name a notification.
+pub fn existing_keys(
+    conn: &mut DbConnection,
+    keys: &[String],
+) -> QueryResult<std::collections::HashSet<String>> {
+    let found: Vec<String> = notifications::table
+        .filter(notifications::dedupe_key.eq_any(keys))
+        .select(notifications::dedupe_key)
+        .load(conn)?;
+    Ok(found.into_iter().collect())
+}
+
 /// A `mail_queue` row.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = mail_queue)]
