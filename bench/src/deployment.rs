@@ -142,6 +142,11 @@ impl Deployment {
                 ("RSVP__NATS__STREAM", stream.clone()),
                 ("RSVP__NATS__SUBJECT_PREFIX", stream.to_lowercase()),
                 ("RSVP__UPSTREAMS__HEALTH_INTERVAL_MS", "500".into()),
+                // Mail (notifications of promotions) as files of this run, not in the checkout.
+                (
+                    "RSVP__NOTIFICATIONS__MAIL_DIR",
+                    dir.join("mail").display().to_string(),
+                ),
                 (
                     "RSVP__NATS__URL",
                     match &placement {
@@ -186,12 +191,20 @@ impl Deployment {
             Topology::Split | Topology::SplitTwoEvents => {
                 let users_port = free_port();
                 let users = url("users", users_port);
+                // The notifications module rides in the users process (and host): the comparison
+                // is about the request path, which it is not on.
                 processes.push(process(
                     "users",
                     "users",
                     "rsvp-users",
                     users_port,
-                    vec![("RSVP__DATABASE__URL", database("users")?)],
+                    vec![
+                        ("RSVP__DATABASE__URL", database("users")?),
+                        (
+                            "RSVP__TOPOLOGY__LOCAL_MODULES",
+                            "users,notifications".into(),
+                        ),
+                    ],
                 ));
                 let events_db = database("events")?;
                 let instances = if topology == Topology::Split { 1 } else { 2 };
@@ -212,16 +225,22 @@ impl Deployment {
                         vec![
                             ("RSVP__DATABASE__URL", events_db.clone()),
                             ("RSVP__UPSTREAMS__USERS", users.clone()),
+                            ("RSVP__UPSTREAMS__NOTIFICATIONS", users.clone()),
                         ],
                     ));
                 }
                 events_direct = Some(events_urls[0].clone());
+                // The notifications module (in the users process) asks events for reminders.
+                processes[0]
+                    .env
+                    .push(("RSVP__UPSTREAMS__EVENTS".into(), events_urls.join(",")));
                 processes.push(process(
                     "gateway",
                     "gateway",
                     "rsvp-gateway",
                     gateway_port,
                     vec![
+                        ("RSVP__UPSTREAMS__NOTIFICATIONS", users.clone()),
                         ("RSVP__UPSTREAMS__USERS", users),
                         ("RSVP__UPSTREAMS__EVENTS", events_urls.join(",")),
                     ],
