@@ -17,28 +17,45 @@ use super::auth::{Claims, JwkSet, KeySetVerifier, TokenError, TokenVerifier};
 const REFRESH_COOL_DOWN: Duration = Duration::from_secs(2);
 
 /// Verifies tokens with the users service's published keys, cached, refetched on a new `kid`.
-pub struct JwksVerifier {
+pub struct JwksVerifier(Arc<KeySet>);
+
+/// The cached key set and how to fetch it; shared with the fetch in flight.
+struct KeySet {
     issuer: String,
     users: Arc<modkit::Remote>,
     keys: RwLock<Option<Arc<KeySetVerifier>>>,
-    /// When the key set was last asked for, whether the users service answered or not.
+    /// When the key set was last asked for, whether the users service answered or not. Held
+    /// while a fetch is in flight, so callers meanwhile wait for its result.
     last_attempt: Mutex<Option<Instant>>,
 }
 
 impl JwksVerifier {
     /// A verifier for tokens of `issuer`, fetching keys through `users`.
     pub fn new(issuer: String, users: Arc<modkit::Remote>) -> Self {
-        Self {
+        Self(Arc::new(KeySet {
             issuer,
             users,
             keys: RwLock::new(None),
             last_attempt: Mutex::new(None),
-        }
+        }))
     }
 
-    /// The key set as freshly as the cool-down allows: fetched now, or, when any request asked
-    /// for it within the cool-down (successfully or not), whatever that left. A users service
-    /// that is down is asked once per cool-down, not once per request.
+    /// The key set as freshly as the cool-down allows. The fetch runs as a task of its own: a
+    /// request dropped meanwhile (actix drops a handler's other extractors when one refuses the
+    /// request, a client goes away) no longer takes the fetch with it, which left the cool-down
+    /// started, no keys, and every request of the next two seconds a 503.
+    async fn fetch(&self) -> Result<Arc<KeySetVerifier>, TokenError> {
+        let keys = self.0.clone();
+        tokio::spawn(async move { keys.fetch().await })
+            .await
+            .map_err(|e| TokenError::KeysUnavailable(format!("the key set fetch stopped: {e}")))?
+    }
+}
+
+impl KeySet {
+    /// Fetched now, or, when any request asked within the cool-down (successfully or not),
+    /// whatever that left. A users service that is down is asked once per cool-down, not once
+    /// per request.
     async fn fetch(&self) -> Result<Arc<KeySetVerifier>, TokenError> {
         let mut last_attempt = self.last_attempt.lock().await;
         if last_attempt.is_some_and(|at| at.elapsed() < REFRESH_COOL_DOWN) {
@@ -62,7 +79,7 @@ impl JwksVerifier {
 #[async_trait]
 impl TokenVerifier for JwksVerifier {
     async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let cached = self.keys.read().await.clone();
+        let cached = self.0.keys.read().await.clone();
         let keys = match cached {
             Some(keys) => keys,
             None => self.fetch().await?,

@@ -45,7 +45,7 @@ database() { # name -> URL of a fresh database of the chosen backend
 }
 
 export RSVP__AUTH__BCRYPT_COST=4 RSVP__GATEWAY__AUTH_RATE_PER_MINUTE=0 RSVP__AUTH__PASSWORD_ATTEMPTS_PER_MINUTE=0 RSVP__LOG__LEVEL=${LOG_LEVEL:-warn}
-export RSVP__AUTH__SIGNING_KEY_PATH="$work/signing_key.pem"
+export RSVP__AUTH__SIGNING_KEY_PATH="$work/signing_key.pem" RSVP__NOTIFICATIONS__MAIL_DIR="$work/mail"
 port=18000
 base="http://127.0.0.1:$port"
 users_db=$(database users)
@@ -55,10 +55,13 @@ if [ "$topology" = monolith ]; then
 else
   export RSVP__SERVICE__CREDENTIAL=fuzz RSVP__NATS__URL="${NATS_URL:-nats://127.0.0.1:4222}"
   export RSVP__NATS__STREAM="FUZZ$$" RSVP__NATS__SUBJECT_PREFIX="fuzz$$" RSVP__NATS__CONSUMER="fuzz$$"
-  export RSVP__UPSTREAMS__USERS=http://127.0.0.1:18091 RSVP__UPSTREAMS__EVENTS=http://127.0.0.1:18090
+  export RSVP__UPSTREAMS__USERS=http://127.0.0.1:18091 RSVP__UPSTREAMS__EVENTS=http://127.0.0.1:18090 \
+    RSVP__UPSTREAMS__NOTIFICATIONS=http://127.0.0.1:18092
   RSVP__SERVER__BIND=127.0.0.1:18091 RSVP__DATABASE__URL="$users_db" "$bin/rsvp-users" >"$work/users.log" 2>&1 &
   pids+=($!)
   RSVP__SERVER__BIND=127.0.0.1:18090 RSVP__DATABASE__URL="$(database events)" "$bin/rsvp-events" >"$work/events.log" 2>&1 &
+  pids+=($!)
+  RSVP__SERVER__BIND=127.0.0.1:18092 RSVP__DATABASE__URL="$(database notifications)" "$bin/rsvp-notifications" >"$work/notifications.log" 2>&1 &
   pids+=($!)
   RSVP__SERVER__BIND="127.0.0.1:$port" "$bin/rsvp-gateway" >"$work/gateway.log" 2>&1 &
   pids+=($!)

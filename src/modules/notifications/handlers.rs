@@ -141,8 +141,17 @@ async fn unsubscribe(
     let token = query
         .into_inner()
         .token
-        .filter(|t| !t.is_empty() && t.len() <= 64)
+        .filter(|t| !t.is_empty())
         .ok_or_else(|| Problem::bad_request("token is required"))?;
+    // Only what this server issues (URL-safe base64) reaches the database: anything else (a NUL,
+    // a megabyte) is simply not one of our links.
+    let ours = token.len() <= 64
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ours {
+        return Err(NotificationsError::UnknownUnsubscribe);
+    }
     let kind = service.unsubscribe(token).await?;
     let what = match kind {
         Kind::Promotion => "seats you get from a waitlist",
