@@ -205,10 +205,22 @@ function localInput(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function stateOf(registration) {
+/** Where the viewer stands; `promoted`: the seat came from the waitlist (a notification said so). */
+/** The events whose seat the viewer got from a waitlist (their latest notifications say). */
+async function promotedEvents() {
+  try {
+    const page = await api('GET', '/api/users/me/notifications?limit=100');
+    return new Set(page.items.filter((n) => n.kind === 'promotion').map((n) => n.event_id));
+  } catch {
+    return new Set(); // only a nicer sentence is lost
+  }
+}
+
+function stateOf(registration, promoted = false) {
   if (!registration) return h('p', { class: 'state', 'data-state': 'none' }, 'You are not registered.');
   if (registration.status === 'confirmed') {
-    return h('p', { class: 'state confirmed', 'data-state': 'confirmed' }, 'You have a seat.');
+    return h('p', { class: 'state confirmed', 'data-state': 'confirmed' },
+      promoted ? 'You got a seat from the waitlist.' : 'You have a seat.');
   }
   return h('p', { class: 'state waitlisted', 'data-state': 'waitlisted' },
     `You are on the waitlist, at position ${registration.position}.`);
@@ -423,6 +435,7 @@ async function myRegistration(eventId) {
 async function eventPage(params, id) {
   const [event, viewer] = await Promise.all([api('GET', `/api/events/${encodeURIComponent(id)}`), whoAmI()]);
   const mine = viewer ? await myRegistration(event.id) : null;
+  const promoted = mine?.status === 'confirmed' && (await promotedEvents()).has(event.id);
   const started = new Date(event.starts_at) <= new Date();
   const manages = viewer && (viewer.id === event.organizer?.id || viewer.role === 'admin');
   const rerender = () => route();
@@ -466,7 +479,7 @@ async function eventPage(params, id) {
         h('p', { class: 'meta' }, [event.location, event.category].filter(Boolean).join(' · ')),
       h('p', { class: 'meta' }, 'Organised by ', event.organizer?.name ?? 'a former member'),
       h('p', { class: 'meta', 'data-seats': '' }, seats(event)),
-      viewer && stateOf(mine),
+      viewer && stateOf(mine, promoted),
       event.description && h('p', { class: 'description' }, event.description)),
     actions);
   if (manages) view.append(await attendees(event));
@@ -559,12 +572,13 @@ function withdrawButton(registration) {
 
 async function myRegistrations() {
   if (!(await whoAmI())) return toLogin();
+  const promoted = await promotedEvents();
   const list = h('ul', { class: 'cards', 'aria-label': 'My registrations' });
   const item = (r) => h('li', { class: 'card' },
     h('h2', {}, h('a', { href: `#/events/${r.event.id}` }, r.event.title),
       r.event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
     h('p', { class: 'meta' }, when(r.event)),
-    stateOf(r),
+    stateOf(r, promoted.has(r.event.id)),
     r.event.status === 'scheduled' && h('div', { class: 'actions' }, withdrawButton(r)));
   const paged = pagedList(list,
     (cursor) => api('GET', `/api/users/me/registrations${query({ limit: 20, cursor })}`),
