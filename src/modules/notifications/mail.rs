@@ -7,6 +7,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use chrono::Utc;
+use futures_util::StreamExt;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{
@@ -216,6 +217,8 @@ impl MailMetrics {
 const CLAIM: Duration = Duration::from_secs(60);
 /// Mails taken per round.
 const BATCH: i64 = 20;
+/// Mails sent at once (each on a pooled SMTP connection).
+const SENDING_AT_ONCE: usize = 8;
 
 /// Drains the queue: at start, whenever woken, and every poll interval.
 pub struct MailWorker {
@@ -251,21 +254,30 @@ impl MailWorker {
             if due.is_empty() {
                 break;
             }
-            let mut progressed = false;
+            // Claimed one by one (another instance may take some), then sent several at once
+            // over the transport's pooled connections.
+            let mut claimed = Vec::new();
             for mail in due {
                 let id = mail.id.clone();
-                let claimed = self
+                let mine = self
                     .db
                     .run(move |conn| {
                         let at = now();
                         store::claim(conn, &id, at, at + CLAIM).map_err(DbError::from)
                     })
                     .await?;
-                if !claimed {
-                    continue; // another instance has it
+                if mine {
+                    claimed.push(mail);
                 }
-                progressed = true;
-                if self.send(mail).await? {
+            }
+            let progressed = !claimed.is_empty();
+            let outcomes: Vec<Result<bool, DbError>> = futures_util::stream::iter(claimed)
+                .map(|mail| self.send(mail))
+                .buffer_unordered(SENDING_AT_ONCE)
+                .collect()
+                .await;
+            for outcome in outcomes {
+                if outcome? {
                     sent += 1;
                 }
             }
