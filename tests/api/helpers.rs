@@ -607,6 +607,16 @@ impl Drop for TestApp {
 }
 
 /// The settings every test deployment shares, before a test's own overrides.
+/// The settings of a process of the test on `db` (for tests that start a module in process).
+pub fn settings_for(db: &TestDatabase) -> Settings {
+    let overrides = test_settings(db);
+    let overrides: Vec<(&str, &str)> = overrides
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Settings::with_overrides(&overrides).expect("test settings")
+}
+
 pub fn test_settings(db: &TestDatabase) -> Vec<(String, String)> {
     [
         ("server.workers", "2".to_owned()),

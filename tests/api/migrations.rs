@@ -2,23 +2,17 @@
 //! exactly one applies the migrations, the others find nothing left to do.
 
 use rsvp::{
-    config::Settings,
     modules::{events, users},
     topology,
 };
 
-use crate::helpers::{Backend, TestDatabase, test_settings};
+use crate::helpers::{Backend, TestDatabase, settings_for};
 
 crate::backend_tests!(instances_starting_together_migrate_once);
 
 async fn instances_starting_together_migrate_once(backend: Backend) {
     let db = TestDatabase::create(backend);
-    let overrides = test_settings(&db);
-    let overrides: Vec<(&str, &str)> = overrides
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let settings = Settings::with_overrides(&overrides).unwrap();
+    let settings = settings_for(&db);
     let starts = (0..4).map(|_| {
         let settings = settings.clone();
         tokio::spawn(async move {

@@ -9,9 +9,9 @@ use std::{
 
 use async_trait::async_trait;
 use modkit::events::{DeliveryError, DomainEvent, EventPublisher};
-use rsvp::{config::Settings, modules::users, topology};
+use rsvp::{modules::users, topology};
 
-use crate::helpers::{Backend, TestDatabase, test_settings};
+use crate::helpers::{Backend, TestDatabase, settings_for};
 
 /// Records every publication; slow enough that two relays overlap.
 #[derive(Default)]
@@ -35,12 +35,7 @@ crate::backend_tests!(a_drained_outbox_stays_drained);
 /// mark bound its parameters in the wrong order, and every poll published every event again).
 async fn a_drained_outbox_stays_drained(backend: Backend) {
     let db = TestDatabase::create(backend);
-    let overrides = test_settings(&db);
-    let overrides: Vec<(&str, &str)> = overrides
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let settings = Settings::with_overrides(&overrides).unwrap();
+    let settings = settings_for(&db);
     let process = topology::process(&settings, &[&users::MODULE])
         .await
         .unwrap();
@@ -63,12 +58,7 @@ async fn a_drained_outbox_stays_drained(backend: Backend) {
 
 async fn concurrent_relays_on_postgres_publish_each_event_once() {
     let db = TestDatabase::create(Backend::Postgres);
-    let overrides = test_settings(&db);
-    let overrides: Vec<(&str, &str)> = overrides
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let settings = Settings::with_overrides(&overrides).unwrap();
+    let settings = settings_for(&db);
     let process = topology::process(&settings, &[&users::MODULE])
         .await
         .unwrap();

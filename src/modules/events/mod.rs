@@ -174,25 +174,10 @@ pub struct Seats {
     pub users: Vec<Uuid>,
 }
 
-/// Why an [`EventsApi`] call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum EventsApiError {
-    /// The module could not answer (its database, or its process, is down).
-    #[error("events module unavailable: {0}")]
-    Unavailable(String),
-    /// The module's process refused the call (a misconfiguration, not an outage).
-    #[error("events module refused the call: {0}")]
-    Rejected(String),
-}
-
-impl From<modkit::CallError> for EventsApiError {
-    fn from(error: modkit::CallError) -> Self {
-        match error {
-            modkit::CallError::Rejected { .. } => Self::Rejected(error.to_string()),
-            modkit::CallError::Unavailable { .. } => Self::Unavailable(error.to_string()),
-        }
-    }
-}
+modkit::interface_error!(
+    /// Why an [`EventsApi`] call failed.
+    pub EventsApiError, "events module"
+);
 
 /// Topic of [`SeatObtained`].
 pub const SEAT_OBTAINED: &str = "registration.promoted";

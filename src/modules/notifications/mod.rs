@@ -41,25 +41,10 @@ pub trait NotificationsApi: Send + Sync {
     ) -> Result<(), NotificationsApiError>;
 }
 
-/// Why a [`NotificationsApi`] call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum NotificationsApiError {
-    /// The module could not take it (its database, or its process, is down).
-    #[error("notifications module unavailable: {0}")]
-    Unavailable(String),
-    /// The module's process refused the call (a misconfiguration, not an outage).
-    #[error("notifications module refused the call: {0}")]
-    Rejected(String),
-}
-
-impl From<modkit::CallError> for NotificationsApiError {
-    fn from(error: modkit::CallError) -> Self {
-        match error {
-            modkit::CallError::Rejected { .. } => Self::Rejected(error.to_string()),
-            modkit::CallError::Unavailable { .. } => Self::Unavailable(error.to_string()),
-        }
-    }
-}
+modkit::interface_error!(
+    /// Why a [`NotificationsApi`] call failed.
+    pub NotificationsApiError, "notifications module"
+);
 
 /// A password-reset mail to send.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -59,26 +59,10 @@ pub struct Contact {
     pub name: String,
 }
 
-/// Why a [`UsersApi`] call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UsersApiError {
-    /// The module could not answer (its database, or its process, is down): worth a `503`.
-    #[error("users module unavailable: {0}")]
-    Unavailable(String),
-    /// The module's process refused the call (a wrong service credential, say): a
-    /// misconfiguration of this deployment, not an outage.
-    #[error("users module refused the call: {0}")]
-    Rejected(String),
-}
-
-impl From<modkit::CallError> for UsersApiError {
-    fn from(error: modkit::CallError) -> Self {
-        match error {
-            modkit::CallError::Rejected { .. } => UsersApiError::Rejected(error.to_string()),
-            modkit::CallError::Unavailable { .. } => UsersApiError::Unavailable(error.to_string()),
-        }
-    }
-}
+modkit::interface_error!(
+    /// Why a [`UsersApi`] call failed.
+    pub UsersApiError, "users module"
+);
 
 /// An account as its owner (or an admin) sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
