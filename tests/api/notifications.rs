@@ -568,6 +568,39 @@ async fn a_forgotten_password_is_reset_once_by_the_mailed_link(backend: Backend)
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
     let body: Value = again.json().await.unwrap();
     assert_eq!(body["status"], 400);
+
+    // One token used twice at the same instant: one use wins, the other is refused.
+    let asked = app
+        .post(
+            "/api/auth/password-reset",
+            None,
+            json!({"email": ada.email}),
+        )
+        .await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let mails = smtp.wait_for(&ada.email, 2).await;
+    assert_eq!(mails.len(), 2);
+    let token = mails[1]
+        .text
+        .split("/#/reset?token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the link in the second mail")
+        .to_owned();
+    let confirm = |password: &'static str| {
+        app.post_owned(
+            "/api/auth/password-reset/confirm".to_owned(),
+            None,
+            json!({"token": token, "password": password}),
+        )
+    };
+    let (first, second) = tokio::join!(
+        confirm("racing password one"),
+        confirm("racing password two")
+    );
+    let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [204, 400], "one token, two uses");
 }
 
 /// The first request a service gets with a token starts fetching the users service's key set
@@ -625,7 +658,8 @@ async fn unknown_emails_get_the_same_reset_answer(backend: Backend) {
 /// each mail arrives exactly once after the server is back.
 async fn mail_waits_out_an_smtp_outage_and_arrives_once(backend: Backend) {
     let mut smtp = SmtpServer::start().await;
-    let app = app_with(backend, &smtp).await;
+    #[cfg_attr(not(feature = "split"), allow(unused_mut))]
+    let mut app = app_with(backend, &smtp).await;
     let organiser = app.user().await;
     let mut waiting = Vec::new();
     let mut seated = Vec::new();
@@ -664,4 +698,35 @@ async fn mail_waits_out_an_smtp_outage_and_arrives_once(backend: Backend) {
         "a mail arrived twice: {:?}",
         all.iter().map(|m| &m.to).collect::<Vec<_>>()
     );
+    // The queue's metrics say what happened: every mail sent, attempts failed while the server
+    // was down, those mails sent after retrying, nothing waiting.
+    let metrics_url = match crate::helpers::topology() {
+        crate::helpers::Topology::Monolith => app.url("/metrics"),
+        #[cfg(feature = "split")]
+        crate::helpers::Topology::Mixed("notifications") => app.url("/metrics"),
+        #[cfg(feature = "split")]
+        _ => format!("{}/metrics", app.processes().address("notifications")),
+        #[cfg(not(feature = "split"))]
+        _ => unreachable!(),
+    };
+    let metrics = app
+        .client
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {metrics_url}"))
+    };
+    assert!(value("rsvp_mail_sent_total") >= waiting.len() as f64);
+    assert!(value("rsvp_mail_failed_total") >= 1.0);
+    assert!(value("rsvp_mail_retried_total") >= 1.0);
+    assert_eq!(value("rsvp_mail_queue_depth"), 0.0);
 }

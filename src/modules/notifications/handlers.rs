@@ -172,7 +172,7 @@ fn html(body: &str) -> HttpResponse {
         .content_type(ContentType::html())
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'none'; form-action 'self'",
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
         ))
         .body(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\

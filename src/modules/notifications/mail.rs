@@ -213,8 +213,10 @@ impl MailMetrics {
     }
 }
 
-/// How long an instance holds a mail it is sending before another may take it over.
-const CLAIM: Duration = Duration::from_secs(60);
+/// How long an instance holds a mail it is sending before another may take it over: far longer
+/// than a round of sends can take (a batch in waves of eight, each send bounded by the
+/// transport's 10 s timeout per step).
+const CLAIM: Duration = Duration::from_secs(600);
 /// Mails taken per round.
 const BATCH: i64 = 20;
 /// Mails sent at once (each on a pooled SMTP connection).

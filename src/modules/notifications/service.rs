@@ -37,6 +37,9 @@ use modkit::events::{DeliveryError, DomainEvent, EventHandler};
 /// The ids of the domain events this module handled.
 const INBOX: Inbox = Inbox("notifications_inbox");
 
+/// People reminded per round trip (a `contacts` call, a lookup of who was reminded).
+const REMINDED_AT_ONCE: usize = 500;
+
 /// The in-process implementation of the notifications module.
 pub struct NotificationsService {
     db: Db,
@@ -205,65 +208,77 @@ impl NotificationsService {
             .map_err(|e| Problem::unavailable(e.to_string(), 5))?;
         let mut reminded = 0;
         for seats in upcoming {
-            let event = seats.event;
-            let key = move |user: Uuid| {
-                format!(
-                    "reminder:{}:{}:{user}",
-                    event.id,
-                    event.starts_at.timestamp()
-                )
-            };
-            let keys: Vec<String> = seats.users.iter().map(|u| key(*u)).collect();
-            let done = self
-                .db
-                .run(move |conn| store::existing_keys(conn, &keys).map_err(DbError::from))
-                .await?;
-            let due: Vec<Uuid> = seats
-                .users
-                .into_iter()
-                .filter(|u| !done.contains(&key(*u)))
-                .collect();
-            if due.is_empty() {
-                continue;
-            }
-            let contacts = self
-                .users
-                .contacts(&due)
-                .await
-                .map_err(|e| Problem::unavailable(e.to_string(), 5))?;
-            let said = Message {
-                title: format!("Coming up: {}", event.title),
-                body: format!(
-                    "A reminder: \"{}\" is {}.",
-                    event.title,
-                    when_and_where(&event)
-                ),
-                event_id: Some(event.id),
-            };
-            let public_url = self.public_url.clone();
-            let queued = self
-                .db
-                .write(move |conn| {
-                    let mut queued = false;
-                    for contact in &contacts {
-                        queued |= tell(
-                            conn,
-                            &public_url,
-                            Kind::Reminders,
-                            contact,
-                            &said,
-                            key(contact.id),
-                        )?;
+            // A few hundred people a time (a call and a query stay small), and one event that
+            // fails is retried at the next look without holding back the others.
+            for people in seats.users.chunks(REMINDED_AT_ONCE) {
+                match self.remind(&seats.event, people).await {
+                    Ok(n) => reminded += n,
+                    Err(err) => {
+                        tracing::warn!(event_id = %seats.event.id, error = %err, "reminders of an event postponed")
                     }
-                    Ok::<_, NotificationsError>(queued)
-                })
-                .await?;
-            reminded += due.len();
-            if queued {
-                self.mail_wakeup.notify_one();
+                }
             }
         }
         Ok(reminded)
+    }
+
+    /// Reminds those of `people` not yet reminded of `event` at its current start.
+    async fn remind(
+        &self,
+        event: &EventSummary,
+        people: &[Uuid],
+    ) -> Result<usize, NotificationsError> {
+        let (id, starts) = (event.id, event.starts_at.timestamp());
+        let key = move |user: Uuid| format!("reminder:{id}:{starts}:{user}");
+        let keys: Vec<String> = people.iter().map(|u| key(*u)).collect();
+        let done = self
+            .db
+            .run(move |conn| store::existing_keys(conn, &keys).map_err(DbError::from))
+            .await?;
+        let due: Vec<Uuid> = people
+            .iter()
+            .copied()
+            .filter(|u| !done.contains(&key(*u)))
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let contacts = self
+            .users
+            .contacts(&due)
+            .await
+            .map_err(|e| Problem::unavailable(e.to_string(), 5))?;
+        let said = Message {
+            title: format!("Coming up: {}", event.title),
+            body: format!(
+                "A reminder: \"{}\" is {}.",
+                event.title,
+                when_and_where(event)
+            ),
+            event_id: Some(event.id),
+        };
+        let public_url = self.public_url.clone();
+        let queued = self
+            .db
+            .write(move |conn| {
+                let mut queued = false;
+                for contact in &contacts {
+                    queued |= tell(
+                        conn,
+                        &public_url,
+                        Kind::Reminders,
+                        contact,
+                        &said,
+                        key(contact.id),
+                    )?;
+                }
+                Ok::<_, NotificationsError>(queued)
+            })
+            .await?;
+        if queued {
+            self.mail_wakeup.notify_one();
+        }
+        Ok(due.len())
     }
 
     /// Forgets a deleted account: its notifications, settings and unsent mail.

@@ -318,8 +318,16 @@ pub fn claim(
     .map(|n| n == 1)
 }
 
-/// Marks mail `id` sent.
+/// Marks mail `id` sent. A password-reset mail's text goes with it: its link is a credential,
+/// which the users module keeps only as a hash and this queue must not keep at all.
 pub fn mark_sent(conn: &mut DbConnection, id: &str, at: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(
+        mail_queue::table
+            .find(id)
+            .filter(mail_queue::kind.eq(Kind::PasswordReset.as_str())),
+    )
+    .set((mail_queue::text_body.eq(""), mail_queue::html_body.eq("")))
+    .execute(conn)?;
     diesel::update(mail_queue::table.find(id))
         .set((
             mail_queue::sent_at.eq(Some(at.naive_utc())),

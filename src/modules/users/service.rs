@@ -55,6 +55,10 @@ pub struct UsersService {
     /// Password checks per account (its id, or the email when no account has it), whichever
     /// address they come from: the gateway limits per address, this per target.
     attempts: Option<DefaultKeyedRateLimiter<String>>,
+    /// Password-reset requests per email, whether or not an account has it: apart from the
+    /// password checks, so a flood of resets neither locks the owner out of logging in nor
+    /// tells (by a 429 on login) that the email has an account.
+    reset_requests: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 /// How long a password-reset link works.
@@ -87,8 +91,11 @@ impl UsersService {
         let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)?;
         let attempts = NonZeroU32::new(settings.password_attempts_per_minute)
             .map(|rate| RateLimiter::keyed(Quota::per_minute(rate)));
+        let reset_requests = NonZeroU32::new(settings.password_attempts_per_minute)
+            .map(|rate| RateLimiter::keyed(Quota::per_minute(rate)));
         Ok(Self {
             attempts,
+            reset_requests,
             outbox: Outbox::new(db.clone(), OUTBOX),
             db,
             keys,
@@ -191,9 +198,17 @@ impl UsersService {
     pub fn request_password_reset(self: &Arc<Self>, email: String) {
         let service = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = service.send_password_reset(&email).await {
-                tracing::warn!(error = %err, "password reset not sent");
+            // The notifications module may be restarting: a few tries, then it is said.
+            for attempt in 0..5u32 {
+                match service.send_password_reset(&email).await {
+                    Ok(()) => return,
+                    Err(err) => {
+                        tracing::warn!(error = %err, attempt, "password reset not sent yet")
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
             }
+            tracing::error!("password reset not sent: the notifications module did not take it");
         });
     }
 
@@ -201,6 +216,12 @@ impl UsersService {
         let Ok(email) = Email::parse(email) else {
             return Ok(());
         };
+        if let Some(limit) = &self.reset_requests
+            && limit.check_key(&email.as_str().to_owned()).is_err()
+        {
+            tracing::warn!("password reset refused: too many for this email");
+            return Ok(());
+        }
         let lookup = email.as_str().to_owned();
         let Some(user) = self
             .db
@@ -209,12 +230,6 @@ impl UsersService {
         else {
             return Ok(());
         };
-        // Each reset mail counts against the account's password attempts: a flood of resets
-        // is refused quietly, like a flood of logins.
-        if self.count_attempt(&user.id).is_err() {
-            tracing::warn!(user_id = %user.id, "password reset refused: too many attempts");
-            return Ok(());
-        }
         let user_id: Uuid = user
             .id
             .parse()
@@ -278,6 +293,11 @@ impl UsersService {
                     .parse()
                     .map_err(|e| UsersError::Internal(format!("user id: {e}")))?;
                 if !store::lock_user(conn, id)? {
+                    return Err(UsersError::InvalidResetToken);
+                }
+                // Under the account's lock: of two uses of one token at once, one spends it
+                // and the other finds it spent.
+                if store::spend_password_reset(conn, &token_hash, at)? != 1 {
                     return Err(UsersError::InvalidResetToken);
                 }
                 store::spend_password_resets(conn, &user, at)?;

@@ -333,6 +333,22 @@ pub fn live_password_reset(
         .optional()
 }
 
+/// Spends the reset token `token_hash` if it is still live; the rows changed (1 or 0).
+pub fn spend_password_reset(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        password_resets::table
+            .find(token_hash)
+            .filter(password_resets::used_at.is_null())
+            .filter(password_resets::expires_at.gt(now.naive_utc())),
+    )
+    .set(password_resets::used_at.eq(Some(now.naive_utc())))
+    .execute(conn)
+}
+
 /// Spends every live reset token of `user` (the one used, and any other sent before it).
 pub fn spend_password_resets(
     conn: &mut DbConnection,
