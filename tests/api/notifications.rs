@@ -17,6 +17,7 @@ crate::backend_tests!(
     a_person_whose_mail_is_off_is_told_in_the_app_only,
     unknown_emails_get_the_same_reset_answer,
     a_refused_first_request_does_not_leave_tokens_unverifiable,
+    first_settings_saved_at_once_all_succeed,
 );
 crate::backend_tests!(
     smtp:
@@ -629,6 +630,35 @@ async fn a_refused_first_request_does_not_leave_tokens_unverifiable(backend: Bac
             .await;
         assert_eq!(settings.status(), StatusCode::OK);
     }
+}
+
+/// A person's first settings saved by several requests at once (two tabs, a click on an
+/// unsubscribe link): each is 200, never a 500, and one of them is what is stored.
+async fn first_settings_saved_at_once_all_succeed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let saves = (0..8).map(|i| {
+        let body = json!({"email": {"promotion": i % 2 == 0, "cancellation": true, "changes": true, "reminders": true}});
+        app.request(
+            Method::PUT,
+            "/api/users/me/notification-settings",
+            Some(&ada.access_token),
+            Some(body),
+        )
+    });
+    let answers = futures_util::future::join_all(saves).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let stored = json_of(
+        app.get(
+            "/api/users/me/notification-settings",
+            Some(&ada.access_token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(stored["email"]["promotion"].is_boolean(), "{stored}");
 }
 
 /// Known and unknown emails get the same answer; an unknown one gets no mail.

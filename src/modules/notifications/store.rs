@@ -61,16 +61,26 @@ pub fn cursor_of(row: &NotificationRow) -> Cursor {
     }
 }
 
-/// Adds `row` unless a notification with its dedupe key exists; `true` when added.
-pub fn insert_notification(conn: &mut DbConnection, row: &NotificationRow) -> QueryResult<bool> {
-    match diesel::insert_into(notifications::table)
-        .values(row)
-        .execute(conn)
-    {
+/// Runs `insert` in a savepoint of the caller's transaction: `false` when it met a unique
+/// violation (the row exists), which on PostgreSQL would otherwise abort the whole transaction.
+fn insert_new(
+    conn: &mut DbConnection,
+    insert: impl FnOnce(&mut DbConnection) -> QueryResult<usize>,
+) -> QueryResult<bool> {
+    match conn.transaction(insert) {
         Ok(_) => Ok(true),
         Err(e) if is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Adds `row` unless a notification with its dedupe key exists; `true` when added.
+pub fn insert_notification(conn: &mut DbConnection, row: &NotificationRow) -> QueryResult<bool> {
+    insert_new(conn, |conn| {
+        diesel::insert_into(notifications::table)
+            .values(row)
+            .execute(conn)
+    })
 }
 
 /// A page of `user`'s notifications, newest first (`limit + 1` rows).
@@ -177,16 +187,15 @@ pub fn save_settings(
     if diesel::update(target()).set(changes).execute(conn)? == 1 {
         return Ok(());
     }
-    let inserted = diesel::insert_into(notification_settings::table)
-        .values((notification_settings::user_id.eq(user.to_string()), changes))
-        .execute(conn);
-    match inserted {
-        Err(e) if is_unique_violation(&e) => diesel::update(target())
-            .set(changes)
+    let inserted = insert_new(conn, |conn| {
+        diesel::insert_into(notification_settings::table)
+            .values((notification_settings::user_id.eq(user.to_string()), changes))
             .execute(conn)
-            .map(drop),
-        other => other.map(drop),
+    })?;
+    if !inserted {
+        diesel::update(target()).set(changes).execute(conn)?;
     }
+    Ok(())
 }
 
 /// The unsubscribe token of `user` for `kind`, made on first use.
@@ -206,14 +215,24 @@ pub fn unsubscribe_token(
         return Ok(token);
     }
     let token = fresh();
-    diesel::insert_into(unsubscribe_tokens::table)
-        .values((
-            unsubscribe_tokens::token.eq(&token),
-            unsubscribe_tokens::user_id.eq(user.to_string()),
-            unsubscribe_tokens::kind.eq(kind.as_str()),
-        ))
-        .execute(conn)?;
-    Ok(token)
+    let inserted = insert_new(conn, |conn| {
+        diesel::insert_into(unsubscribe_tokens::table)
+            .values((
+                unsubscribe_tokens::token.eq(&token),
+                unsubscribe_tokens::user_id.eq(user.to_string()),
+                unsubscribe_tokens::kind.eq(kind.as_str()),
+            ))
+            .execute(conn)
+    })?;
+    if inserted {
+        return Ok(token);
+    }
+    // Another instance made this person's token for this kind meanwhile: that one it is.
+    unsubscribe_tokens::table
+        .filter(unsubscribe_tokens::user_id.eq(user.to_string()))
+        .filter(unsubscribe_tokens::kind.eq(kind.as_str()))
+        .select(unsubscribe_tokens::token)
+        .first(conn)
 }
 
 /// Whose mail of which kind `token` unsubscribes.
@@ -264,14 +283,11 @@ pub struct MailRow {
 
 /// Queues `mail` unless one with its dedupe key is queued; `true` when queued.
 pub fn queue_mail(conn: &mut DbConnection, mail: &MailRow) -> QueryResult<bool> {
-    match diesel::insert_into(mail_queue::table)
-        .values(mail)
-        .execute(conn)
-    {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
+    insert_new(conn, |conn| {
+        diesel::insert_into(mail_queue::table)
+            .values(mail)
+            .execute(conn)
+    })
 }
 
 /// Up to `limit` unsent mails due at `now` and claimed by nobody.

@@ -43,6 +43,7 @@ CREATE TABLE mail_queue (
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX mail_queue_due ON mail_queue (next_attempt_at) WHERE sent_at IS NULL;
+CREATE INDEX mail_queue_by_user ON mail_queue (user_id);
 -- One-click unsubscribe links (RFC 8058): a token per person and kind of mail.
 CREATE TABLE unsubscribe_tokens (
     token TEXT PRIMARY KEY NOT NULL,
