@@ -276,13 +276,16 @@ impl UsersService {
             Password::parse("password", password).map_err(|e| UsersError::Validation(vec![e]))?;
         let token_hash = format!("{:x}", Sha256::digest(token.as_bytes()));
         let lookup = token_hash.clone();
-        // Checked before the (costly) hashing, and again under the account's lock below.
-        self.db
+        // Checked before the (costly) hashing, and again under the account's lock below; it
+        // counts as a password attempt on the account (the gateway counts per address).
+        let account = self
+            .db
             .run(move |conn| {
                 store::live_password_reset(conn, &lookup, now()).map_err(UsersError::from)
             })
             .await?
             .ok_or(UsersError::InvalidResetToken)?;
+        self.count_attempt(&account)?;
         let new_hash = self.hash_password(&password).await?;
         self.db
             .write(move |conn| {
