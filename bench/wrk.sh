@@ -63,6 +63,27 @@ seed() {
   TOKEN=$token
 }
 
+# Signs up $2 people on the instance on port $1 and writes their access tokens to $WORK/people,
+# one per line; makes an event with half as many seats and sets $CROWDED to it.
+seed_people() {
+  local base="http://127.0.0.1:$1" starts
+  starts=$(date -u -d "+30 day" +%Y-%m-%dT%H:%M:%SZ)
+  CROWDED=$(curl -fs -X POST "$base/api/events" -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" \
+    -d "{\"title\":\"Crowded\",\"location\":\"Berlin\",\"starts_at\":\"$starts\",\"ends_at\":\"$(date -u -d "+30 day 2 hour" +%Y-%m-%dT%H:%M:%SZ)\",\"capacity\":$(($2 / 2))}" | jq -r .id)
+  seq "$2" | xargs -P 8 -I{} sh -c "
+    curl -fs -X POST '$base/api/auth/register' -H 'content-type: application/json' \
+      -d '{\"email\":\"p{}@example.com\",\"password\":\"password1\",\"name\":\"P {}\"}' >/dev/null
+    curl -fs -X POST '$base/api/auth/login' -H 'content-type: application/json' \
+      -d '{\"email\":\"p{}@example.com\",\"password\":\"password1\"}' | jq -r .access_token" >"$WORK/people"
+}
+
+# Like rate, and fails the run if any answer was not 2xx (a write refused is not a write done).
+write_rate() {
+  local out; out=$(wrk -t2 -c64 -d"${DURATION}s" "$@")
+  if grep -q 'Non-2xx' <<<"$out"; then echo "$out" >&2; echo "writes were refused" >&2; exit 1; fi
+  awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out"
+}
+
 report() { # $1 label, $2 req/s
   awk -v l="$1" -v r="$2" -v c="$CEILING" 'BEGIN { printf "| %-34s | %8d | %5.2f |\n", l, r, r / c }'
 }
@@ -82,4 +103,11 @@ for cache in true false; do
   report "list, category filter ($label)" "$(rate "$base/api/events?category=tech&limit=10")"
   report "/api/users/me ($label)" "$(rate "$base/api/users/me" -H "authorization: Bearer $TOKEN")"
   report "attendee list ($label)" "$(rate "$base/api/events/$FIRST/registrations" -H "authorization: Bearer $TOKEN")"
+  if [ "$cache" = true ]; then
+    # 400 people, 200 seats: every request is a sign-up or a withdrawal, and about half the
+    # withdrawals from a seat promote the first person waiting.
+    seed_people "$port" 400
+    report "sign-up / withdrawal, half waiting" \
+      "$(write_rate -s bench/signups.lua "$base" -- "$WORK/people" "$CROWDED" 2)"
+  fi
 done

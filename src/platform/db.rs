@@ -466,6 +466,46 @@ pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
     )
 }
 
+/// A module's PostgreSQL advisory locks per account, which order its writes for an account
+/// against that account's deletion: a write [`shares`](Self::share) the account's lock until it
+/// commits and the deletion [`takes`](Self::take) it, so the deletion waits for the writes in
+/// flight and sees their rows, and a write that starts later sees the deletion's record. (SQLite
+/// runs one write transaction at a time, which gives the same order: both are no-ops there.)
+pub struct AccountLock {
+    /// The module's lock class, the first key of PostgreSQL's two-key lock space (apart from the
+    /// migration lock's one-key space, and from other modules' classes).
+    pub class: i32,
+}
+
+impl AccountLock {
+    /// Shares `account`'s lock until the transaction ends.
+    pub fn share(&self, conn: &mut DbConnection, account: uuid::Uuid) -> diesel::QueryResult<()> {
+        self.lock(conn, account, "pg_advisory_xact_lock_shared")
+    }
+
+    /// Takes `account`'s lock alone until the transaction ends.
+    pub fn take(&self, conn: &mut DbConnection, account: uuid::Uuid) -> diesel::QueryResult<()> {
+        self.lock(conn, account, "pg_advisory_xact_lock")
+    }
+
+    fn lock(&self, conn: &mut DbConnection, account: uuid::Uuid, how: &str) -> diesel::QueryResult<()> {
+        if let DbConnection::Postgres(pg) = conn {
+            diesel::sql_query(format!("SELECT {how}($1, $2)"))
+                .bind::<diesel::sql_types::Integer, _>(self.class)
+                .bind::<diesel::sql_types::Integer, _>(Self::key(account))
+                .execute(pg)?;
+        }
+        Ok(())
+    }
+
+    /// An account's key: its id folded to 32 bits. Two accounts sharing one only wait on each
+    /// other now and then.
+    fn key(account: uuid::Uuid) -> i32 {
+        let bits = account.as_u128();
+        (0..4).fold(0u32, |key, i| key ^ (bits >> (32 * i)) as u32) as i32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ crate::backend_tests!(
     unknown_emails_get_the_same_reset_answer,
     a_refused_first_request_does_not_leave_tokens_unverifiable,
     first_settings_saved_at_once_all_succeed,
+    nothing_is_kept_about_an_account_deleted_as_it_is_told,
 );
 crate::backend_tests!(
     smtp:
@@ -26,6 +27,8 @@ crate::backend_tests!(
     a_forgotten_password_is_reset_once_by_the_mailed_link,
     mail_waits_out_an_smtp_outage_and_arrives_once,
     a_reminder_comes_once_the_day_before,
+    refused_mail_is_given_up_and_old_mail_pruned,
+    mail_goes_over_tls_trusting_the_configured_ca,
 );
 
 /// A real SMTP server of the test's own, keeping what it received.
@@ -33,6 +36,50 @@ pub struct SmtpServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<tokio::process::Child>,
+    /// Its certificate and key when it speaks TLS, and the CA that signed them.
+    tls: Option<TestCa>,
+}
+
+/// A certificate authority of the test's own and a certificate it signed for `localhost`.
+struct TestCa {
+    ca: PathBuf,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCa {
+    /// Made with the openssl command, in `dir`.
+    fn new(dir: &std::path::Path) -> Self {
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("the openssl command makes the test's certificates");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        openssl(&[&["req", "-x509", "-days", "2", "-subj", "/CN=rsvp test CA", "-keyout", "ca.key", "-out", "ca.pem"][..], &key].concat());
+        openssl(&[&["req", "-subj", "/CN=localhost", "-keyout", "mail.key", "-out", "mail.csr"][..], &key].concat());
+        std::fs::write(
+            dir.join("mail.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509", "-req", "-in", "mail.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "mail.ext", "-out", "mail.pem",
+        ]);
+        Self {
+            ca: dir.join("ca.pem"),
+            certificate: dir.join("mail.pem"),
+            key: dir.join("mail.key"),
+        }
+    }
 }
 
 /// One received mail, read by a real mail parser.
@@ -53,6 +100,21 @@ impl SmtpServer {
             port: crate::helpers::free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            tls: None,
+        };
+        server.resume().await;
+        server
+    }
+
+    /// A server speaking TLS from the first byte (smtps), with a certificate for `localhost`
+    /// signed by a CA of the test's own ([`Self::ca_file`]).
+    pub async fn start_tls() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self {
+            port: crate::helpers::free_port(),
+            tls: Some(TestCa::new(dir.path())),
+            dir,
+            child: None,
         };
         server.resume().await;
         server
@@ -60,7 +122,36 @@ impl SmtpServer {
 
     /// `smtp.url` for the processes.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        match self.tls {
+            Some(_) => format!("smtps://localhost:{}", self.port),
+            None => format!("smtp://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The CA that signed a TLS server's certificate (`smtp.ca_file`).
+    pub fn ca_file(&self) -> String {
+        let tls = self.tls.as_ref().expect("a server speaking TLS");
+        tls.ca.display().to_string()
+    }
+
+    /// Refuses mail to `email` for good from now on (550).
+    pub fn refuse(&self, email: &str) {
+        use std::io::Write;
+        let mut list = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("refuse"))
+            .unwrap();
+        writeln!(list, "{email}").unwrap();
+    }
+
+    /// How many times mail to `email` was refused.
+    pub fn refusals(&self, email: &str) -> usize {
+        std::fs::read_to_string(self.dir.path().join("refused.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.eq_ignore_ascii_case(email))
+            .count()
     }
 
     /// Stops accepting mail (the port refuses connections).
@@ -73,10 +164,19 @@ impl SmtpServer {
     /// Accepts mail again.
     pub async fn resume(&mut self) {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/recorder.py");
-        let child = tokio::process::Command::new("python3")
+        let mut command = tokio::process::Command::new("python3");
+        command
             .arg(script)
             .args(["--port", &self.port.to_string(), "--dir"])
-            .arg(self.dir.path())
+            .arg(self.dir.path());
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--tls-cert")
+                .arg(&tls.certificate)
+                .arg("--tls-key")
+                .arg(&tls.key);
+        }
+        let child = command
             .kill_on_drop(true)
             .spawn()
             .expect("python3 runs the SMTP recorder");
@@ -730,33 +830,197 @@ async fn mail_waits_out_an_smtp_outage_and_arrives_once(backend: Backend) {
     );
     // The queue's metrics say what happened: every mail sent, attempts failed while the server
     // was down, those mails sent after retrying, nothing waiting.
-    let metrics_url = match crate::helpers::topology() {
-        crate::helpers::Topology::Monolith => app.url("/metrics"),
-        #[cfg(feature = "split")]
-        crate::helpers::Topology::Mixed("notifications") => app.url("/metrics"),
-        #[cfg(feature = "split")]
-        _ => format!("{}/metrics", app.processes().address("notifications")),
-        #[cfg(not(feature = "split"))]
-        _ => unreachable!(),
-    };
-    let metrics = app
-        .client
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from {metrics_url}"))
-    };
+    let metrics = MailMetrics::of(&app).await;
+    let value = |name: &str| metrics.value(name);
     assert!(value("rsvp_mail_sent_total") >= waiting.len() as f64);
     assert!(value("rsvp_mail_failed_total") >= 1.0);
     assert!(value("rsvp_mail_retried_total") >= 1.0);
     assert_eq!(value("rsvp_mail_queue_depth"), 0.0);
+}
+
+/// The mail queue's metrics, from the process that hosts the notifications module.
+struct MailMetrics {
+    text: String,
+}
+
+impl MailMetrics {
+    async fn of(app: &TestApp) -> Self {
+        let url = match crate::helpers::topology() {
+            crate::helpers::Topology::Monolith => app.url("/metrics"),
+            #[cfg(feature = "split")]
+            crate::helpers::Topology::Mixed("notifications") => app.url("/metrics"),
+            #[cfg(feature = "split")]
+            _ => format!("{}/metrics", app.processes().address("notifications")),
+            #[cfg(not(feature = "split"))]
+            _ => unreachable!(),
+        };
+        let text = app.client.get(&url).send().await.unwrap().text().await.unwrap();
+        Self { text }
+    }
+
+    fn value(&self, name: &str) -> f64 {
+        self.text
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from the metrics"))
+    }
+}
+
+/// Polls `sql` (a count) on `url` until it is `expected`, for up to 20 s.
+async fn wait_for_count(url: &str, sql: &str, expected: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = sql_number(url, sql);
+        if n == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {n}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A mail the server refuses for good (550) is given up after that one attempt — not retried
+/// without end — and counted; sent and given-up mail, and the record of handled domain events,
+/// are pruned once older than `notifications.keep_days`, while the in-app notifications stay.
+async fn refused_mail_is_given_up_and_old_mail_pruned(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("smtp.url", url.as_str()),
+            ("notifications.prune_interval_ms", "200"),
+        ],
+    )
+    .await;
+    let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
+    smtp.refuse(&bea.email);
+    let event = full_event(&app, &organiser, &ada, &bea, "Refused").await;
+    let gone = app
+        .delete(
+            &format!("/api/events/{event}/registrations/me"),
+            Some(&ada.access_token),
+        )
+        .await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    let db = app.database_url_of("notifications").to_owned();
+    let given_up = "SELECT COUNT(*) AS n FROM mail_queue WHERE given_up_at IS NOT NULL \
+                    AND sent_at IS NULL AND attempts = 1 AND last_error LIKE '%550%'";
+    wait_for_count(&db, given_up, 1).await;
+    // Past several polls and the first backoffs: not tried again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.refusals(&bea.email), 1);
+    let metrics = MailMetrics::of(&app).await;
+    assert_eq!(metrics.value("rsvp_mail_given_up_total"), 1.0);
+    assert_eq!(metrics.value("rsvp_mail_queue_depth"), 0.0);
+
+    // A mail that goes through: Ada's password reset.
+    let asked = app
+        .post("/api/auth/password-reset", None, json!({"email": ada.email}))
+        .await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    assert_eq!(smtp.wait_for(&ada.email, 1).await.len(), 1);
+    let sent = "SELECT COUNT(*) AS n FROM mail_queue WHERE sent_at IS NOT NULL";
+    wait_for_count(&db, sent, 1).await;
+    assert!(sql_number(&db, "SELECT COUNT(*) AS n FROM notifications_inbox") > 0);
+    // Recent: kept through several prunes.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(sql_number(&db, "SELECT COUNT(*) AS n FROM mail_queue"), 2);
+    // Older than the 30 days kept: pruned.
+    let long_ago = "'2020-01-01 00:00:00'";
+    sql_execute(&db, &format!("UPDATE mail_queue SET sent_at = {long_ago} WHERE sent_at IS NOT NULL"));
+    sql_execute(&db, &format!("UPDATE mail_queue SET given_up_at = {long_ago} WHERE given_up_at IS NOT NULL"));
+    sql_execute(&db, &format!("UPDATE notifications_inbox SET handled_at = {long_ago}"));
+    wait_for_count(&db, "SELECT COUNT(*) AS n FROM mail_queue", 0).await;
+    wait_for_count(&db, "SELECT COUNT(*) AS n FROM notifications_inbox", 0).await;
+    assert_eq!(notifications_of(&app, &bea, 1).await["items"].as_array().unwrap().len(), 1);
+}
+
+/// With `smtps://` and `smtp.ca_file`, mail goes over TLS to a server whose certificate a CA of
+/// the organisation's own signed (here the test's).
+async fn mail_goes_over_tls_trusting_the_configured_ca(backend: Backend) {
+    let smtp = SmtpServer::start_tls().await;
+    let (url, ca) = (smtp.url(), smtp.ca_file());
+    let app = TestApp::spawn_with(
+        backend,
+        &[("smtp.url", url.as_str()), ("smtp.ca_file", ca.as_str())],
+    )
+    .await;
+    let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
+    let event = full_event(&app, &organiser, &ada, &bea, "Encrypted").await;
+    let gone = app
+        .delete(
+            &format!("/api/events/{event}/registrations/me"),
+            Some(&ada.access_token),
+        )
+        .await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    let mails = smtp.wait_for(&bea.email, 1).await;
+    assert_eq!(mails.len(), 1, "no mail arrived over TLS");
+    assert!(mails[0].subject.contains("Encrypted"), "{}", mails[0].subject);
+}
+
+/// People promoted at the instant they delete their account, many times: once both settled,
+/// nothing about them is left in the notifications module — no notification, no mail, no
+/// settings — whichever came first, the deletion or the promotion's notification.
+async fn nothing_is_kept_about_an_account_deleted_as_it_is_told(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organiser = app.user().await;
+    let trials = 12;
+    let mut deleted = Vec::new();
+    for trial in 0..trials {
+        let (ada, bea) = (app.user().await, app.user().await);
+        let event = full_event(&app, &organiser, &ada, &bea, &format!("Race {trial}")).await;
+        // Bea's settings exist, so forgetting has something to remove.
+        let saved = app
+            .request(
+                Method::PUT,
+                "/api/users/me/notification-settings",
+                Some(&bea.access_token),
+                Some(json!({"email": {"promotion": true, "cancellation": true, "changes": false, "reminders": true}})),
+            )
+            .await;
+        assert_eq!(saved.status(), StatusCode::OK);
+        let seat = format!("/api/events/{event}/registrations/me");
+        let withdraw = app.delete(&seat, Some(&ada.access_token));
+        let delete = async {
+            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..4000))).await;
+            app.request(
+                Method::DELETE,
+                "/api/users/me",
+                Some(&bea.access_token),
+                Some(json!({"current_password": bea.password})),
+            )
+            .await
+        };
+        let (withdrawn, gone) = tokio::join!(withdraw, delete);
+        assert_eq!(withdrawn.status(), StatusCode::NO_CONTENT);
+        assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+        deleted.push(format!("'{}'", bea.id));
+    }
+    let db = app.database_url_of("notifications").to_owned();
+    let ids = deleted.join(", ");
+    wait_for_count(
+        &db,
+        &format!("SELECT COUNT(*) AS n FROM notifications_forgotten_users WHERE user_id IN ({ids})"),
+        trials,
+    )
+    .await;
+    // Every promotion handled too (its domain event was relayed and consumed).
+    let events_db = app.events_database_url().to_owned();
+    wait_for_count(
+        &events_db,
+        "SELECT COUNT(*) AS n FROM events_outbox WHERE published_at IS NULL",
+        0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for table in ["notifications", "mail_queue", "notification_settings", "unsubscribe_tokens"] {
+        let left = sql_number(
+            &db,
+            &format!("SELECT COUNT(*) AS n FROM {table} WHERE user_id IN ({ids})"),
+        );
+        assert_eq!(left, 0, "{left} rows of deleted accounts in {table}");
+    }
 }

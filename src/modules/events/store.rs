@@ -10,7 +10,7 @@ use super::{
 };
 use crate::platform::{
     auth::DeletedAccounts,
-    db::DbConnection,
+    db::{AccountLock, DbConnection},
     ids::UserId,
     pagination::{Cursor, PageRequest},
 };
@@ -492,16 +492,8 @@ pub fn events_registered_by(
         .collect()
 }
 
-/// Class of the PostgreSQL advisory locks that guard an account's writes in this module (the
-/// two-key lock space, apart from the migration lock's one-key space).
-const ACCOUNT_LOCK_CLASS: i32 = 0x7273_7601;
-
-/// An account's lock key: its id folded to 32 bits. Two accounts sharing one only wait on each
-/// other now and then.
-fn account_lock_key(user: UserId) -> i32 {
-    let bits = user.as_uuid().as_u128();
-    (0..4).fold(0u32, |key, i| key ^ (bits >> (32 * i)) as u32) as i32
-}
+/// The account locks of this module's writes (see [`AccountLock`]).
+const ACCOUNT_LOCK: AccountLock = AccountLock { class: 0x7273_7601 };
 
 /// Refuses a write for `user` once this module recorded the account's deletion. On PostgreSQL
 /// the write first shares the account's lock until it commits, and the deletion cascade takes it
@@ -518,12 +510,7 @@ pub fn ensure_account_alive(
     user: UserId,
     deleted: &DeletedAccounts,
 ) -> Result<(), EventsError> {
-    if let DbConnection::Postgres(pg) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, $2)")
-            .bind::<diesel::sql_types::Integer, _>(ACCOUNT_LOCK_CLASS)
-            .bind::<diesel::sql_types::Integer, _>(account_lock_key(user))
-            .execute(pg)?;
-    }
+    ACCOUNT_LOCK.share(conn, user.as_uuid())?;
     let recorded = events_deleted_users::table
         .find(user.to_string())
         .select(events_deleted_users::user_id)
@@ -539,13 +526,7 @@ pub fn ensure_account_alive(
 /// Waits for the writes in flight for `user` to commit and holds off new ones until this
 /// transaction ends (see [`ensure_account_alive`]); the deletion cascade's first step.
 pub fn lock_account_for_deletion(conn: &mut DbConnection, user: UserId) -> QueryResult<()> {
-    if let DbConnection::Postgres(pg) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind::<diesel::sql_types::Integer, _>(ACCOUNT_LOCK_CLASS)
-            .bind::<diesel::sql_types::Integer, _>(account_lock_key(user))
-            .execute(pg)?;
-    }
-    Ok(())
+    ACCOUNT_LOCK.take(conn, user.as_uuid())
 }
 
 /// Records that `user`'s account was deleted (once; later records change nothing).

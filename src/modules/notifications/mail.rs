@@ -14,7 +14,10 @@ use lettre::{
         Mailbox, MultiPart,
         header::{HeaderName, HeaderValue},
     },
-    transport::smtp::authentication::Credentials,
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+    },
 };
 use prometheus::{IntCounter, IntGauge, core::Collector};
 use tokio::sync::Notify;
@@ -68,6 +71,9 @@ impl Mailer {
             let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url)
                 .map_err(|e| format!("invalid configuration: smtp.url: {e}"))?
                 .timeout(Some(Duration::from_secs(10)));
+            if !settings.ca_file.trim().is_empty() {
+                builder = builder.tls(tls_trusting(&settings.url, &settings.ca_file)?);
+            }
             if !settings.password_file.trim().is_empty() {
                 let password = std::fs::read_to_string(&settings.password_file)
                     .map_err(|e| format!("smtp.password_file: {e}"))?;
@@ -115,6 +121,51 @@ impl Mailer {
             }
         }
     }
+}
+
+/// The TLS the URL asks for (`smtps://`: from the first byte; `?tls=required` or
+/// `?tls=opportunistic`: by STARTTLS), trusting the certificate authorities in `ca_file` (PEM)
+/// besides the system's: a relay inside an organisation often has a certificate of its own CA.
+fn tls_trusting(url: &str, ca_file: &str) -> Result<Tls, HostError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("invalid configuration: smtp.url has no scheme")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| format!("smtp.ca_file: {ca_file}: {e}"))?;
+    let mut parameters = TlsParameters::builder(host.to_owned());
+    for block in pem_certificates(&pem) {
+        let certificate = Certificate::from_pem(block.as_bytes())
+            .map_err(|e| format!("smtp.ca_file: {ca_file}: {e}"))?;
+        parameters = parameters.add_root_certificate(certificate);
+    }
+    let parameters = parameters
+        .build()
+        .map_err(|e| format!("smtp.ca_file: {ca_file}: {e}"))?;
+    let query = rest.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let asks = |mode: &str| query.split('&').any(|pair| pair == format!("tls={mode}"));
+    Ok(match scheme {
+        "smtps" => Tls::Wrapper(parameters),
+        _ if asks("required") => Tls::Required(parameters),
+        _ if asks("opportunistic") => Tls::Opportunistic(parameters),
+        _ => return Err("invalid configuration: smtp.ca_file is set but smtp.url asks for no TLS (smtps://, or ?tls=required)".into()),
+    })
+}
+
+/// Each certificate of a PEM bundle, as its own PEM text.
+fn pem_certificates(pem: &[u8]) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    text.split_inclusive(END)
+        .filter_map(|part| {
+            let start = part.find("-----BEGIN CERTIFICATE-----")?;
+            part.ends_with(END).then(|| part[start..].to_owned())
+        })
+        .collect()
 }
 
 /// The user part of `smtp://user@host`, percent-decoded.
@@ -180,6 +231,7 @@ pub struct MailMetrics {
     sent: IntCounter,
     failed: IntCounter,
     retried: IntCounter,
+    given_up: IntCounter,
 }
 
 impl Default for MailMetrics {
@@ -197,6 +249,10 @@ impl Default for MailMetrics {
                 "mail_retried_total",
                 "Mails sent after at least one failed attempt",
             ),
+            given_up: counter(
+                "mail_given_up_total",
+                "Mails refused for good by the server, or not sent within the retry period",
+            ),
         }
     }
 }
@@ -209,6 +265,7 @@ impl MailMetrics {
             Box::new(self.sent.clone()),
             Box::new(self.failed.clone()),
             Box::new(self.retried.clone()),
+            Box::new(self.given_up.clone()),
         ]
     }
 }
@@ -222,21 +279,41 @@ const BATCH: i64 = 20;
 /// Mails sent at once (each on a pooled SMTP connection).
 const SENDING_AT_ONCE: usize = 8;
 
-/// Drains the queue: at start, whenever woken, and every poll interval.
+/// Drains the queue: at start, whenever woken, and every poll interval; and prunes it.
 pub struct MailWorker {
     pub db: Db,
     pub mailer: Arc<Mailer>,
     pub wakeup: Arc<Notify>,
     pub metrics: MailMetrics,
     pub poll: Duration,
+    /// A mail not sent this long after it was queued is given up.
+    pub give_up_after: chrono::Duration,
+    /// How long sent and given-up mail (and the record of handled domain events) is kept.
+    pub keep: chrono::Duration,
+    /// How often that old mail is pruned.
+    pub prune_every: Duration,
 }
 
 impl MailWorker {
     /// Runs until the process ends.
     pub async fn run(self) {
+        let mut next_prune = tokio::time::Instant::now();
         loop {
             if let Err(err) = self.drain().await {
                 tracing::warn!(error = %err, "mail queue stalled; will retry");
+            }
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune = tokio::time::Instant::now() + self.prune_every;
+                let before = now() - self.keep;
+                match self
+                    .db
+                    .write(move |conn| store::prune(conn, before).map_err(DbError::from))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, %before, "old mail pruned"),
+                    Err(err) => tracing::warn!(error = %err, "old mail not pruned; will retry"),
+                }
             }
             tokio::select! {
                 _ = self.wakeup.notified() => {}
@@ -313,9 +390,22 @@ impl MailWorker {
             }
             Err(err) => {
                 self.metrics.failed.inc();
-                let next = Utc::now() + backoff(attempts, err.permanent);
-                tracing::warn!(mail_id = %mail.id, error = %err, attempts = attempts + 1, retry_at = %next, "mail not sent; will retry");
                 let why = err.to_string();
+                // A refusal of the mail itself (a 5xx, an address that can not be written)
+                // will not change; nor is a mail still useful days late.
+                let expired = now() - mail.created_at.and_utc() >= self.give_up_after;
+                if err.permanent || expired {
+                    self.metrics.given_up.inc();
+                    tracing::warn!(mail_id = %mail.id, kind = %mail.kind, error = %err, attempts = attempts + 1, expired, "mail given up");
+                    self.db
+                        .run(move |conn| {
+                            store::give_up(conn, &id, &why, now()).map_err(DbError::from)
+                        })
+                        .await?;
+                    return Ok(false);
+                }
+                let next = Utc::now() + backoff(attempts);
+                tracing::warn!(mail_id = %mail.id, error = %err, attempts = attempts + 1, retry_at = %next, "mail not sent; will retry");
                 self.db
                     .run(move |conn| {
                         store::mark_failed(conn, &id, &why, next).map_err(DbError::from)
@@ -328,11 +418,8 @@ impl MailWorker {
 }
 
 /// How long to wait before the next attempt after `attempts` failed ones: doubling from one
-/// second up to five minutes; an hour after a permanent refusal.
-fn backoff(attempts: i32, permanent: bool) -> chrono::Duration {
-    if permanent {
-        return chrono::Duration::hours(1);
-    }
+/// second up to five minutes.
+fn backoff(attempts: i32) -> chrono::Duration {
     let seconds = 1i64 << attempts.clamp(0, 9);
     chrono::Duration::seconds(seconds.min(300))
 }
@@ -342,13 +429,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_to_five_minutes_and_waits_an_hour_after_a_refusal() {
-        let secs = |a, p| backoff(a, p).num_seconds();
+    fn backoff_doubles_to_five_minutes() {
         assert_eq!(
-            [0, 1, 2, 3, 8, 9, 30].map(|a| secs(a, false)),
+            [0, 1, 2, 3, 8, 9, 30].map(|a| backoff(a).num_seconds()),
             [1, 2, 4, 8, 256, 300, 300]
         );
-        assert_eq!(secs(0, true), 3600);
+    }
+
+    #[test]
+    fn tls_follows_the_url_and_trusts_the_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "").unwrap();
+        let ca = ca.to_str().unwrap();
+        assert!(matches!(tls_trusting("smtps://u@mail.example:465", ca), Ok(Tls::Wrapper(p)) if p.domain() == "mail.example"));
+        assert!(matches!(tls_trusting("smtp://[::1]:587?tls=required", ca), Ok(Tls::Required(p)) if p.domain() == "::1"));
+        assert!(matches!(tls_trusting("smtp://h:25?x=1&tls=opportunistic", ca), Ok(Tls::Opportunistic(_))));
+        assert!(tls_trusting("smtp://h:25", ca).is_err(), "a CA without TLS is a mistake");
+        assert!(tls_trusting("smtps://h", "/nonexistent/ca.pem").is_err());
+    }
+
+    #[test]
+    fn each_certificate_of_a_bundle_is_read() {
+        let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
+        let bundle = format!("# a comment\n{one}\n{one}\ntrailing");
+        assert_eq!(pem_certificates(bundle.as_bytes()), vec![one, one]);
     }
 
     #[test]

@@ -182,6 +182,9 @@ pub struct MailSettings {
     pub from: String,
     /// A file holding the SMTP password (the URL's user logs in with it).
     pub password_file: String,
+    /// A PEM file of certificate authorities to trust besides the system's (a relay with a
+    /// certificate of its organisation's own CA); empty: the system's only.
+    pub ca_file: String,
 }
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/notifications/sqlite");
@@ -197,6 +200,7 @@ pub static MIGRATIONS: ModuleMigrations = ModuleMigrations {
         "mail_queue",
         "unsubscribe_tokens",
         "notifications_inbox",
+        "notifications_forgotten_users",
     ],
     sqlite: || SQLITE_MIGRATIONS,
     postgres: || POSTGRES_MIGRATIONS,

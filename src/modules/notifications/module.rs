@@ -38,9 +38,13 @@ pub static MODULE: Module = Module {
         ("smtp.url", ""),
         ("smtp.from", "rsvp <noreply@localhost>"),
         ("smtp.password_file", ""),
+        ("smtp.ca_file", ""),
         ("notifications.mail_dir", "data/mail"),
         ("notifications.poll_interval_ms", "1000"),
         ("notifications.reminder_interval_ms", "60000"),
+        ("notifications.give_up_after_hours", "72"),
+        ("notifications.keep_days", "30"),
+        ("notifications.prune_interval_ms", "3600000"),
     ],
     host: |process| host(process).boxed(),
     #[cfg(feature = "split")]
@@ -63,6 +67,16 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
             .section::<u64>("notifications.reminder_interval_ms")?
             .max(10),
     );
+    let hours = process.section::<u32>("notifications.give_up_after_hours")?;
+    let give_up_after = chrono::Duration::hours(i64::from(hours.max(1)));
+    let keep = chrono::Duration::days(i64::from(
+        process.section::<u32>("notifications.keep_days")?.max(1),
+    ));
+    let prune_every = Duration::from_millis(
+        process
+            .section::<u64>("notifications.prune_interval_ms")?
+            .max(10),
+    );
     let events = process.apis.get::<dyn EventsApi>()?;
     let mailer = Arc::new(Mailer::new(&smtp, mail_dir)?);
     tracing::info!(to = %mailer.describe(), "mail");
@@ -83,6 +97,9 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         wakeup,
         metrics: metrics.clone(),
         poll,
+        give_up_after,
+        keep,
+        prune_every,
     };
     let (public, internal, reminders) = (service.clone(), service.clone(), service.clone());
     Ok(Hosted {

@@ -43,6 +43,7 @@ diesel::table! {
         sent_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
+        given_up_at -> Nullable<Timestamp>,
     }
 }
 
@@ -51,5 +52,20 @@ diesel::table! {
         token -> Text,
         user_id -> Text,
         kind -> Text,
+    }
+}
+
+diesel::table! {
+    notifications_forgotten_users (user_id) {
+        user_id -> Text,
+        forgotten_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notifications_inbox (message_id) {
+        message_id -> Text,
+        topic -> Text,
+        handled_at -> Timestamp,
     }
 }

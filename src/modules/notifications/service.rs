@@ -281,13 +281,13 @@ impl NotificationsService {
         Ok(due.len())
     }
 
-    /// Forgets a deleted account: its notifications, settings and unsent mail.
+    /// Forgets a deleted account: its notifications, settings, tokens and mail.
     async fn forget(&self, cause: &DomainEvent, user: Uuid) -> Result<(), DeliveryError> {
         let (cause_id, topic) = (cause.id, cause.topic.clone());
         self.db
             .write(move |conn| {
                 if INBOX.first_time(conn, cause_id, &topic, now())? {
-                    store::forget(conn, user)?;
+                    store::forget(conn, user, now())?;
                 }
                 Ok::<_, NotificationsError>(())
             })
@@ -306,6 +306,9 @@ fn tell(
     said: &Message,
     key: String,
 ) -> diesel::QueryResult<bool> {
+    if store::forgotten(conn, contact.id)? {
+        return Ok(false);
+    }
     let added = store::insert_notification(
         conn,
         &NotificationRow {
@@ -398,6 +401,7 @@ fn mail_row(
         sent_at: None,
         last_error: None,
         created_at: at,
+        given_up_at: None,
     }
 }
 
@@ -464,8 +468,14 @@ impl NotificationsApi for NotificationsService {
             Some(&mail.link),
             None,
         );
+        // An account deleted since it asked gets no mail.
         self.db
-            .write(move |conn| store::queue_mail(conn, &row).map_err(DbError::from))
+            .write(move |conn| {
+                if store::forgotten(conn, contact.id)? {
+                    return Ok::<_, DbError>(false);
+                }
+                Ok(store::queue_mail(conn, &row)?)
+            })
             .await
             .map_err(|e| NotificationsApiError::Unavailable(e.to_string()))?;
         self.mail_wakeup.notify_one();

@@ -6,10 +6,13 @@ use uuid::Uuid;
 
 use super::{
     EmailSettings, Kind, Notification, NotificationsError,
-    schema::{mail_queue, notification_settings, notifications, unsubscribe_tokens},
+    schema::{
+        mail_queue, notification_settings, notifications, notifications_forgotten_users,
+        notifications_inbox, unsubscribe_tokens,
+    },
 };
 use crate::platform::{
-    db::{DbConnection, is_unique_violation},
+    db::{AccountLock, DbConnection, is_unique_violation},
     pagination::{Cursor, PageRequest},
 };
 
@@ -279,6 +282,7 @@ pub struct MailRow {
     pub sent_at: Option<NaiveDateTime>,
     pub last_error: Option<String>,
     pub created_at: NaiveDateTime,
+    pub given_up_at: Option<NaiveDateTime>,
 }
 
 /// Queues `mail` unless one with its dedupe key is queued; `true` when queued.
@@ -299,6 +303,7 @@ pub fn due_mail(
     let now = now.naive_utc();
     mail_queue::table
         .filter(mail_queue::sent_at.is_null())
+        .filter(mail_queue::given_up_at.is_null())
         .filter(mail_queue::next_attempt_at.le(now))
         .filter(
             mail_queue::claimed_until
@@ -323,6 +328,7 @@ pub fn claim(
         mail_queue::table
             .filter(mail_queue::id.eq(id))
             .filter(mail_queue::sent_at.is_null())
+            .filter(mail_queue::given_up_at.is_null())
             .filter(
                 mail_queue::claimed_until
                     .is_null()
@@ -369,26 +375,79 @@ pub fn mark_failed(
         .execute(conn)
 }
 
+/// Gives mail `id` up: the server refused it for good or it could not be sent in time.
+pub fn give_up(
+    conn: &mut DbConnection,
+    id: &str,
+    why: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(mail_queue::table.find(id))
+        .set((
+            mail_queue::attempts.eq(mail_queue::attempts + 1),
+            mail_queue::last_error.eq(Some(why)),
+            mail_queue::given_up_at.eq(Some(at.naive_utc())),
+            mail_queue::claimed_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+}
+
 /// How many mails wait to be sent.
 pub fn queue_depth(conn: &mut DbConnection) -> QueryResult<i64> {
     mail_queue::table
         .filter(mail_queue::sent_at.is_null())
+        .filter(mail_queue::given_up_at.is_null())
         .count()
         .get_result(conn)
 }
 
-/// Forgets `user`: their notifications, settings, unsubscribe tokens and unsent mail.
-pub fn forget(conn: &mut DbConnection, user: Uuid) -> QueryResult<()> {
+/// Deletes mail sent or given up, and records of handled domain events, from before `before`;
+/// how many rows went.
+pub fn prune(conn: &mut DbConnection, before: DateTime<Utc>) -> QueryResult<usize> {
+    let before = before.naive_utc();
+    let sent = diesel::delete(mail_queue::table.filter(mail_queue::sent_at.lt(before)))
+        .execute(conn)?;
+    let given_up = diesel::delete(mail_queue::table.filter(mail_queue::given_up_at.lt(before)))
+        .execute(conn)?;
+    let handled = diesel::delete(
+        notifications_inbox::table.filter(notifications_inbox::handled_at.lt(before)),
+    )
+    .execute(conn)?;
+    Ok(sent + given_up + handled)
+}
+
+/// The account locks of this module's writes (see [`AccountLock`]).
+const ACCOUNT_LOCK: AccountLock = AccountLock { class: 0x7273_7602 };
+
+/// Whether `user`'s account was deleted, so nothing may be written about them. Holds the
+/// account's lock (shared) until the caller's transaction ends, so [`forget`] waits for what
+/// the caller writes and removes it too.
+pub fn forgotten(conn: &mut DbConnection, user: Uuid) -> QueryResult<bool> {
+    ACCOUNT_LOCK.share(conn, user)?;
+    notifications_forgotten_users::table
+        .find(user.to_string())
+        .count()
+        .get_result::<i64>(conn)
+        .map(|n| n > 0)
+}
+
+/// Forgets `user` for good: their notifications, settings, unsubscribe tokens and mail go, and nothing about them is written from now on (see [`forgotten`]).
+pub fn forget(conn: &mut DbConnection, user: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
+    ACCOUNT_LOCK.take(conn, user)?;
     let id = user.to_string();
+    insert_new(conn, |conn| {
+        diesel::insert_into(notifications_forgotten_users::table)
+            .values((
+                notifications_forgotten_users::user_id.eq(&id),
+                notifications_forgotten_users::forgotten_at.eq(at.naive_utc()),
+            ))
+            .execute(conn)
+    })?;
     diesel::delete(notifications::table.filter(notifications::user_id.eq(&id))).execute(conn)?;
     diesel::delete(notification_settings::table.find(&id)).execute(conn)?;
     diesel::delete(unsubscribe_tokens::table.filter(unsubscribe_tokens::user_id.eq(&id)))
         .execute(conn)?;
-    diesel::delete(
-        mail_queue::table
-            .filter(mail_queue::user_id.eq(&id))
-            .filter(mail_queue::sent_at.is_null()),
-    )
-    .execute(conn)?;
+    // Sent mail too: it holds their address and what they were told.
+    diesel::delete(mail_queue::table.filter(mail_queue::user_id.eq(&id))).execute(conn)?;
     Ok(())
 }
