@@ -9,6 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::openapi::openapi_document;
+use crate::platform::html::escape;
 
 /// The rendered page.
 pub fn page() -> &'static str {
@@ -238,20 +239,6 @@ fn text(value: &Value) -> String {
     value.as_str().map(escape).unwrap_or_default()
 }
 
-fn escape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The page's policy: nothing but its own inline style, named by its hash; no script at all.
 pub static CONTENT_SECURITY_POLICY: LazyLock<String> = LazyLock::new(|| {

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod changes;
 pub mod db;
+pub mod html;
 pub mod ids;
 pub mod instant;
 pub mod json;
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod telemetry;
 pub mod text;
 pub mod trace;
+pub mod zone;
 
 use chrono::{DateTime, SubsecRound, Utc};
 

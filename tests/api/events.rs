@@ -16,6 +16,8 @@ crate::backend_tests!(
     the_list_filters_by_time_organiser_category_location_and_status,
     paging_through_events_has_no_gaps_or_duplicates,
     bad_query_parameters_are_400,
+    an_event_keeps_the_time_zone_of_its_venue,
+    q_finds_events_by_the_beginnings_of_their_words,
 );
 
 async fn an_event_is_created_read_and_shows_its_organiser(backend: Backend) {
@@ -495,4 +497,166 @@ async fn bad_query_parameters_are_400(backend: Backend) {
         )
         .await;
     }
+}
+
+/// An event takes place somewhere: it keeps the IANA zone of its venue (UTC when none is given),
+/// spelt as the zone database spells it, through reads, lists and changes; a name the database
+/// does not know is 422 naming the field, on both backends alike.
+async fn an_event_keeps_the_time_zone_of_its_venue(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let create = |extra: Value| {
+        let mut body = event_body(5);
+        crate::helpers::merge(&mut body, extra);
+        app.post("/api/events", Some(&ada.access_token), body)
+    };
+    let unplaced = json_of(create(json!({})).await, StatusCode::CREATED).await;
+    assert_eq!(unplaced["time_zone"], "UTC");
+    let berlin = json_of(
+        create(json!({"time_zone": "europe/BERLIN"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(berlin["time_zone"], "Europe/Berlin");
+    let id = berlin["id"].as_str().unwrap();
+    let read = json_of(app.get(&format!("/api/events/{id}"), None).await, StatusCode::OK).await;
+    assert_eq!(read["time_zone"], "Europe/Berlin");
+    let listed = json_of(app.get("/api/events?limit=100", None).await, StatusCode::OK).await;
+    let item = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == berlin["id"])
+        .expect("listed");
+    assert_eq!(item["time_zone"], "Europe/Berlin");
+    // A change of anything else keeps it; a change of zone replaces it.
+    let path = format!("/api/events/{id}");
+    let retitled = json_of(
+        app.patch(&path, Some(&ada.access_token), json!({"title": "Renamed"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(retitled["time_zone"], "Europe/Berlin");
+    let moved = json_of(
+        app.patch(&path, Some(&ada.access_token), json!({"time_zone": "America/Los_Angeles"}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["time_zone"], "America/Los_Angeles");
+    assert_eq!(moved["starts_at"], berlin["starts_at"], "the instant stays");
+    for unknown in [
+        json!("Berlin"),
+        json!("Mars/Olympus_Mons"),
+        json!(""),
+        json!("Europe/Berlin\u{0}"),
+        json!("../../etc/passwd"),
+        json!("CET-1CEST,M3.5.0,M10.5.0/3"),
+        json!("x".repeat(300)),
+    ] {
+        let refused = problem(create(json!({"time_zone": unknown})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(refused["errors"][0]["field"], "time_zone", "{unknown}: {refused}");
+        let refused = problem(
+            app.patch(&path, Some(&ada.access_token), json!({"time_zone": unknown})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(refused["errors"][0]["field"], "time_zone", "{unknown}: {refused}");
+    }
+    let wrong_type = problem(create(json!({"time_zone": 1})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(wrong_type.to_string().contains("time_zone"), "{wrong_type}");
+}
+
+/// `q` finds events by the beginning of any word of their title, description, location or
+/// category, whatever the case and accents; every word must match; it combines with the other
+/// filters and pages like the list; an edit is found by its new words at once; hostile queries
+/// are 400 or simply words, never an error of the search engine.
+async fn q_finds_events_by_the_beginnings_of_their_words(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let mut ids = std::collections::HashMap::new();
+    for (key, title, description, location, category) in [
+        ("mitte", "Meetup", "Monthly", "Berlin Mitte", "Social"),
+        ("spati", "Späti crawl", "Kreuzberg at night", "Görlitzer Park", "Social"),
+        ("tech", "Talks", "Short ones", "Hamburg", "Tech"),
+        ("alpha", "Alpha", "First letters", "Köln", "Misc"),
+    ] {
+        let mut body = event_body(5);
+        crate::helpers::merge(
+            &mut body,
+            json!({"title": title, "description": description, "location": location, "category": category}),
+        );
+        let event = json_of(
+            app.post("/api/events", Some(&ada.access_token), body).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        ids.insert(key, event["id"].as_str().unwrap().to_owned());
+    }
+    let found = |query: &'static str| {
+        let app = &app;
+        let ids = &ids;
+        async move {
+            let page = json_of(
+                app.get(&format!("/api/events?{query}"), None).await,
+                StatusCode::OK,
+            )
+            .await;
+            let mut keys: Vec<&str> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| ids.iter().find(|(_, id)| **id == e["id"]).map(|(k, _)| *k))
+                .collect();
+            keys.sort_unstable();
+            keys
+        }
+    };
+    assert_eq!(found("q=ber").await, ["mitte"], "a word's beginning, not its middle (Kreuzberg)");
+    assert_eq!(found("q=BERLIN").await, ["mitte"]);
+    assert_eq!(found("q=spati").await, ["spati"], "accents do not matter");
+    assert_eq!(found("q=SP%C3%84T").await, ["spati"]);
+    assert_eq!(found("q=gorl").await, ["spati"], "the location counts");
+    assert_eq!(found("q=tec").await, ["tech"], "the category counts");
+    assert_eq!(found("q=kreuz").await, ["spati"], "the description counts");
+    assert_eq!(found("q=ber%20mit").await, ["mitte"], "every word must match");
+    assert_eq!(found("q=ber%20ham").await, Vec::<&str>::new());
+    assert_eq!(found("q=so").await, ["mitte", "spati"]);
+    assert_eq!(found("q=so&location=berlin%20mitte").await, ["mitte"], "with the other filters");
+    assert_eq!(found("q=%2A%22%28").await.len(), 4, "no words: no filter");
+    for hostile in ["NEAR(a%20b)", "%22a%22%20OR%20b", "a%3A*%20%26%20!b", "%27%3B%20DROP", "x%5C"] {
+        let response = app.get(&format!("/api/events?q={hostile}"), None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{hostile}");
+    }
+    for refused in ["a%00b".to_owned(), "a".repeat(201)] {
+        let response = app.get(&format!("/api/events?q={refused}"), None).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{refused}");
+    }
+    // An edit is found by its new words, not its old ones.
+    let alpha = ids["alpha"].clone();
+    json_of(
+        app.patch(&format!("/api/events/{alpha}"), Some(&ada.access_token), json!({"title": "Omega", "description": null}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found("q=alp").await, Vec::<&str>::new());
+    assert_eq!(found("q=ome").await, ["alpha"]);
+    // Paged like the list: every match once, in order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/events?q=so&limit=1&cursor={c}"),
+            None => "/api/events?q=so&limit=1".to_owned(),
+        };
+        let page = json_of(app.get(&path, None).await, StatusCode::OK).await;
+        paged.extend(page["items"].as_array().unwrap().iter().map(|e| e["id"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), 2);
+    assert_ne!(paged[0], paged[1]);
 }

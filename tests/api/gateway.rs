@@ -193,6 +193,8 @@ async fn the_openapi_document_covers_the_whole_contract(backend: Backend) {
         ("/api/events", "get"),
         ("/api/events", "post"),
         ("/api/events/{id}", "get"),
+        ("/api/events/{id}/calendar.ics", "get"),
+        ("/events/{id}", "get"),
         ("/api/events/{id}", "patch"),
         ("/api/events/{id}", "delete"),
         ("/api/events/{id}/registrations", "post"),

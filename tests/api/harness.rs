@@ -23,6 +23,8 @@ pub enum Need {
     Browser,
     /// Python's aiosmtpd, for a real SMTP server on loopback (`tests/smtp/recorder.py`).
     Smtp,
+    /// Python's icalendar, a real calendar parser (`tests/calendar/read.py`).
+    Calendar,
 }
 
 impl Need {
@@ -37,15 +39,18 @@ impl Need {
             Need::Browser => {
                 crate::web_app::browser_missing().filter(|_| !required("RSVP_REQUIRE_BROWSER"))
             }
-            Need::Smtp => (!aiosmtpd_installed() && !required("RSVP_REQUIRE_SMTP"))
+            Need::Smtp => (!python_has("aiosmtpd") && !required("RSVP_REQUIRE_SMTP"))
                 .then(|| "no SMTP server for tests (apt install python3-aiosmtpd)".to_owned()),
+            Need::Calendar => (!python_has("icalendar") && !required("RSVP_REQUIRE_CALENDAR"))
+                .then(|| "no calendar parser (pip install icalendar)".to_owned()),
         }
     }
 }
 
-fn aiosmtpd_installed() -> bool {
+/// Whether Python can import `module`.
+fn python_has(module: &str) -> bool {
     std::process::Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|out| out.status.success())
 }
@@ -117,16 +122,22 @@ fn run(test: fn() -> Pin<Box<dyn Future<Output = ()>>>) -> Result<(), Failed> {
 /// Registers each named `async fn <test>(Backend)` twice: `sqlite::<test>` and
 /// `postgres::<test>` (that one needs a PostgreSQL server). `split: a, b` registers tests that
 /// need the split topology; `split, sqlite: a` (or `postgres`) one backend only; `smtp: a, b`
-/// tests that need an SMTP server of their own.
+/// tests that need an SMTP server of their own, `calendar: a` a calendar parser.
 #[macro_export]
 macro_rules! backend_tests {
     (split, $backend:ident: $($name:ident),* $(,)?) => {
         $( $crate::backend_tests!(@case $backend, $name, [$crate::harness::Need::Split]); )*
     };
     (smtp: $($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@needing Smtp: $($name),*);
+    };
+    (calendar: $($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@needing Calendar: $($name),*);
+    };
+    (@needing $need:ident: $($name:ident),*) => {
         $(
-            $crate::backend_tests!(@case sqlite, $name, [$crate::harness::Need::Smtp]);
-            $crate::backend_tests!(@case postgres, $name, [$crate::harness::Need::Smtp]);
+            $crate::backend_tests!(@case sqlite, $name, [$crate::harness::Need::$need]);
+            $crate::backend_tests!(@case postgres, $name, [$crate::harness::Need::$need]);
         )*
     };
     (split: $($name:ident),* $(,)?) => {

@@ -9,6 +9,7 @@ mod hostile_inputs;
 mod processes;
 
 mod auth;
+mod calendar;
 mod battery;
 #[cfg(feature = "split")]
 mod contract;

@@ -459,10 +459,13 @@ async fn a_cancellation_and_a_move_reach_every_attendee(backend: Backend) {
         .patch(
             &format!("/api/events/{event}"),
             Some(&organiser.access_token),
-            json!({"location": "Hall 2"}),
+            json!({"location": "Hall 2", "time_zone": "Asia/Tokyo"}),
         )
         .await;
-    assert_eq!(moved.status(), StatusCode::OK);
+    let moved = json_of(moved, StatusCode::OK).await;
+    // Mail says the local time at the venue, in its zone (Tokyo: nine hours ahead, all year).
+    let starts: chrono::DateTime<chrono::Utc> = moved["starts_at"].as_str().unwrap().parse().unwrap();
+    let local = (starts + chrono::Duration::hours(9)).format("%a %-d %b %Y, %H:%M").to_string();
     let cancelled = app
         .delete(
             &format!("/api/events/{event}"),
@@ -484,6 +487,13 @@ async fn a_cancellation_and_a_move_reach_every_attendee(backend: Backend) {
             "{}",
             who.email
         );
+        for mail in smtp.wait_for(&who.email, 2).await {
+            assert!(
+                mail.text.contains(&local) && mail.text.contains("JST (Asia/Tokyo)"),
+                "{local} JST missing from {}",
+                mail.text
+            );
+        }
         let kinds: Vec<Value> = notifications_of(&app, who, 2).await["items"]
             .as_array()
             .unwrap()

@@ -37,9 +37,9 @@ function step(name) {
   console.log(`· ${name}`);
 }
 
-/** A person with a browser context of their own (their own localStorage). */
-async function person(name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+/** A person with a browser context of their own (their own localStorage, maybe their own zone). */
+async function person(name, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`${name}: script error: ${e.message}`));
   page.on('request', (r) => {
@@ -479,6 +479,60 @@ try {
   await fay.page.getByLabel('New password').fill('yet another password');
   await fay.page.getByRole('button', { name: 'Set the new password' }).click();
   await sees(fay.page, 'invalid, was used already or has expired', '[role=alert]');
+
+  step('time zones: an event in Berlin published from Tokyo, read from Los Angeles; skipped and repeated hours refused');
+  {
+    const kenji = await person('Kenji', { timezoneId: 'Asia/Tokyo' });
+    await register(kenji);
+    await go(kenji.page, '#/events/new');
+    assert.equal(await kenji.page.getByLabel('Time zone of the venue').inputValue(), 'Asia/Tokyo', 'the browser\'s zone by default');
+    await kenji.page.getByLabel('Title').fill('Hamburg Rust Night');
+    await kenji.page.getByLabel('Time zone of the venue').fill('Europe/Berlin');
+    await kenji.page.getByLabel('Seats').fill('10');
+    // 02:30 on the night summer time starts does not exist in Berlin; on the night it ends, it
+    // happens twice: neither is guessed.
+    await kenji.page.getByLabel('Starts').fill('2027-03-28T02:30');
+    await kenji.page.getByLabel('Ends').fill('2027-10-31T02:30');
+    await kenji.page.getByRole('button', { name: 'Publish event' }).click();
+    await kenji.page.locator('#f-ends_at-error:not(:empty)').waitFor();
+    assert.match(await text(kenji.page, '#f-starts_at-error'), /does not exist.*Europe\/Berlin/);
+    assert.match(await text(kenji.page, '#f-ends_at-error'), /happens twice.*Europe\/Berlin/);
+    await kenji.page.getByLabel('Starts').fill(tomorrowAt(19));
+    await kenji.page.getByLabel('Ends').fill(tomorrowAt(21));
+    await kenji.page.getByRole('button', { name: 'Publish event' }).click();
+    await kenji.page.getByRole('heading', { name: 'Hamburg Rust Night' }).waitFor();
+    await sees(kenji.page, 'local time in Berlin');
+    const id = new URL(kenji.page.url()).hash.split('/').pop();
+    const event = await (await fetch(`${BASE}/api/events/${id}`)).json();
+    assert.equal(event.time_zone, 'Europe/Berlin');
+    // 19:00 at the venue is the instant Berlin's clocks show 19:00, whatever Tokyo's say.
+    const berlinClock = new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Berlin', hour: '2-digit', minute: '2-digit' });
+    assert.equal(berlinClock.format(new Date(event.starts_at)), '19:00', event.starts_at);
+    assert.match(await text(kenji.page, 'main'), /19:00/);
+    assert.match(await text(kenji.page, '[data-viewer-time]'), /Asia\/Tokyo/);
+
+    const lena = await person('Lena', { timezoneId: 'America/Los_Angeles' });
+    await go(lena.page, `#/events/${id}`);
+    await sees(lena.page, 'local time in Berlin');
+    const laClock = new Intl.DateTimeFormat('en-GB', { timeZone: 'America/Los_Angeles', hour: '2-digit', minute: '2-digit' });
+    const viewer = await text(lena.page, '[data-viewer-time]');
+    assert.match(viewer, /America\/Los_Angeles/);
+    assert.ok(viewer.includes(laClock.format(new Date(event.starts_at)).replace(/^0/, '')) || viewer.includes(laClock.format(new Date(event.starts_at))), viewer);
+    // Editing keeps the venue's clock: the form shows 19:00 in Berlin, not the editor's time.
+    await go(kenji.page, `#/events/${id}/edit`);
+    assert.equal((await kenji.page.getByLabel('Starts').inputValue()).slice(11), '19:00');
+    assert.equal(await kenji.page.getByLabel('Time zone of the venue').inputValue(), 'Europe/Berlin');
+    await accessible(kenji.page, 'event form with a time zone');
+    step('search: the beginning of a word, whatever its case and accents');
+    await go(kenji.page, '#/');
+    await kenji.page.getByLabel('Search').fill('HAMB');
+    await kenji.page.getByRole('button', { name: 'Apply' }).click();
+    await sees(kenji.page, 'Hamburg Rust Night');
+    assert.match(kenji.page.url(), /q=HAMB/);
+    await go(kenji.page, '#/?q=nightz');
+    await sees(kenji.page, 'No upcoming events match.');
+    await Promise.all([kenji.context.close(), lena.context.close()]);
+  }
 } catch (error) {
   // What the failing screen showed: a screenshot and its text, for whoever reads the CI log.
   if (lastPage) {

@@ -179,18 +179,27 @@ async function logIn(email, password) {
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
-const dateTime = new Intl.DateTimeFormat(undefined, {
+const DATE_TIME = {
   weekday: 'short', day: 'numeric', month: 'short', year: 'numeric',
   hour: '2-digit', minute: '2-digit', timeZoneName: 'short',
-});
-const timeOnly = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+};
+const dateTime = new Intl.DateTimeFormat(undefined, DATE_TIME);
 const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
-function when(event) {
+/** The event's times, in `timeZone` (default: the venue's). */
+function when(event, timeZone = event.time_zone || 'UTC') {
+  const full = new Intl.DateTimeFormat(undefined, { ...DATE_TIME, timeZone });
+  const short = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', timeZoneName: 'short', timeZone });
+  const day = new Intl.DateTimeFormat('en-CA', { year: 'numeric', month: '2-digit', day: '2-digit', timeZone });
   const start = new Date(event.starts_at);
   const end = new Date(event.ends_at);
-  const sameDay = start.toDateString() === end.toDateString();
-  return `${dateTime.format(start)} – ${sameDay ? timeOnly.format(end) : dateTime.format(end)}`;
+  const sameDay = day.format(start) === day.format(end);
+  return `${full.format(start)} – ${sameDay ? short.format(end) : full.format(end)}`;
+}
+
+/** The venue's zone in words: `Europe/Berlin` → `Berlin`. */
+function place(timeZone) {
+  return timeZone.split('/').pop().replaceAll('_', ' ');
 }
 
 function seats(event) {
@@ -198,12 +207,38 @@ function seats(event) {
   return `${event.seats_taken} of ${event.capacity} seats taken${waiting}`;
 }
 
-/** `2026-12-01T18:00` in the viewer's zone, for a datetime-local input. */
-function localInput(iso) {
-  const d = new Date(iso);
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+/** The wall-clock time of instant `ms` in `timeZone`, as a datetime-local input writes it. */
+function wallTime(ms, timeZone) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
+    timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
+  }).formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
 }
+
+/** `2026-12-01T18:00` at the venue, for a datetime-local input. */
+function localInput(iso, timeZone) {
+  return wallTime(Date.parse(iso), timeZone);
+}
+
+/**
+ * The instants at which the clocks of `timeZone` show `wall` (`2026-03-29T02:30`): one as a
+ * rule, none in the hour skipped when summer time starts, two in the hour repeated when it ends.
+ */
+function instantsAt(wall, timeZone) {
+  const asUtc = Date.parse(`${wall}:00Z`);
+  if (Number.isNaN(asUtc)) return [];
+  // The zone's offset a day and a half either side covers any change of rule around `wall`.
+  const offsets = new Set([-36, 36].map((hours) => {
+    const probe = asUtc + hours * 3600e3;
+    return Date.parse(`${wallTime(probe, timeZone)}:00Z`) - Math.floor(probe / 60e3) * 60e3;
+  }));
+  return [...offsets].map((offset) => asUtc - offset)
+    .filter((ms) => wallTime(ms, timeZone) === wall)
+    .sort((a, b) => a - b);
+}
+
+/** Every zone the browser knows (the server knows the same database). */
+const ZONES = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
 
 /** Where the viewer stands; `promoted`: the seat came from the waitlist (a notification said so). */
 /** The events whose seat the viewer got from a waitlist (their latest notifications say). */
@@ -370,11 +405,13 @@ function query(params) {
 
 async function browse(params) {
   const filters = {
+    q: params.get('q') ?? '',
     from: params.get('from') ?? '', to: params.get('to') ?? '',
     location: params.get('location') ?? '', category: params.get('category') ?? '',
     status: params.get('status') ?? 'scheduled',
   };
   const form = h('form', { class: 'inline card', role: 'search', 'aria-label': 'Filter events' },
+    field('q', 'Search', { type: 'search', value: filters.q, placeholder: 'Title, place, topic…' }),
     field('from', 'From', { type: 'date', value: filters.from }),
     field('to', 'To', { type: 'date', value: filters.to }),
     field('location', 'Location', { value: filters.location }),
@@ -393,7 +430,7 @@ async function browse(params) {
   const apiFilters = {
     from: filters.from && new Date(`${filters.from}T00:00`).toISOString(),
     to: filters.to && new Date(`${filters.to}T23:59:59`).toISOString(),
-    location: filters.location, category: filters.category, status: filters.status,
+    q: filters.q, location: filters.location, category: filters.category, status: filters.status,
   };
   const list = h('ul', { class: 'cards', 'aria-label': 'Events' });
   const paged = pagedList(list,
@@ -473,14 +510,20 @@ async function eventPage(params, id) {
   const view = h('article', {},
     h('h1', {}, event.title, event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
     h('div', { class: 'card' },
-      h('p', { class: 'meta' }, h('time', { datetime: event.starts_at }, when(event))),
-      h('p', { class: 'hint' }, `Times are in your time zone (${zone}).`),
+      h('p', { class: 'meta' }, h('time', { datetime: event.starts_at }, when(event)),
+        ` (local time in ${place(event.time_zone)})`),
+      sameClock(event) ? null : h('p', { class: 'hint', 'data-viewer-time': '' },
+        `Your time (${zone}): ${when(event, zone)}`),
       (event.location || event.category) &&
         h('p', { class: 'meta' }, [event.location, event.category].filter(Boolean).join(' · ')),
       h('p', { class: 'meta' }, 'Organised by ', event.organizer?.name ?? 'a former member'),
       h('p', { class: 'meta', 'data-seats': '' }, seats(event)),
       viewer && stateOf(mine, promoted),
-      event.description && h('p', { class: 'description' }, event.description)),
+      event.description && h('p', { class: 'description' }, event.description),
+      h('p', { class: 'links' },
+        h('a', { href: `/api/events/${event.id}/calendar.ics`, download: `event-${event.id}.ics` }, 'Add to calendar'),
+        ' · ',
+        h('a', { href: `/events/${event.id}` }, 'Link to share'))),
     actions);
   if (manages) view.append(await attendees(event));
   return view;
@@ -511,9 +554,13 @@ function eventForm(event) {
     h('div', { class: 'field row' },
       field('location', 'Location', { value: event?.location ?? '' }),
       field('category', 'Category', { value: event?.category ?? '' }, 'Tech, Music, …')),
+    field('time_zone', 'Time zone of the venue', {
+      value: event?.time_zone ?? zone, list: 'zones', autocomplete: 'off', spellcheck: 'false',
+    }, 'Starts and Ends are local times there.'),
+    h('datalist', { id: 'zones' }, ZONES.map((name) => h('option', { value: name }))),
     h('div', { class: 'field row' },
-      field('starts_at', 'Starts', { type: 'datetime-local', value: event ? localInput(event.starts_at) : '' }),
-      field('ends_at', 'Ends', { type: 'datetime-local', value: event ? localInput(event.ends_at) : '' })),
+      field('starts_at', 'Starts', { type: 'datetime-local', value: event ? localInput(event.starts_at, event.time_zone) : '' }),
+      field('ends_at', 'Ends', { type: 'datetime-local', value: event ? localInput(event.ends_at, event.time_zone) : '' })),
     field('capacity', 'Seats', { type: 'number', min: 1, max: 100000, inputmode: 'numeric', value: event?.capacity ?? '' },
       event ? 'More seats promote people from the waitlist.' : null),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, event ? 'Save changes' : 'Publish event')));
@@ -523,19 +570,46 @@ function eventForm(event) {
 
 const EVENT_REQUIRED = ['title', 'starts_at', 'ends_at', 'capacity'];
 
-/** The form's values as the API takes them (times in UTC, empty optional text left out). */
+/**
+ * The form's values as the API takes them: the local times at the venue as UTC instants. A time
+ * the venue's clocks skip or show twice (summer time) is refused here, never shifted silently.
+ */
 function eventBody(values) {
-  const time = (v) => (v ? new Date(v).toISOString() : v);
+  const timeZone = values.time_zone.trim();
+  const errors = [];
+  const known = ZONES.length === 0 || ZONES.some((name) => name.toLowerCase() === timeZone.toLowerCase())
+    || timeZone.toUpperCase() === 'UTC';
+  if (!known) errors.push({ field: 'time_zone', message: 'choose a time zone from the list, such as Europe/Berlin' });
+  const time = (name) => {
+    const wall = values[name];
+    if (!wall || !known) return wall;
+    const at = instantsAt(wall, timeZone);
+    const clock = wall.slice(11);
+    if (at.length === 0) {
+      errors.push({ field: name, message: `${clock} does not exist on that day in ${timeZone}: the clocks skip that hour. Choose another time` });
+    } else if (at.length > 1) {
+      errors.push({ field: name, message: `${clock} happens twice on that night in ${timeZone}: the clocks go back. Choose a time outside that hour` });
+    }
+    return at.length === 1 ? new Date(at[0]).toISOString() : wall;
+  };
   const body = {
     title: values.title,
     description: values.description || null,
     location: values.location || null,
     category: values.category || null,
-    starts_at: time(values.starts_at),
-    ends_at: time(values.ends_at),
+    time_zone: timeZone,
+    starts_at: time('starts_at'),
+    ends_at: time('ends_at'),
     capacity: values.capacity === '' ? null : Number(values.capacity),
   };
+  if (errors.length) throw new ApiError(422, { title: 'Please check the form.', errors });
   return body;
+}
+
+/** Whether the viewer's clock shows the same times as the venue's. */
+function sameClock(event) {
+  return [event.starts_at, event.ends_at].every((iso) =>
+    wallTime(Date.parse(iso), zone) === wallTime(Date.parse(iso), event.time_zone || 'UTC'));
 }
 
 async function createEvent() {

@@ -12,6 +12,7 @@ use crate::platform::{
     instant,
     problem::FieldError,
     text::{Lines, check_text},
+    zone::Zone,
 };
 
 pub const MAX_CAPACITY: i64 = 100_000;
@@ -23,6 +24,8 @@ pub struct EventDraft {
     pub description: Option<String>,
     pub location: Option<String>,
     pub category: Option<String>,
+    /// Where it takes place; its times are shown in this zone.
+    pub time_zone: Zone,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub capacity: i32,
@@ -41,6 +44,9 @@ pub struct EventInput {
     pub location: Option<String>,
     #[schema(max_length = 50)]
     pub category: Option<String>,
+    /// The IANA time zone where it takes place (`Europe/Berlin`); `UTC` when left out.
+    #[schema(example = "Europe/Berlin")]
+    pub time_zone: Option<String>,
     /// Must be in the future.
     #[serde(deserialize_with = "instant::required")]
     pub starts_at: DateTime<Utc>,
@@ -67,6 +73,8 @@ pub struct EventPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub category: Option<Option<String>>,
+    /// The IANA time zone where it takes place.
+    pub time_zone: Option<String>,
     #[serde(default, deserialize_with = "instant::optional")]
     pub starts_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "instant::optional")]
@@ -94,6 +102,7 @@ impl EventDraft {
             input.description,
             input.location,
             input.category,
+            input.time_zone.as_deref(),
             input.starts_at,
             input.ends_at,
             input.capacity,
@@ -119,6 +128,7 @@ impl EventDraft {
                 .unwrap_or_else(|| self.description.clone()),
             patch.location.unwrap_or_else(|| self.location.clone()),
             patch.category.unwrap_or_else(|| self.category.clone()),
+            Some(patch.time_zone.as_deref().unwrap_or(self.time_zone.name())),
             patch.starts_at.unwrap_or(self.starts_at),
             patch.ends_at.unwrap_or(self.ends_at),
             patch.capacity.unwrap_or(i64::from(self.capacity)),
@@ -137,6 +147,7 @@ impl EventDraft {
         description: Option<String>,
         location: Option<String>,
         category: Option<String>,
+        time_zone: Option<&str>,
         starts_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
         capacity: i64,
@@ -152,6 +163,16 @@ impl EventDraft {
         let description = optional_text(errors, "description", description, 10_000, Lines::Multi);
         let location = optional_text(errors, "location", location, 200, Lines::Single);
         let category = optional_text(errors, "category", category, 50, Lines::Single);
+        let time_zone = match time_zone.map(str::trim) {
+            None => Zone::utc(),
+            Some(name) => Zone::parse(name).unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "time_zone",
+                    "must be an IANA time zone, such as Europe/Berlin or UTC",
+                ));
+                Zone::utc()
+            }),
+        };
         if ends_at <= starts_at {
             errors.push(FieldError::new("ends_at", "must be after starts_at"));
         }
@@ -166,6 +187,7 @@ impl EventDraft {
             description,
             location,
             category,
+            time_zone,
             starts_at,
             ends_at,
             capacity: capacity.clamp(1, MAX_CAPACITY) as i32,
@@ -215,6 +237,8 @@ pub struct Event {
     seats_taken: i32,
     waitlist_length: i32,
     cancelled: bool,
+    /// Raised by each change of time or place, and by the cancellation (a calendar's SEQUENCE).
+    sequence: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -238,6 +262,7 @@ impl Event {
             seats_taken: 0,
             waitlist_length: 0,
             cancelled: false,
+            sequence: 0,
             created_at: now,
             updated_at: now,
         }
@@ -252,6 +277,7 @@ impl Event {
         seats_taken: i32,
         waitlist_length: i32,
         cancelled: bool,
+        sequence: i32,
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> Self {
@@ -262,6 +288,7 @@ impl Event {
             seats_taken,
             waitlist_length,
             cancelled,
+            sequence,
             created_at,
             updated_at,
         }
@@ -277,6 +304,10 @@ impl Event {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancelled
+    }
+
+    pub fn sequence(&self) -> i32 {
+        self.sequence
     }
 
     /// Whether `user` may change it: its organiser or an admin.
@@ -296,6 +327,12 @@ impl Event {
                 seats_taken: self.seats_taken,
             });
         }
+        let old = &self.draft;
+        let moved = (old.starts_at, old.ends_at, &old.time_zone, &old.location)
+            != (draft.starts_at, draft.ends_at, &draft.time_zone, &draft.location);
+        if moved {
+            self.sequence += 1;
+        }
         self.draft = draft;
         self.updated_at = now;
         Ok(())
@@ -307,6 +344,7 @@ impl Event {
             return false;
         }
         self.cancelled = true;
+        self.sequence += 1;
         self.updated_at = now;
         true
     }
@@ -415,6 +453,7 @@ mod tests {
             description: Some("  ".into()),
             location: Some("Berlin".into()),
             category: None,
+            time_zone: None,
             starts_at: now + Duration::days(1),
             ends_at: now + Duration::days(1) + Duration::hours(2),
             capacity: 50,
@@ -428,6 +467,30 @@ mod tests {
         assert_eq!(draft.title, "Rust meetup");
         assert_eq!(draft.description, None);
         assert_eq!(draft.capacity, 50);
+        assert_eq!(draft.time_zone.name(), "UTC", "an event nobody placed");
+    }
+
+    #[test]
+    fn the_time_zone_is_a_known_iana_name_kept_by_a_patch_that_leaves_it_out() {
+        let now = Utc::now();
+        let mut placed = input(now);
+        placed.time_zone = Some(" europe/berlin ".into());
+        let draft = EventDraft::create(placed, now).unwrap();
+        assert_eq!(draft.time_zone.name(), "Europe/Berlin");
+        let retitled = draft
+            .apply(EventPatch { title: Some("New".into()), ..Default::default() }, now)
+            .unwrap();
+        assert_eq!(retitled.time_zone.name(), "Europe/Berlin");
+        let moved = draft
+            .apply(EventPatch { time_zone: Some("Asia/Tokyo".into()), ..Default::default() }, now)
+            .unwrap();
+        assert_eq!(moved.time_zone.name(), "Asia/Tokyo");
+        for unknown in ["Berlin", "Mars/Olympus", "", "CET+1"] {
+            let mut bad = input(now);
+            bad.time_zone = Some(unknown.into());
+            let errors = EventDraft::create(bad, now).unwrap_err();
+            assert_eq!(errors[0].field, "time_zone", "{unknown:?}");
+        }
     }
 
     #[test]
@@ -438,6 +501,7 @@ mod tests {
             description: Some("d".repeat(10_001)),
             location: Some("l".repeat(201)),
             category: Some("c".repeat(51)),
+            time_zone: Some("Nowhere/Else".into()),
             starts_at: now - Duration::hours(1),
             ends_at: now - Duration::hours(2),
             capacity: 0,
@@ -452,6 +516,7 @@ mod tests {
             "description",
             "location",
             "category",
+            "time_zone",
             "starts_at",
             "ends_at",
             "capacity",

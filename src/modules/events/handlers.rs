@@ -7,16 +7,21 @@ use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
 use super::{
-    Attendee, Event, EventFilter, EventsError, EventsService, MyRegistration, Person, Registration,
+    Attendee, Event, EventFilter, EventStatus, EventsError, EventsService, MyRegistration, Person,
+    Registration,
     domain::{EventInput, EventPatch},
+    search,
+    service::SharePage,
 };
 use crate::platform::{
     auth::AuthUser,
+    html::{self, escape},
     instant,
     json::JsonBody,
     pagination::{Page, PageQuery},
     problem::{Problem, ProblemBody},
     text::is_clean_parameter,
+    zone::Zone,
 };
 
 type Service = web::Data<EventsService>;
@@ -26,6 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list_events)
         .service(create_event)
         .service(get_event)
+        .service(event_calendar)
+        .service(share_page)
         .service(update_event)
         .service(cancel_event)
         .service(sign_up)
@@ -52,6 +59,9 @@ pub struct ListEventsQuery {
     location: Option<String>,
     /// `scheduled` (default) or `cancelled`.
     status: Option<String>,
+    /// Free text: events with a word beginning with each word of `q` in their title,
+    /// description, location or category, whatever the case and accents (`ber`, `spati`).
+    q: Option<String>,
 }
 
 /// Upcoming (or cancelled) events, ordered by `starts_at`, then `id`.
@@ -76,7 +86,7 @@ async fn list_events(
             return Err(Problem::bad_request("status must be scheduled or cancelled").into());
         }
     };
-    for (name, value) in [("category", &q.category), ("location", &q.location)] {
+    for (name, value) in [("category", &q.category), ("location", &q.location), ("q", &q.q)] {
         if value.as_deref().is_some_and(|v| !is_clean_parameter(v)) {
             return Err(Problem::bad_request(format!(
                 "{name} must not contain control characters"
@@ -90,6 +100,13 @@ async fn list_events(
         organizer_id: q.organizer_id,
         category: q.category,
         location: q.location,
+        q: match q.q.as_deref() {
+            Some(text) if text.chars().count() > 200 => {
+                return Err(Problem::bad_request("q must be at most 200 characters").into());
+            }
+            Some(text) => search::query_words(text),
+            None => None,
+        },
         cancelled,
     };
     Ok(json_response(service.list_json(filter, page).await?))
@@ -116,6 +133,130 @@ async fn get_event(service: Service, id: web::Path<Uuid>) -> Result<HttpResponse
     Ok(json_response(
         service.event_json(id.into_inner().into()).await?,
     ))
+}
+
+/// The event as an iCalendar file (RFC 5545), to add to a calendar: its times in the venue's
+/// zone (with its `VTIMEZONE`), a stable `UID`, a `SEQUENCE` raised by each change of time or
+/// place, `STATUS:CANCELLED` once cancelled.
+#[utoipa::path(get, path = "/api/events/{id}/calendar.ics", tag = "events",
+    responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = ProblemBody)))]
+#[get("/api/events/{id}/calendar.ics")]
+#[tracing::instrument(skip_all, fields(event_id = %id))]
+async fn event_calendar(
+    service: Service,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, EventsError> {
+    let id = id.into_inner();
+    let ics = service.calendar(id.into()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/calendar; charset=utf-8")
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"event-{id}.ics\""),
+        ))
+        .body(ics))
+}
+
+/// The event's share page: what a link pasted in a chat previews (Open Graph), the time at the
+/// venue, the place and the seats, and a way into the web app. Server-rendered, no script.
+#[utoipa::path(get, path = "/events/{id}", tag = "events",
+    responses((status = 200, content_type = "text/html", body = String), (status = 404, body = ProblemBody)))]
+#[get("/events/{id}")]
+#[tracing::instrument(skip_all, fields(event_id = %id))]
+async fn share_page(service: Service, id: web::Path<Uuid>) -> Result<HttpResponse, EventsError> {
+    let SharePage { event, url } = service.share_page(id.into_inner().into()).await?;
+    let zone = Zone::or_utc(&event.time_zone);
+    let when = zone.describe_span(event.starts_at, event.ends_at);
+    let cancelled = event.status == EventStatus::Cancelled;
+    let seats = format!("{} of {} seats taken", event.seats_taken, event.capacity)
+        + &match event.waitlist_length {
+            0 => String::new(),
+            n => format!(" · {n} on the waitlist"),
+        };
+    let summary = [
+        cancelled.then(|| "Cancelled".to_owned()),
+        Some(when.clone()),
+        event.location.clone(),
+        (!cancelled).then(|| seats.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ");
+    let meta = |property: &str, content: &str| {
+        format!(
+            "<meta property=\"{property}\" content=\"{}\">",
+            escape(content)
+        )
+    };
+    let head = [
+        format!("<meta name=\"description\" content=\"{}\">", escape(&summary)),
+        meta("og:type", "website"),
+        meta("og:site_name", "rsvp"),
+        meta("og:title", &event.title),
+        meta("og:description", &summary),
+        meta("og:url", &url),
+        "<meta name=\"twitter:card\" content=\"summary\">".to_owned(),
+        format!("<link rel=\"canonical\" href=\"{}\">", escape(&url)),
+        "<link rel=\"stylesheet\" href=\"/app.css\">".to_owned(),
+    ]
+    .concat();
+    let paragraph = |class: &str, html: String| format!("<p class=\"{class}\">{html}</p>");
+    let body = [
+        "<main class=\"share\"><article class=\"card\">".to_owned(),
+        format!(
+            "<h1 dir=\"auto\">{}{}</h1>",
+            escape(&event.title),
+            if cancelled { " <span class=\"badge cancelled\">Cancelled</span>" } else { "" }
+        ),
+        paragraph("meta", format!("<time datetime=\"{}\">{}</time>", event.starts_at.to_rfc3339(), escape(&when))),
+        event
+            .location
+            .as_deref()
+            .map(|l| paragraph("meta", linked(l)))
+            .unwrap_or_default(),
+        paragraph("meta", escape(&seats)),
+        event
+            .description
+            .as_deref()
+            .map(|d| paragraph("description", linked(d)))
+            .unwrap_or_default(),
+        format!(
+            "<p class=\"actions\"><a class=\"button\" href=\"/#/events/{0}\">Open in rsvp</a> \
+             <a class=\"button secondary\" href=\"/api/events/{0}/calendar.ics\">Add to calendar</a></p>",
+            event.id
+        ),
+        "</article></main>".to_owned(),
+    ]
+    .concat();
+    Ok(html::page(&format!("{} · rsvp", event.title), &head, &body))
+}
+
+/// `text` escaped, with its http(s) links made clickable (opened without telling the target
+/// where from, or giving it this page); anything else that looks like a link stays text.
+fn linked(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+        out.push_str(&escape(&rest[..start]));
+        let link = &rest[start..];
+        let end = link
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+            .unwrap_or(link.len());
+        // A sentence's closing punctuation is not part of the address.
+        let url = link[..end].trim_end_matches(['.', ',', ';', ':', '!', '?', ')']);
+        if url.len() > "https://".len() {
+            out.push_str(&format!(
+                "<a href=\"{0}\" rel=\"noopener noreferrer nofollow\">{0}</a>",
+                escape(url)
+            ));
+        } else {
+            out.push_str(&escape(url));
+        }
+        rest = &link[url.len()..];
+    }
+    out.push_str(&escape(rest));
+    out
 }
 
 /// Change an event (organiser or admin). Capacity can not go below `seats_taken`; a larger
@@ -218,6 +359,8 @@ async fn my_registrations(
         list_events,
         create_event,
         get_event,
+        event_calendar,
+        share_page,
         update_event,
         cancel_event,
         sign_up,
@@ -244,4 +387,27 @@ fn json_response(json: bytes::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(actix_web::http::header::ContentType::json())
         .body(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::linked;
+
+    #[test]
+    fn only_http_links_become_links_and_everything_else_stays_text() {
+        assert_eq!(
+            linked("See https://example.org/a?b=1&c=2. Or http://x.test!"),
+            "See <a href=\"https://example.org/a?b=1&amp;c=2\" rel=\"noopener noreferrer nofollow\">\
+             https://example.org/a?b=1&amp;c=2</a>. Or <a href=\"http://x.test\" \
+             rel=\"noopener noreferrer nofollow\">http://x.test</a>!"
+        );
+        for text in ["javascript:alert(1)", "<script>x</script>", "https://", "data:text/html,x"] {
+            assert!(!linked(text).contains("<a "), "{text}");
+            assert!(!linked(text).contains('<') || linked(text).contains("&lt;"), "{text}");
+        }
+        assert_eq!(
+            linked("https://a.test/\"onmouseover=\"x"),
+            "<a href=\"https://a.test/\" rel=\"noopener noreferrer nofollow\">https://a.test/</a>&quot;onmouseover=&quot;x"
+        );
+    }
 }

@@ -35,6 +35,7 @@ fn combinations() -> Vec<(EventFilter, PageRequest)> {
                 organizer_id: has(2).then(Uuid::now_v7),
                 category: has(3).then(|| "Tech".to_owned()),
                 location: has(4).then(|| "Berlin".to_owned()),
+                q: None,
                 cancelled: mask == 31,
             };
             let page = PageRequest {

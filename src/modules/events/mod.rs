@@ -5,6 +5,7 @@
 //! its domain events.
 
 mod cache;
+mod calendar;
 mod domain;
 mod error;
 mod handlers;
@@ -12,6 +13,7 @@ mod handlers;
 mod list_plans;
 mod module;
 mod schema;
+mod search;
 mod service;
 mod store;
 
@@ -57,6 +59,9 @@ pub struct Event {
     pub description: Option<String>,
     pub location: Option<String>,
     pub category: Option<String>,
+    /// The IANA time zone where it takes place; `starts_at` and `ends_at` stay UTC instants.
+    #[schema(example = "Europe/Berlin")]
+    pub time_zone: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub capacity: i32,
@@ -139,6 +144,8 @@ pub struct EventFilter {
     pub organizer_id: Option<Uuid>,
     pub category: Option<String>,
     pub location: Option<String>,
+    /// The reduced words of a free-text query, each to begin a word of the event.
+    pub q: Option<Vec<String>>,
     pub cancelled: bool,
 }
 
@@ -150,6 +157,13 @@ pub struct EventSummary {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub location: Option<String>,
+    /// The IANA zone of its venue (`UTC` in messages written before events had one).
+    #[serde(default = "utc")]
+    pub time_zone: String,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
 }
 
 /// What other modules may ask of the events module. In process it is [`EventsService`];

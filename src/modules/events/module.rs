@@ -23,7 +23,7 @@ use modkit::{Declaration, events::Subscription};
 pub static MODULE: Module = Module {
     declaration: Declaration {
         name: "events",
-        routes: &["/api/events", "/api/users/me/registrations"],
+        routes: &["/api/events", "/api/users/me/registrations", "/events"],
         publishes: &[SEAT_OBTAINED, EVENT_CANCELLED, EVENT_CHANGED],
         consumes: &[USER_DELETED],
         default_url: "http://127.0.0.1:9000",
@@ -47,8 +47,13 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         process.changes.clone(),
         &cache,
         &process.cache_metrics,
+        process.section("server.public_url")?,
     );
     service.recall_deleted_accounts().await?;
+    let indexed = service.index_unindexed().await?;
+    if indexed > 0 {
+        tracing::info!(indexed, "events from before search indexed");
+    }
     let service = Arc::new(service);
     process.apis.provide::<dyn EventsApi>(service.clone());
     let (public, internal) = (service.clone(), service.clone());

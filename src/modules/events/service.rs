@@ -15,8 +15,10 @@ use super::{
     EventsApiError, MyRegistration, Person, Registration, RegistrationStatus, SEAT_OBTAINED,
     SeatObtained, Seats,
     cache::{AttendeePages, CachedName, EventCaches, ListKey, ListedPage},
+    calendar,
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
     error::EventsError,
+    search,
     store::{self, RegistrationsOf},
 };
 use crate::{
@@ -45,6 +47,8 @@ pub struct EventsService {
     changes: Arc<Changes>,
     /// Where seats obtained, cancellations and moves are recorded, in their transactions.
     outbox: Outbox,
+    /// The public base address, for the links in calendar files.
+    public_url: String,
 }
 
 /// Where this module records its domain events.
@@ -60,10 +64,12 @@ impl EventsService {
         changes: Arc<Changes>,
         cache: &CacheSettings,
         metrics: &CacheMetrics,
+        public_url: String,
     ) -> Self {
         let caches = Arc::new(EventCaches::new(cache, metrics));
         changes.listen(caches.clone());
         Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
             outbox: Outbox::new(db.clone(), OUTBOX),
             db,
             users,
@@ -125,6 +131,51 @@ impl EventsService {
             event,
             &HashMap::from([(organizer.id, organizer.name)]),
         ))
+    }
+
+    /// Indexes, in batches, the text of events stored before search existed (once, at start;
+    /// instances starting together share the work). How many were indexed.
+    pub async fn index_unindexed(&self) -> Result<usize, EventsError> {
+        let mut total = 0;
+        loop {
+            let indexed = self
+                .db
+                .write(|conn| store::index_unindexed(conn, 500))
+                .await?;
+            total += indexed;
+            if indexed < 500 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One event as an iCalendar file (`GET /api/events/{id}/calendar.ics`).
+    pub async fn calendar(&self, id: EventId) -> Result<String, EventsError> {
+        let event = self
+            .db
+            .run(move |conn| store::find_event(conn, id))
+            .await?
+            .ok_or(EventsError::EventNotFound)?;
+        let entry = calendar::Entry {
+            url: format!("{}/events/{}", self.public_url, event.id),
+            event: &event,
+        };
+        Ok(calendar::render(&event.draft.title, &[entry], now()))
+    }
+
+    /// The share page of an event (`GET /events/{id}`): what a link preview shows (Open Graph)
+    /// and a way into the web app.
+    pub async fn share_page(&self, id: EventId) -> Result<SharePage, EventsError> {
+        let json = self.event_json(id).await?;
+        let event: Event = serde_json::from_slice(&json).map_err(|e| EventsError::CorruptRow {
+            table: "events",
+            key: id.to_string(),
+            why: format!("its JSON does not read back: {e}"),
+        })?;
+        Ok(SharePage {
+            url: format!("{}/events/{}", self.public_url, event.id),
+            event,
+        })
     }
 
     /// One event as `GET /api/events/{id}` answers it (JSON), cancelled ones included.
@@ -239,13 +290,19 @@ impl EventsService {
                 store::ensure_account_alive(conn, caller.id, &deleted)?;
                 let mut event = locked_for(conn, id, &caller)?;
                 let before = summary(&event);
+                let text_before = search::indexed_text(&event.draft);
                 event.revise(patch, now())?;
                 // A larger capacity seats waitlisted people now, not at the next cancellation.
                 promote_waitlisted(conn, &outbox, &mut event)?;
-                store::save_event(conn, &event)?;
+                if search::indexed_text(&event.draft) == text_before {
+                    store::save_event(conn, &event)?;
+                } else {
+                    store::save_event_and_text(conn, &event)?;
+                }
                 let after = summary(&event);
-                let time_changed =
-                    (before.starts_at, before.ends_at) != (after.starts_at, after.ends_at);
+                // A new zone moves the local time people were told, as a new instant does.
+                let time_changed = (before.starts_at, before.ends_at, &before.time_zone)
+                    != (after.starts_at, after.ends_at, &after.time_zone);
                 let place_changed = before.location != after.location;
                 if time_changed || place_changed {
                     record_for_attendees(&outbox, conn, event.id, EVENT_CHANGED, |attendees| {
@@ -616,6 +673,13 @@ fn promote_waitlisted(
     Ok(())
 }
 
+/// An event as its share page shows it.
+pub struct SharePage {
+    pub event: Event,
+    /// The page's own public address.
+    pub url: String,
+}
+
 /// What a domain event says of `event`.
 fn summary(event: &domain::Event) -> EventSummary {
     EventSummary {
@@ -624,6 +688,7 @@ fn summary(event: &domain::Event) -> EventSummary {
         starts_at: event.draft.starts_at,
         ends_at: event.draft.ends_at,
         location: event.draft.location.clone(),
+        time_zone: event.draft.time_zone.name().to_owned(),
     }
 }
 
@@ -734,6 +799,7 @@ fn to_event(event: domain::Event, names: &HashMap<Uuid, String>) -> Event {
         description: event.draft.description,
         location: event.draft.location,
         category: event.draft.category,
+        time_zone: event.draft.time_zone.name().to_owned(),
         starts_at: event.draft.starts_at,
         ends_at: event.draft.ends_at,
         capacity: event.draft.capacity,

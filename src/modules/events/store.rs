@@ -1,10 +1,13 @@
 //! The events module's diesel queries. Only this module's tables are named here.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Text},
+};
 
 use super::{
-    EventFilter, EventsError, RegistrationStatus,
+    EventFilter, EventsError, RegistrationStatus, search,
     domain::{Event, EventDraft, EventId, Registration, filter_key},
     schema::{events, events_deleted_users, registrations},
 };
@@ -13,6 +16,7 @@ use crate::platform::{
     db::{AccountLock, DbConnection},
     ids::UserId,
     pagination::{Cursor, PageRequest},
+    zone::Zone,
 };
 
 /// An `events` row, as stored; only this file sees one.
@@ -27,12 +31,15 @@ struct EventRow {
     location_key: Option<String>,
     category: Option<String>,
     category_key: Option<String>,
+    time_zone: String,
     starts_at: NaiveDateTime,
     ends_at: NaiveDateTime,
     capacity: i32,
     seats_taken: i32,
     waitlist_length: i32,
     status: String,
+    sequence: i32,
+    search_text: String,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
 }
@@ -65,6 +72,7 @@ impl EventRow {
             location_key: draft.location.as_deref().map(filter_key),
             category: draft.category.clone(),
             category_key: draft.category.as_deref().map(filter_key),
+            time_zone: draft.time_zone.name().to_owned(),
             starts_at: draft.starts_at.naive_utc(),
             ends_at: draft.ends_at.naive_utc(),
             capacity: draft.capacity,
@@ -76,6 +84,8 @@ impl EventRow {
                 SCHEDULED
             }
             .to_owned(),
+            sequence: event.sequence(),
+            search_text: search::indexed_text(draft),
             created_at: event.created_at.naive_utc(),
             updated_at: event.updated_at.naive_utc(),
         }
@@ -101,6 +111,9 @@ impl EventRow {
                 description: self.description,
                 location: self.location,
                 category: self.category,
+                // A name this build's database lacks (written by a later one) reads as UTC
+                // rather than making the event unreadable.
+                time_zone: Zone::or_utc(&self.time_zone),
                 starts_at: self.starts_at.and_utc(),
                 ends_at: self.ends_at.and_utc(),
                 capacity: self.capacity,
@@ -108,6 +121,7 @@ impl EventRow {
             self.seats_taken,
             self.waitlist_length,
             cancelled,
+            self.sequence,
             self.created_at.and_utc(),
             self.updated_at.and_utc(),
         ))
@@ -185,10 +199,67 @@ pub fn cursor_by_start(event: &Event) -> Cursor {
 }
 
 pub fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
+    let row = EventRow::from_event(event);
     diesel::insert_into(events::table)
-        .values(EventRow::from_event(event))
+        .values(&row)
         .execute(conn)?;
+    index_text(conn, event.id, &row.search_text, false)
+}
+
+/// Keeps SQLite's search index in step with an event whose text (`search_text`) is new or
+/// changed; PostgreSQL's index follows the column by itself.
+fn index_text(
+    conn: &mut DbConnection,
+    id: EventId,
+    search_text: &str,
+    replace: bool,
+) -> Result<(), EventsError> {
+    let DbConnection::Sqlite(lite) = conn else {
+        return Ok(());
+    };
+    let rowid = search::fts_rowid(id.as_uuid());
+    if replace {
+        diesel::sql_query("DELETE FROM events_search WHERE rowid = ?1")
+            .bind::<BigInt, _>(rowid)
+            .execute(lite)?;
+    }
+    diesel::sql_query(
+        "INSERT INTO events_search (rowid, event_id, search_text) VALUES (?1, ?2, ?3)",
+    )
+    .bind::<BigInt, _>(rowid)
+    .bind::<Text, _>(id.to_string())
+    .bind::<Text, _>(search_text)
+    .execute(lite)?;
     Ok(())
+}
+
+/// Saves `event` after a change of its text (title, description, location or category).
+pub fn save_event_and_text(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
+    save_event(conn, event)?;
+    index_text(conn, event.id, &search::indexed_text(&event.draft), true)
+}
+
+/// Fills in the search text of up to `limit` events stored before search existed; how many.
+pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, EventsError> {
+    let rows: Vec<EventRow> = events::table
+        .filter(events::search_text.eq(""))
+        .select(EventRow::as_select())
+        .limit(limit)
+        .load(conn)?;
+    let mut indexed = 0;
+    for row in rows {
+        let event = row.into_event()?;
+        let text = search::indexed_text(&event.draft);
+        if text.is_empty() {
+            continue; // nothing to find it by (a title of punctuation only)
+        }
+        diesel::update(events::table.find(event.id.to_string()))
+            .set(events::search_text.eq(&text))
+            .execute(conn)?;
+        index_text(conn, event.id, &text, true)?;
+        indexed += 1;
+    }
+    Ok(indexed)
 }
 
 pub fn find_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>, EventsError> {
@@ -261,6 +332,24 @@ pub fn list_events(
     }
     if let Some(location) = &filter.location {
         query = query.filter(events::location_key.eq(filter_key(location)));
+    }
+    if let Some(words) = &filter.q {
+        query = match conn {
+            DbConnection::Sqlite(_) => query.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "events.id IN (SELECT event_id FROM events_search WHERE events_search MATCH ",
+                )
+                .bind::<Text, _>(search::fts5_query(words))
+                .sql(")"),
+            ),
+            DbConnection::Postgres(_) => query.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "to_tsvector('simple', events.search_text) @@ to_tsquery('simple', ",
+                )
+                .bind::<Text, _>(search::tsquery(words))
+                .sql(")"),
+            ),
+        };
     }
     if let Some(after) = page.after {
         // Past the lower bound, this only sorts out the rows sharing the cursor's start time.

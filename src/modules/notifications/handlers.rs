@@ -1,6 +1,6 @@
 //! HTTP handlers of the notifications module: parse, call the service, shape the response.
 
-use actix_web::{HttpResponse, get, http::header::ContentType, patch, post, put, web};
+use actix_web::{HttpResponse, get, patch, post, put, web};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -168,16 +168,7 @@ async fn unsubscribe(
 
 /// A small page of this module's, under the same strict policy as the web app.
 fn html(body: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::html())
-        .insert_header((
-            "Content-Security-Policy",
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-        ))
-        .body(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>rsvp</title></head><body>{body}</body></html>"
-        ))
+    crate::platform::html::page("rsvp", "", body)
 }
 
 #[derive(OpenApi)]

@@ -26,10 +26,12 @@ use crate::{
     },
     platform::{
         db::{Db, DbError},
+        html::escape,
         now,
         outbox::Inbox,
         pagination::{PageRequest, into_page},
         problem::Problem,
+        zone::Zone,
     },
 };
 use modkit::events::{DeliveryError, DomainEvent, EventHandler};
@@ -418,22 +420,10 @@ fn quote_name(name: &str) -> String {
     format!("\"{escaped}\"")
 }
 
-/// `text` safe inside HTML.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// When and where, as a mail says it (UTC until events carry their zone).
+/// When and where, as a mail says it: the local time at the venue, in its zone.
 fn when_and_where(event: &EventSummary) -> String {
-    let mut said = format!(
-        "{} – {} (UTC)",
-        event.starts_at.format("%A %-d %B %Y, %H:%M"),
-        event.ends_at.format("%H:%M")
-    );
+    let zone = Zone::or_utc(&event.time_zone);
+    let mut said = zone.describe_span(event.starts_at, event.ends_at);
     if let Some(location) = &event.location {
         said.push_str(&format!(", {location}"));
     }

@@ -1,0 +1,2 @@
+DROP INDEX events_search;
+ALTER TABLE events DROP COLUMN search_text;
