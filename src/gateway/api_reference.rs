@@ -239,7 +239,6 @@ fn text(value: &Value) -> String {
     value.as_str().map(escape).unwrap_or_default()
 }
 
-
 /// The page's policy: nothing but its own inline style, named by its hash; no script at all.
 pub static CONTENT_SECURITY_POLICY: LazyLock<String> = LazyLock::new(|| {
     let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));

@@ -488,7 +488,12 @@ impl AccountLock {
         self.lock(conn, account, "pg_advisory_xact_lock")
     }
 
-    fn lock(&self, conn: &mut DbConnection, account: uuid::Uuid, how: &str) -> diesel::QueryResult<()> {
+    fn lock(
+        &self,
+        conn: &mut DbConnection,
+        account: uuid::Uuid,
+        how: &str,
+    ) -> diesel::QueryResult<()> {
         if let DbConnection::Postgres(pg) = conn {
             diesel::sql_query(format!("SELECT {how}($1, $2)"))
                 .bind::<diesel::sql_types::Integer, _>(self.class)

@@ -17,7 +17,10 @@ impl Zone {
         if name.is_empty() || name.len() > 64 || name.starts_with('/') || name.contains("..") {
             return None;
         }
-        TimeZone::get(name).ok().filter(|tz| tz.iana_name().is_some()).map(Self)
+        TimeZone::get(name)
+            .ok()
+            .filter(|tz| tz.iana_name().is_some())
+            .map(Self)
     }
 
     /// UTC, the zone of an event nobody placed.
@@ -44,7 +47,9 @@ impl Zone {
 
     /// `instant` as people read it here: `Sat 5 Dec 2026, 19:00 CET`.
     pub fn describe(&self, instant: DateTime<Utc>) -> String {
-        self.local(instant).strftime("%a %-d %b %Y, %H:%M %Z").to_string()
+        self.local(instant)
+            .strftime("%a %-d %b %Y, %H:%M %Z")
+            .to_string()
     }
 
     /// The span from `starts` to `ends` here, the end's date said only when it differs:
@@ -82,10 +87,26 @@ mod tests {
 
     #[test]
     fn names_are_iana_names_whatever_their_case() {
-        assert_eq!(Zone::parse("europe/berlin").unwrap().name(), "Europe/Berlin");
+        assert_eq!(
+            Zone::parse("europe/berlin").unwrap().name(),
+            "Europe/Berlin"
+        );
         assert_eq!(Zone::parse("UTC").unwrap().name(), "UTC");
-        assert_eq!(Zone::parse("America/Argentina/Buenos_Aires").unwrap().name(), "America/Argentina/Buenos_Aires");
-        for unknown in ["", "Mars/Olympus", "Europe/Berlin ", "/etc/passwd", "../UTC", "EST5EDT,M3.2.0,M11.1.0", "Europe/Berlin\0"] {
+        assert_eq!(
+            Zone::parse("America/Argentina/Buenos_Aires")
+                .unwrap()
+                .name(),
+            "America/Argentina/Buenos_Aires"
+        );
+        for unknown in [
+            "",
+            "Mars/Olympus",
+            "Europe/Berlin ",
+            "/etc/passwd",
+            "../UTC",
+            "EST5EDT,M3.2.0,M11.1.0",
+            "Europe/Berlin\0",
+        ] {
             assert!(Zone::parse(unknown).is_none(), "{unknown:?}");
         }
     }
@@ -93,8 +114,14 @@ mod tests {
     #[test]
     fn local_times_follow_the_zone_and_its_summer_time() {
         let berlin = Zone::parse("Europe/Berlin").unwrap();
-        assert_eq!(berlin.describe(at("2026-12-05T18:00:00Z")), "Sat 5 Dec 2026, 19:00 CET");
-        assert_eq!(berlin.describe(at("2026-07-04T18:00:00Z")), "Sat 4 Jul 2026, 20:00 CEST");
+        assert_eq!(
+            berlin.describe(at("2026-12-05T18:00:00Z")),
+            "Sat 5 Dec 2026, 19:00 CET"
+        );
+        assert_eq!(
+            berlin.describe(at("2026-07-04T18:00:00Z")),
+            "Sat 4 Jul 2026, 20:00 CEST"
+        );
         assert_eq!(
             berlin.describe_span(at("2026-12-05T18:00:00Z"), at("2026-12-05T20:30:00Z")),
             "Sat 5 Dec 2026, 19:00–21:30 CET (Europe/Berlin)"

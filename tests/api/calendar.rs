@@ -29,9 +29,14 @@ async fn create(app: &TestApp, who: &TestUser, extra: Value) -> Value {
 
 /// The event's calendar file as the calendar library reads it.
 async fn read_calendar(app: &TestApp, id: &str) -> Value {
-    let response = app.get(&format!("/api/events/{id}/calendar.ics"), None).await;
+    let response = app
+        .get(&format!("/api/events/{id}/calendar.ics"), None)
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.starts_with("text/calendar"), "{content_type}");
     let ics = response.bytes().await.unwrap();
     assert!(
@@ -84,22 +89,39 @@ async fn an_event_is_a_calendar_file_a_real_calendar_reads(backend: Backend) {
     let read = read_calendar(&app, &id).await;
     assert_eq!(read["uid"], format!("{id}@rsvp"));
     assert_eq!(read["tzid"], "Europe/Berlin");
-    assert_eq!(read["local_start"].as_str().unwrap()[11..], *"19:00:00", "{read}");
+    assert_eq!(
+        read["local_start"].as_str().unwrap()[11..],
+        *"19:00:00",
+        "{read}"
+    );
     assert_eq!(read["start"], next_year(1, 18).replace("+00:00", "Z"));
     assert_eq!(read["end"], next_year(1, 20).replace("+00:00", "Z"));
     assert_eq!(read["start_offset_by_library"], 3600.0);
-    assert_eq!(read["start_offset_by_file"], 3600.0, "the file's VTIMEZONE says CET");
+    assert_eq!(
+        read["start_offset_by_file"], 3600.0,
+        "the file's VTIMEZONE says CET"
+    );
     assert_eq!(read["summary"], title);
     assert_eq!(read["description"], description);
     assert_eq!(read["location"], "Hall 1, Berlin");
     assert_eq!(read["status"], "CONFIRMED");
     assert_eq!(read["sequence"], 0);
-    assert!(read["url"].as_str().unwrap().ends_with(&format!("/events/{id}")), "{read}");
+    assert!(
+        read["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/events/{id}")),
+        "{read}"
+    );
 
     let path = format!("/api/events/{id}");
     let change = |body: Value| app.patch(&path, Some(&ada.access_token), body);
     json_of(change(json!({"title": "Renamed"})).await, StatusCode::OK).await;
-    assert_eq!(read_calendar(&app, &id).await["sequence"], 0, "a new title moves nothing");
+    assert_eq!(
+        read_calendar(&app, &id).await["sequence"],
+        0,
+        "a new title moves nothing"
+    );
     json_of(
         change(json!({"starts_at": next_year(7, 17), "ends_at": next_year(7, 19)})).await,
         StatusCode::OK,
@@ -107,28 +129,55 @@ async fn an_event_is_a_calendar_file_a_real_calendar_reads(backend: Backend) {
     .await;
     let summer = read_calendar(&app, &id).await;
     assert_eq!(summer["sequence"], 1);
-    assert_eq!(summer["local_start"].as_str().unwrap()[11..], *"19:00:00", "{summer}");
-    assert_eq!(summer["start_offset_by_file"], 7200.0, "the file's VTIMEZONE says CEST");
+    assert_eq!(
+        summer["local_start"].as_str().unwrap()[11..],
+        *"19:00:00",
+        "{summer}"
+    );
+    assert_eq!(
+        summer["start_offset_by_file"], 7200.0,
+        "the file's VTIMEZONE says CEST"
+    );
     json_of(change(json!({"location": "Hall 2"})).await, StatusCode::OK).await;
     assert_eq!(read_calendar(&app, &id).await["sequence"], 2);
     let cancelled = app.delete(&path, Some(&ada.access_token)).await;
     assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
     let cancelled = read_calendar(&app, &id).await;
-    assert_eq!((cancelled["status"].as_str(), cancelled["sequence"].as_i64()), (Some("CANCELLED"), Some(3)));
-    assert_eq!(cancelled["uid"], format!("{id}@rsvp"), "the same event for the calendar");
+    assert_eq!(
+        (cancelled["status"].as_str(), cancelled["sequence"].as_i64()),
+        (Some("CANCELLED"), Some(3))
+    );
+    assert_eq!(
+        cancelled["uid"],
+        format!("{id}@rsvp"),
+        "the same event for the calendar"
+    );
 
     // No zone: UTC instants; a zone without summer time: its one offset.
     let utc = create(&app, &ada, json!({})).await;
     let read = read_calendar(&app, utc["id"].as_str().unwrap()).await;
     let starts: chrono::DateTime<Utc> = utc["starts_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(read["tzid"], Value::Null);
-    assert_eq!(read["start"], starts.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    assert_eq!(
+        read["start"],
+        starts.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
     let tokyo = create(&app, &ada, json!({"time_zone": "Asia/Tokyo", "starts_at": next_year(7, 10), "ends_at": next_year(7, 12)})).await;
     let read = read_calendar(&app, tokyo["id"].as_str().unwrap()).await;
-    assert_eq!((read["start_offset_by_file"].clone(), read["local_start"].as_str().unwrap()[11..].to_owned()), (json!(32400.0), "19:00:00".to_owned()));
+    assert_eq!(
+        (
+            read["start_offset_by_file"].clone(),
+            read["local_start"].as_str().unwrap()[11..].to_owned()
+        ),
+        (json!(32400.0), "19:00:00".to_owned())
+    );
 
     problem(
-        app.get(&format!("/api/events/{}/calendar.ics", uuid::Uuid::new_v4()), None).await,
+        app.get(
+            &format!("/api/events/{}/calendar.ics", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await,
         StatusCode::NOT_FOUND,
     )
     .await;
@@ -157,30 +206,62 @@ async fn a_shared_link_previews_the_event(backend: Backend) {
     let response = app.get(&format!("/events/{id}"), None).await;
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let policy = headers["content-security-policy"].to_str().unwrap();
-    assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("script-src"), "{policy}");
+    assert!(
+        policy.contains("frame-ancestors 'none'") && !policy.contains("script-src"),
+        "{policy}"
+    );
     let page = response.text().await.unwrap();
     let escaped_title = "&lt;b&gt;&quot;Rust&quot; &amp; Tea&lt;/b&gt;";
-    assert!(page.contains(&format!("<meta property=\"og:title\" content=\"{escaped_title}\">")), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<meta property=\"og:title\" content=\"{escaped_title}\">"
+        )),
+        "{page}"
+    );
     assert!(!page.contains("<b>"), "user text stays text");
     let description = page
         .split("<meta property=\"og:description\" content=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("og:description");
-    assert!(description.contains("19:00") && description.contains("CET (Europe/Berlin)"), "{description}");
-    assert!(description.contains("Hamburg") && description.contains("0 of 10 seats taken"), "{description}");
-    assert!(page.contains(&format!("<meta property=\"og:url\" content=\"")) && page.contains(&format!("/events/{id}\">")));
-    assert!(page.contains(&format!("href=\"/#/events/{id}\"")), "a way into the web app");
+    assert!(
+        description.contains("19:00") && description.contains("CET (Europe/Berlin)"),
+        "{description}"
+    );
+    assert!(
+        description.contains("Hamburg") && description.contains("0 of 10 seats taken"),
+        "{description}"
+    );
+    assert!(
+        page.contains(&format!("<meta property=\"og:url\" content=\""))
+            && page.contains(&format!("/events/{id}\">"))
+    );
+    assert!(
+        page.contains(&format!("href=\"/#/events/{id}\"")),
+        "a way into the web app"
+    );
     assert!(page.contains(&format!("href=\"/api/events/{id}/calendar.ics\"")));
-    assert!(page.contains(
-        "<a href=\"https://example.org/talk?a=1&amp;b=2\" rel=\"noopener noreferrer nofollow\">"
-    ), "{page}");
+    assert!(
+        page.contains(
+            "<a href=\"https://example.org/talk?a=1&amp;b=2\" rel=\"noopener noreferrer nofollow\">"
+        ),
+        "{page}"
+    );
     assert!(!page.contains("href=\"javascript"), "{page}");
-    let head = app.request(Method::HEAD, &format!("/events/{id}"), None, None).await;
+    let head = app
+        .request(Method::HEAD, &format!("/events/{id}"), None, None)
+        .await;
     assert_eq!(head.status(), StatusCode::OK);
-    let missing = app.get(&format!("/events/{}", uuid::Uuid::new_v4()), None).await;
+    let missing = app
+        .get(&format!("/events/{}", uuid::Uuid::new_v4()), None)
+        .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let garbage = app.get("/events/not-an-id", None).await;
     assert!(garbage.status().is_client_error(), "{}", garbage.status());

@@ -18,6 +18,8 @@ crate::backend_tests!(
     bad_query_parameters_are_400,
     an_event_keeps_the_time_zone_of_its_venue,
     q_finds_events_by_the_beginnings_of_their_words,
+    past_events_come_newest_first_and_upcoming_ones_have_not_started,
+    events_from_before_search_are_found_after_a_restart,
 );
 
 async fn an_event_is_created_read_and_shows_its_organiser(backend: Backend) {
@@ -519,7 +521,11 @@ async fn an_event_keeps_the_time_zone_of_its_venue(backend: Backend) {
     .await;
     assert_eq!(berlin["time_zone"], "Europe/Berlin");
     let id = berlin["id"].as_str().unwrap();
-    let read = json_of(app.get(&format!("/api/events/{id}"), None).await, StatusCode::OK).await;
+    let read = json_of(
+        app.get(&format!("/api/events/{id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(read["time_zone"], "Europe/Berlin");
     let listed = json_of(app.get("/api/events?limit=100", None).await, StatusCode::OK).await;
     let item = listed["items"]
@@ -532,14 +538,19 @@ async fn an_event_keeps_the_time_zone_of_its_venue(backend: Backend) {
     // A change of anything else keeps it; a change of zone replaces it.
     let path = format!("/api/events/{id}");
     let retitled = json_of(
-        app.patch(&path, Some(&ada.access_token), json!({"title": "Renamed"})).await,
+        app.patch(&path, Some(&ada.access_token), json!({"title": "Renamed"}))
+            .await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(retitled["time_zone"], "Europe/Berlin");
     let moved = json_of(
-        app.patch(&path, Some(&ada.access_token), json!({"time_zone": "America/Los_Angeles"}))
-            .await,
+        app.patch(
+            &path,
+            Some(&ada.access_token),
+            json!({"time_zone": "America/Los_Angeles"}),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
@@ -554,16 +565,35 @@ async fn an_event_keeps_the_time_zone_of_its_venue(backend: Backend) {
         json!("CET-1CEST,M3.5.0,M10.5.0/3"),
         json!("x".repeat(300)),
     ] {
-        let refused = problem(create(json!({"time_zone": unknown})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(refused["errors"][0]["field"], "time_zone", "{unknown}: {refused}");
         let refused = problem(
-            app.patch(&path, Some(&ada.access_token), json!({"time_zone": unknown})).await,
+            create(json!({"time_zone": unknown})).await,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-        assert_eq!(refused["errors"][0]["field"], "time_zone", "{unknown}: {refused}");
+        assert_eq!(
+            refused["errors"][0]["field"], "time_zone",
+            "{unknown}: {refused}"
+        );
+        let refused = problem(
+            app.patch(
+                &path,
+                Some(&ada.access_token),
+                json!({"time_zone": unknown}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(
+            refused["errors"][0]["field"], "time_zone",
+            "{unknown}: {refused}"
+        );
     }
-    let wrong_type = problem(create(json!({"time_zone": 1})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let wrong_type = problem(
+        create(json!({"time_zone": 1})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(wrong_type.to_string().contains("time_zone"), "{wrong_type}");
 }
 
@@ -577,7 +607,13 @@ async fn q_finds_events_by_the_beginnings_of_their_words(backend: Backend) {
     let mut ids = std::collections::HashMap::new();
     for (key, title, description, location, category) in [
         ("mitte", "Meetup", "Monthly", "Berlin Mitte", "Social"),
-        ("spati", "Späti crawl", "Kreuzberg at night", "Görlitzer Park", "Social"),
+        (
+            "spati",
+            "Späti crawl",
+            "Kreuzberg at night",
+            "Görlitzer Park",
+            "Social",
+        ),
         ("tech", "Talks", "Short ones", "Hamburg", "Tech"),
         ("alpha", "Alpha", "First letters", "Köln", "Misc"),
     ] {
@@ -612,19 +648,37 @@ async fn q_finds_events_by_the_beginnings_of_their_words(backend: Backend) {
             keys
         }
     };
-    assert_eq!(found("q=ber").await, ["mitte"], "a word's beginning, not its middle (Kreuzberg)");
+    assert_eq!(
+        found("q=ber").await,
+        ["mitte"],
+        "a word's beginning, not its middle (Kreuzberg)"
+    );
     assert_eq!(found("q=BERLIN").await, ["mitte"]);
     assert_eq!(found("q=spati").await, ["spati"], "accents do not matter");
     assert_eq!(found("q=SP%C3%84T").await, ["spati"]);
     assert_eq!(found("q=gorl").await, ["spati"], "the location counts");
     assert_eq!(found("q=tec").await, ["tech"], "the category counts");
     assert_eq!(found("q=kreuz").await, ["spati"], "the description counts");
-    assert_eq!(found("q=ber%20mit").await, ["mitte"], "every word must match");
+    assert_eq!(
+        found("q=ber%20mit").await,
+        ["mitte"],
+        "every word must match"
+    );
     assert_eq!(found("q=ber%20ham").await, Vec::<&str>::new());
     assert_eq!(found("q=so").await, ["mitte", "spati"]);
-    assert_eq!(found("q=so&location=berlin%20mitte").await, ["mitte"], "with the other filters");
+    assert_eq!(
+        found("q=so&location=berlin%20mitte").await,
+        ["mitte"],
+        "with the other filters"
+    );
     assert_eq!(found("q=%2A%22%28").await.len(), 4, "no words: no filter");
-    for hostile in ["NEAR(a%20b)", "%22a%22%20OR%20b", "a%3A*%20%26%20!b", "%27%3B%20DROP", "x%5C"] {
+    for hostile in [
+        "NEAR(a%20b)",
+        "%22a%22%20OR%20b",
+        "a%3A*%20%26%20!b",
+        "%27%3B%20DROP",
+        "x%5C",
+    ] {
         let response = app.get(&format!("/api/events?q={hostile}"), None).await;
         assert_eq!(response.status(), StatusCode::OK, "{hostile}");
     }
@@ -635,8 +689,12 @@ async fn q_finds_events_by_the_beginnings_of_their_words(backend: Backend) {
     // An edit is found by its new words, not its old ones.
     let alpha = ids["alpha"].clone();
     json_of(
-        app.patch(&format!("/api/events/{alpha}"), Some(&ada.access_token), json!({"title": "Omega", "description": null}))
-            .await,
+        app.patch(
+            &format!("/api/events/{alpha}"),
+            Some(&ada.access_token),
+            json!({"title": "Omega", "description": null}),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
@@ -651,7 +709,13 @@ async fn q_finds_events_by_the_beginnings_of_their_words(backend: Backend) {
             None => "/api/events?q=so&limit=1".to_owned(),
         };
         let page = json_of(app.get(&path, None).await, StatusCode::OK).await;
-        paged.extend(page["items"].as_array().unwrap().iter().map(|e| e["id"].clone()));
+        paged.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -659,4 +723,145 @@ async fn q_finds_events_by_the_beginnings_of_their_words(backend: Backend) {
     }
     assert_eq!(paged.len(), 2);
     assert_ne!(paged[0], paged[1]);
+}
+
+/// `when=past` lists events that started, newest first, paged backwards without gaps;
+/// `when=upcoming` those not started; with neither, every event, earliest first. Both combine
+/// with the organiser (an organiser's page). Events are moved into the past with SQL (the API
+/// refuses a start in the past), caches off so that is seen.
+async fn past_events_come_newest_first_and_upcoming_ones_have_not_started(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("cache.enabled", "false")]).await;
+    let (ada, bob) = (app.user().await, app.user().await);
+    let mut ids = Vec::new();
+    for who in [&ada, &ada, &ada, &ada, &bob] {
+        let event = json_of(
+            app.post("/api/events", Some(&who.access_token), event_body(5))
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        ids.push(event["id"].as_str().unwrap().to_owned());
+    }
+    // ids[0..3] started 3, 2 and 1 days ago (bob's too, 1 day ago); ids[3] is upcoming.
+    let db = app.events_database_url().to_owned();
+    for (id, days) in [(&ids[0], 3), (&ids[1], 2), (&ids[2], 1), (&ids[4], 1)] {
+        let starts = (Utc::now() - Duration::days(days))
+            .naive_utc()
+            .format("%Y-%m-%d %H:%M:%S%.6f");
+        crate::helpers::sql_execute(
+            &db,
+            &format!("UPDATE events SET starts_at = '{starts}' WHERE id = '{id}'"),
+        );
+    }
+    let listed = |query: String| {
+        let app = &app;
+        async move {
+            let mut all = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/api/events?{query}&limit=1&cursor={c}"),
+                    None => format!("/api/events?{query}&limit=1"),
+                };
+                let page = json_of(app.get(&path, None).await, StatusCode::OK).await;
+                all.extend(
+                    page["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["id"].as_str().unwrap().to_owned()),
+                );
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => return all,
+                }
+            }
+        }
+    };
+    let ada_id = &ada.id;
+    assert_eq!(
+        listed(format!("when=past&organizer_id={ada_id}")).await,
+        [ids[2].clone(), ids[1].clone(), ids[0].clone()],
+        "newest first"
+    );
+    assert_eq!(
+        listed(format!("when=upcoming&organizer_id={ada_id}")).await,
+        [ids[3].clone()]
+    );
+    assert_eq!(
+        listed(format!("organizer_id={ada_id}")).await,
+        [
+            ids[0].clone(),
+            ids[1].clone(),
+            ids[2].clone(),
+            ids[3].clone()
+        ],
+        "every event, earliest first"
+    );
+    let past = listed("when=past".to_owned()).await;
+    assert_eq!(past.len(), 4);
+    assert!(
+        past[..2].contains(&ids[2]) && past[..2].contains(&ids[4]) && past[3] == ids[0],
+        "{past:?}"
+    );
+    let from = (Utc::now() - Duration::hours(60))
+        .to_rfc3339()
+        .replace('+', "%2B");
+    assert_eq!(
+        listed(format!("when=past&organizer_id={ada_id}&from={from}")).await,
+        [ids[2].clone(), ids[1].clone()]
+    );
+    problem(
+        app.get("/api/events?when=later", None).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+/// Events stored before search existed (no search text, no index row; made so with SQL), one
+/// of them with nothing to find it by, are indexed when the module starts: after a restart `q`
+/// finds every one, and none is left to index.
+async fn events_from_before_search_are_found_after_a_restart(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let mut made = Vec::new();
+    for i in 0..12 {
+        let mut body = event_body(5);
+        let title = if i == 3 {
+            "!!!".to_owned()
+        } else {
+            format!("Vintage {i}")
+        };
+        crate::helpers::merge(&mut body, json!({"title": title}));
+        let event = json_of(
+            app.post("/api/events", Some(&ada.access_token), body).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        made.push(event["id"].as_str().unwrap().to_owned());
+    }
+    let db = app.events_database_url().to_owned();
+    crate::helpers::sql_execute(&db, "UPDATE events SET search_text = NULL");
+    if db.starts_with("sqlite://") {
+        crate::helpers::sql_execute(&db, "DELETE FROM events_search");
+    }
+    app.restart(&[("cache.enabled", "false")]).await;
+    let found = json_of(
+        app.get("/api/events?q=vint&limit=100", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        found["items"].as_array().unwrap().len(),
+        11,
+        "every event with words is found again"
+    );
+    assert_eq!(
+        crate::helpers::sql_number(
+            &db,
+            "SELECT COUNT(*) AS n FROM events WHERE search_text IS NULL"
+        ),
+        0,
+        "the one without words is marked indexed too"
+    );
 }

@@ -9,8 +9,8 @@ mod hostile_inputs;
 mod processes;
 
 mod auth;
-mod calendar;
 mod battery;
+mod calendar;
 #[cfg(feature = "split")]
 mod contract;
 mod edges;

@@ -62,17 +62,67 @@ impl TestCa {
                 String::from_utf8_lossy(&out.stderr)
             );
         };
-        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        openssl(&[&["req", "-x509", "-days", "2", "-subj", "/CN=rsvp test CA", "-keyout", "ca.key", "-out", "ca.pem"][..], &key].concat());
-        openssl(&[&["req", "-subj", "/CN=localhost", "-keyout", "mail.key", "-out", "mail.csr"][..], &key].concat());
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-x509",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=rsvp test CA",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                ][..],
+                &key,
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    "mail.key",
+                    "-out",
+                    "mail.csr",
+                ][..],
+                &key,
+            ]
+            .concat(),
+        );
         std::fs::write(
             dir.join("mail.ext"),
             "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
         )
         .unwrap();
         openssl(&[
-            "x509", "-req", "-in", "mail.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "mail.ext", "-out", "mail.pem",
+            "x509",
+            "-req",
+            "-in",
+            "mail.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "mail.ext",
+            "-out",
+            "mail.pem",
         ]);
         Self {
             ca: dir.join("ca.pem"),
@@ -464,8 +514,11 @@ async fn a_cancellation_and_a_move_reach_every_attendee(backend: Backend) {
         .await;
     let moved = json_of(moved, StatusCode::OK).await;
     // Mail says the local time at the venue, in its zone (Tokyo: nine hours ahead, all year).
-    let starts: chrono::DateTime<chrono::Utc> = moved["starts_at"].as_str().unwrap().parse().unwrap();
-    let local = (starts + chrono::Duration::hours(9)).format("%a %-d %b %Y, %H:%M").to_string();
+    let starts: chrono::DateTime<chrono::Utc> =
+        moved["starts_at"].as_str().unwrap().parse().unwrap();
+    let local = (starts + chrono::Duration::hours(9))
+        .format("%a %-d %b %Y, %H:%M")
+        .to_string();
     let cancelled = app
         .delete(
             &format!("/api/events/{event}"),
@@ -864,7 +917,15 @@ impl MailMetrics {
             #[cfg(not(feature = "split"))]
             _ => unreachable!(),
         };
-        let text = app.client.get(&url).send().await.unwrap().text().await.unwrap();
+        let text = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         Self { text }
     }
 
@@ -927,7 +988,11 @@ async fn refused_mail_is_given_up_and_old_mail_pruned(backend: Backend) {
 
     // A mail that goes through: Ada's password reset.
     let asked = app
-        .post("/api/auth/password-reset", None, json!({"email": ada.email}))
+        .post(
+            "/api/auth/password-reset",
+            None,
+            json!({"email": ada.email}),
+        )
         .await;
     assert_eq!(asked.status(), StatusCode::ACCEPTED);
     assert_eq!(smtp.wait_for(&ada.email, 1).await.len(), 1);
@@ -939,12 +1004,27 @@ async fn refused_mail_is_given_up_and_old_mail_pruned(backend: Backend) {
     assert_eq!(sql_number(&db, "SELECT COUNT(*) AS n FROM mail_queue"), 2);
     // Older than the 30 days kept: pruned.
     let long_ago = "'2020-01-01 00:00:00'";
-    sql_execute(&db, &format!("UPDATE mail_queue SET sent_at = {long_ago} WHERE sent_at IS NOT NULL"));
-    sql_execute(&db, &format!("UPDATE mail_queue SET given_up_at = {long_ago} WHERE given_up_at IS NOT NULL"));
-    sql_execute(&db, &format!("UPDATE notifications_inbox SET handled_at = {long_ago}"));
+    sql_execute(
+        &db,
+        &format!("UPDATE mail_queue SET sent_at = {long_ago} WHERE sent_at IS NOT NULL"),
+    );
+    sql_execute(
+        &db,
+        &format!("UPDATE mail_queue SET given_up_at = {long_ago} WHERE given_up_at IS NOT NULL"),
+    );
+    sql_execute(
+        &db,
+        &format!("UPDATE notifications_inbox SET handled_at = {long_ago}"),
+    );
     wait_for_count(&db, "SELECT COUNT(*) AS n FROM mail_queue", 0).await;
     wait_for_count(&db, "SELECT COUNT(*) AS n FROM notifications_inbox", 0).await;
-    assert_eq!(notifications_of(&app, &bea, 1).await["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        notifications_of(&app, &bea, 1).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// With `smtps://` and `smtp.ca_file`, mail goes over TLS to a server whose certificate a CA of
@@ -968,7 +1048,11 @@ async fn mail_goes_over_tls_trusting_the_configured_ca(backend: Backend) {
     assert_eq!(gone.status(), StatusCode::NO_CONTENT);
     let mails = smtp.wait_for(&bea.email, 1).await;
     assert_eq!(mails.len(), 1, "no mail arrived over TLS");
-    assert!(mails[0].subject.contains("Encrypted"), "{}", mails[0].subject);
+    assert!(
+        mails[0].subject.contains("Encrypted"),
+        "{}",
+        mails[0].subject
+    );
 }
 
 /// People promoted at the instant they delete their account, many times: once both settled,
@@ -1013,7 +1097,9 @@ async fn nothing_is_kept_about_an_account_deleted_as_it_is_told(backend: Backend
     let ids = deleted.join(", ");
     wait_for_count(
         &db,
-        &format!("SELECT COUNT(*) AS n FROM notifications_forgotten_users WHERE user_id IN ({ids})"),
+        &format!(
+            "SELECT COUNT(*) AS n FROM notifications_forgotten_users WHERE user_id IN ({ids})"
+        ),
         trials,
     )
     .await;
@@ -1026,7 +1112,12 @@ async fn nothing_is_kept_about_an_account_deleted_as_it_is_told(backend: Backend
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for table in ["notifications", "mail_queue", "notification_settings", "unsubscribe_tokens"] {
+    for table in [
+        "notifications",
+        "mail_queue",
+        "notification_settings",
+        "unsubscribe_tokens",
+    ] {
         let left = sql_number(
             &db,
             &format!("SELECT COUNT(*) AS n FROM {table} WHERE user_id IN ({ids})"),

@@ -335,8 +335,19 @@ try {
   await olga.page.getByRole('link', { name: hostile }).click();
   await olga.page.getByRole('button', { name: 'Cancel event' }).click();
   await sees(olga.page, 'This event was cancelled.');
-  await go(olga.page, '#/?status=cancelled');
+  await go(olga.page, '#/?show=cancelled');
   await olga.page.locator('li', { hasText: hostile }).getByText('Cancelled').waitFor();
+  await go(olga.page, '#/?show=past');
+  await sees(olga.page, 'No past events match.');
+
+  step('an organiser\'s page lists their upcoming and past events');
+  await go(olga.page, '#/');
+  await olga.page.getByRole('link', { name: 'Rust & Coffee' }).click();
+  await olga.page.getByRole('link', { name: 'Olga' }).last().click();
+  await olga.page.getByRole('heading', { name: 'Events by Olga' }).waitFor();
+  await olga.page.getByRole('link', { name: 'Rust & Coffee' }).waitFor();
+  await sees(olga.page, 'No past events.');
+  await accessible(olga.page, 'organiser page');
 
   step('an admin deletes a user and the seats update');
   const admin = await person('Admin');

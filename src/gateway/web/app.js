@@ -368,7 +368,8 @@ function actionButton(label, action, attrs = {}) {
 }
 
 /**
- * A keyset-paged list filling `container`: `first()` loads the first page, "More" each next one.
+ * A keyset-paged list filling `container`: `first()` loads the first page (and returns its items),
+ * "More" each next one.
  * `status` shows the empty state or a failure (with a retry), `controls` holds "More".
  */
 function pagedList(container, load, renderItem, empty) {
@@ -383,8 +384,10 @@ function pagedList(container, load, renderItem, empty) {
       cursor = page.next_cursor;
       more.hidden = !cursor;
       status.replaceChildren(container.children.length ? '' : h('div', { class: 'empty' }, empty));
+      return page.items;
     } catch (error) {
       status.replaceChildren(failure(error, next));
+      return [];
     } finally {
       more.disabled = false;
     }
@@ -403,47 +406,71 @@ function query(params) {
 // ---------------------------------------------------------------------------------------------
 // Screens: each returns the content of <main>, and throws an ApiError it could not recover from.
 
+/** What the list shows: `upcoming` (earliest first), `past` (newest first) or `cancelled`. */
+const SHOWN = {
+  upcoming: { title: 'Upcoming events', api: { when: 'upcoming' }, none: 'No upcoming events match.' },
+  past: { title: 'Past events', api: { when: 'past' }, none: 'No past events match.' },
+  cancelled: { title: 'Cancelled events', api: { status: 'cancelled' }, none: 'No cancelled events match.' },
+};
+
 async function browse(params) {
   const filters = {
     q: params.get('q') ?? '',
     from: params.get('from') ?? '', to: params.get('to') ?? '',
     location: params.get('location') ?? '', category: params.get('category') ?? '',
-    status: params.get('status') ?? 'scheduled',
+    show: SHOWN[params.get('show')] ? params.get('show') : 'upcoming',
   };
+  const shown = SHOWN[filters.show];
   const form = h('form', { class: 'inline card', role: 'search', 'aria-label': 'Filter events' },
     field('q', 'Search', { type: 'search', value: filters.q, placeholder: 'Title, place, topic…' }),
     field('from', 'From', { type: 'date', value: filters.from }),
     field('to', 'To', { type: 'date', value: filters.to }),
     field('location', 'Location', { value: filters.location }),
     field('category', 'Category', { value: filters.category }),
-    field('status', 'Show', {
+    field('show', 'Show', {
       tag: 'select',
-      options: [['scheduled', 'Upcoming'], ['cancelled', 'Cancelled']].map(([value, label]) =>
-        h('option', { value, selected: filters.status === value }, label)),
+      options: [['upcoming', 'Upcoming'], ['past', 'Past'], ['cancelled', 'Cancelled']].map(([value, label]) =>
+        h('option', { value, selected: filters.show === value }, label)),
     }),
     h('button', { type: 'submit' }, 'Apply'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const v = Object.fromEntries(new FormData(form));
-    location.hash = `#/${query({ ...v, status: v.status === 'scheduled' ? '' : v.status })}`;
+    location.hash = `#/${query({ ...v, show: v.show === 'upcoming' ? '' : v.show })}`;
   });
   const apiFilters = {
     from: filters.from && new Date(`${filters.from}T00:00`).toISOString(),
     to: filters.to && new Date(`${filters.to}T23:59:59`).toISOString(),
-    q: filters.q, location: filters.location, category: filters.category, status: filters.status,
+    q: filters.q, location: filters.location, category: filters.category, ...shown.api,
   };
   const list = h('ul', { class: 'cards', 'aria-label': 'Events' });
   const paged = pagedList(list,
     (cursor) => api('GET', `/api/events${query({ ...apiFilters, limit: 20, cursor })}`),
     eventCard,
-    filters.status === 'cancelled'
-      ? 'No cancelled events match.'
-      : [h('p', {}, 'No upcoming events match.'),
-        me && h('p', {}, h('a', { href: '#/events/new' }, 'Create an event'))]);
+    filters.show === 'upcoming'
+      ? [h('p', {}, shown.none), me && h('p', {}, h('a', { href: '#/events/new' }, 'Create an event'))]
+      : shown.none);
   await paged.first();
-  return h('section', {},
-    h('h1', {}, filters.status === 'cancelled' ? 'Cancelled events' : 'Upcoming events'),
-    form, list, paged.status, paged.controls);
+  return h('section', {}, h('h1', {}, shown.title), form, list, paged.status, paged.controls);
+}
+
+/** An organiser's page: their upcoming events, then their past ones (newest first). */
+async function organiserPage(params, id) {
+  const sections = await Promise.all(['upcoming', 'past'].map(async (show) => {
+    const list = h('ul', { class: 'cards', 'aria-label': SHOWN[show].title });
+    const paged = pagedList(list,
+      (cursor) => api('GET', `/api/events${query({ organizer_id: id, ...SHOWN[show].api, limit: 10, cursor })}`),
+      eventCard, show === 'upcoming' ? 'Nothing coming up.' : 'No past events.');
+    const items = await paged.first();
+    return { show, list, paged, items };
+  }));
+  // Their name, from one of their events (a profile needs a login; an event does not).
+  const any = sections.flatMap((s) => s.items ?? []).find((e) => e.organizer?.name);
+  const name = any?.organizer.name ?? 'This organiser';
+  return h('section', {}, h('h1', {}, `Events by ${name}`),
+    sections.map(({ show, list, paged }) => h('section', { 'aria-labelledby': `org-${show}` },
+      h('h2', { id: `org-${show}` }, show === 'upcoming' ? 'Upcoming' : 'Past'),
+      list, paged.status, paged.controls)));
 }
 
 function eventCard(event) {
@@ -516,7 +543,9 @@ async function eventPage(params, id) {
         `Your time (${zone}): ${when(event, zone)}`),
       (event.location || event.category) &&
         h('p', { class: 'meta' }, [event.location, event.category].filter(Boolean).join(' · ')),
-      h('p', { class: 'meta' }, 'Organised by ', event.organizer?.name ?? 'a former member'),
+      h('p', { class: 'meta' }, 'Organised by ', event.organizer?.name
+        ? h('a', { href: `#/organisers/${event.organizer.id}` }, event.organizer.name)
+        : 'a former member'),
       h('p', { class: 'meta', 'data-seats': '' }, seats(event)),
       viewer && stateOf(mine, promoted),
       event.description && h('p', { class: 'description' }, event.description),
@@ -904,6 +933,7 @@ const ROUTES = [
   [/^\/events\/new$/, createEvent, 'New event'],
   [/^\/events\/([0-9a-fA-F-]{36})$/, eventPage, 'Event'],
   [/^\/events\/([0-9a-fA-F-]{36})\/edit$/, editEvent, 'Edit event'],
+  [/^\/organisers\/([0-9a-fA-F-]{36})$/, organiserPage, 'Organiser'],
   [/^\/me\/registrations$/, myRegistrations, 'My registrations'],
   [/^\/account$/, account, 'Account'],
   [/^\/admin\/users$/, adminUsers, 'Users'],

@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{EVENT_CHANGES, EventFilter, domain::EventId};
+use super::{EVENT_CHANGES, EventFilter, When, domain::EventId};
 use crate::modules::users::PROFILE_CHANGES;
 use crate::platform::{
     changes::{Change, ChangeListener},
@@ -21,6 +21,24 @@ use crate::platform::{
 pub struct ListKey {
     pub filter: EventFilter,
     pub page: PageRequest,
+    /// For lists relative to now (`when`), the ten seconds they were read in: an event that
+    /// started leaves "upcoming" within ten seconds though nothing announced it.
+    pub moment: i64,
+}
+
+impl ListKey {
+    /// The key of `page` of the events matching `filter`, read now.
+    pub fn new(filter: EventFilter, page: PageRequest) -> Self {
+        let moment = match filter.when {
+            When::All => 0,
+            When::Upcoming | When::Past => crate::platform::now().timestamp() / 10,
+        };
+        Self {
+            filter,
+            page,
+            moment,
+        }
+    }
 }
 
 /// The events one list page holds, in order, and the cursor of the next page.

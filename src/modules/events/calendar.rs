@@ -34,14 +34,21 @@ pub fn render(name: &str, entries: &[Entry<'_>], now: DateTime<Utc>) -> String {
         if draft.time_zone.name() == "UTC" {
             continue;
         }
-        let span = zones
-            .entry(draft.time_zone.name())
-            .or_insert((&draft.time_zone, draft.starts_at, draft.ends_at));
+        let span = zones.entry(draft.time_zone.name()).or_insert((
+            &draft.time_zone,
+            draft.starts_at,
+            draft.ends_at,
+        ));
         span.1 = span.1.min(draft.starts_at);
         span.2 = span.2.max(draft.ends_at);
     }
     for (zone, from, to) in zones.values() {
-        time_zone(&mut out, zone, *from - Duration::days(366), *to + Duration::days(366));
+        time_zone(
+            &mut out,
+            zone,
+            *from - Duration::days(366),
+            *to + Duration::days(366),
+        );
     }
     for entry in entries {
         event(&mut out, entry, now);
@@ -62,7 +69,11 @@ fn event(out: &mut Lines, entry: &Entry<'_>, now: DateTime<Utc>) {
         if draft.time_zone.name() == "UTC" {
             out.property(name, &utc(at));
         } else {
-            let local = draft.time_zone.local(at).strftime("%Y%m%dT%H%M%S").to_string();
+            let local = draft
+                .time_zone
+                .local(at)
+                .strftime("%Y%m%dT%H%M%S")
+                .to_string();
             out.property(&format!("{name};TZID={}", draft.time_zone.name()), &local);
         }
     }
@@ -77,7 +88,11 @@ fn event(out: &mut Lines, entry: &Entry<'_>, now: DateTime<Utc>) {
         out.property("CATEGORIES", &text(category));
     }
     out.property("URL", &entry.url);
-    let status = if event.is_cancelled() { "CANCELLED" } else { "CONFIRMED" };
+    let status = if event.is_cancelled() {
+        "CANCELLED"
+    } else {
+        "CONFIRMED"
+    };
     out.property("STATUS", status);
     out.line("END:VEVENT");
 }
@@ -86,9 +101,8 @@ fn event(out: &mut Lines, entry: &Entry<'_>, now: DateTime<Utc>) {
 /// change of offset until `to`, each as the observance it starts (standard or daylight time).
 fn time_zone(out: &mut Lines, zone: &Zone, from: DateTime<Utc>, to: DateTime<Utc>) {
     let tz = zone.time_zone();
-    let stamp = |at: DateTime<Utc>| {
-        Timestamp::from_second(at.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
-    };
+    let stamp =
+        |at: DateTime<Utc>| Timestamp::from_second(at.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH);
     let (from, to) = (stamp(from), stamp(to));
     out.line("BEGIN:VTIMEZONE");
     out.property("TZID", zone.name());
@@ -103,7 +117,11 @@ fn time_zone(out: &mut Lines, zone: &Zone, from: DateTime<Utc>, to: DateTime<Utc
     );
     let mut before = first.offset();
     // A bound on the changes written: a zone changes its offset twice a year at most in practice.
-    for transition in tz.following(from).take_while(|t| t.timestamp() <= to).take(64) {
+    for transition in tz
+        .following(from)
+        .take_while(|t| t.timestamp() <= to)
+        .take(64)
+    {
         let after = transition.offset();
         observance(
             out,
@@ -131,7 +149,10 @@ fn observance(
     let kind = if daylight { "DAYLIGHT" } else { "STANDARD" };
     out.line(&format!("BEGIN:{kind}"));
     let local_before = at.to_zoned(TimeZone::fixed(from));
-    out.property("DTSTART", &local_before.strftime("%Y%m%dT%H%M%S").to_string());
+    out.property(
+        "DTSTART",
+        &local_before.strftime("%Y%m%dT%H%M%S").to_string(),
+    );
     out.property("TZOFFSETFROM", &offset(from));
     out.property("TZOFFSETTO", &offset(to));
     if !name.is_empty() {

@@ -329,7 +329,12 @@ impl Event {
         }
         let old = &self.draft;
         let moved = (old.starts_at, old.ends_at, &old.time_zone, &old.location)
-            != (draft.starts_at, draft.ends_at, &draft.time_zone, &draft.location);
+            != (
+                draft.starts_at,
+                draft.ends_at,
+                &draft.time_zone,
+                &draft.location,
+            );
         if moved {
             self.sequence += 1;
         }
@@ -478,11 +483,23 @@ mod tests {
         let draft = EventDraft::create(placed, now).unwrap();
         assert_eq!(draft.time_zone.name(), "Europe/Berlin");
         let retitled = draft
-            .apply(EventPatch { title: Some("New".into()), ..Default::default() }, now)
+            .apply(
+                EventPatch {
+                    title: Some("New".into()),
+                    ..Default::default()
+                },
+                now,
+            )
             .unwrap();
         assert_eq!(retitled.time_zone.name(), "Europe/Berlin");
         let moved = draft
-            .apply(EventPatch { time_zone: Some("Asia/Tokyo".into()), ..Default::default() }, now)
+            .apply(
+                EventPatch {
+                    time_zone: Some("Asia/Tokyo".into()),
+                    ..Default::default()
+                },
+                now,
+            )
             .unwrap();
         assert_eq!(moved.time_zone.name(), "Asia/Tokyo");
         for unknown in ["Berlin", "Mars/Olympus", "", "CET+1"] {

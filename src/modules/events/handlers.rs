@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     Attendee, Event, EventFilter, EventStatus, EventsError, EventsService, MyRegistration, Person,
-    Registration,
+    Registration, When,
     domain::{EventInput, EventPatch},
     search,
     service::SharePage,
@@ -59,6 +59,9 @@ pub struct ListEventsQuery {
     location: Option<String>,
     /// `scheduled` (default) or `cancelled`.
     status: Option<String>,
+    /// `upcoming` (not started, earliest first) or `past` (started, newest first); every
+    /// event, earliest first, when left out.
+    when: Option<String>,
     /// Free text: events with a word beginning with each word of `q` in their title,
     /// description, location or category, whatever the case and accents (`ber`, `spati`).
     q: Option<String>,
@@ -86,7 +89,11 @@ async fn list_events(
             return Err(Problem::bad_request("status must be scheduled or cancelled").into());
         }
     };
-    for (name, value) in [("category", &q.category), ("location", &q.location), ("q", &q.q)] {
+    for (name, value) in [
+        ("category", &q.category),
+        ("location", &q.location),
+        ("q", &q.q),
+    ] {
         if value.as_deref().is_some_and(|v| !is_clean_parameter(v)) {
             return Err(Problem::bad_request(format!(
                 "{name} must not contain control characters"
@@ -106,6 +113,12 @@ async fn list_events(
             }
             Some(text) => search::query_words(text),
             None => None,
+        },
+        when: match q.when.as_deref() {
+            None => When::All,
+            Some("upcoming") => When::Upcoming,
+            Some("past") => When::Past,
+            Some(_) => return Err(Problem::bad_request("when must be upcoming or past").into()),
         },
         cancelled,
     };
@@ -190,7 +203,10 @@ async fn share_page(service: Service, id: web::Path<Uuid>) -> Result<HttpRespons
         )
     };
     let head = [
-        format!("<meta name=\"description\" content=\"{}\">", escape(&summary)),
+        format!(
+            "<meta name=\"description\" content=\"{}\">",
+            escape(&summary)
+        ),
         meta("og:type", "website"),
         meta("og:site_name", "rsvp"),
         meta("og:title", &event.title),
@@ -237,7 +253,12 @@ async fn share_page(service: Service, id: web::Path<Uuid>) -> Result<HttpRespons
 fn linked(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
-    while let Some(start) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+    while let Some(start) = rest
+        .find("http://")
+        .into_iter()
+        .chain(rest.find("https://"))
+        .min()
+    {
         out.push_str(&escape(&rest[..start]));
         let link = &rest[start..];
         let end = link
@@ -401,9 +422,17 @@ mod tests {
              https://example.org/a?b=1&amp;c=2</a>. Or <a href=\"http://x.test\" \
              rel=\"noopener noreferrer nofollow\">http://x.test</a>!"
         );
-        for text in ["javascript:alert(1)", "<script>x</script>", "https://", "data:text/html,x"] {
+        for text in [
+            "javascript:alert(1)",
+            "<script>x</script>",
+            "https://",
+            "data:text/html,x",
+        ] {
             assert!(!linked(text).contains("<a "), "{text}");
-            assert!(!linked(text).contains('<') || linked(text).contains("&lt;"), "{text}");
+            assert!(
+                !linked(text).contains('<') || linked(text).contains("&lt;"),
+                "{text}"
+            );
         }
         assert_eq!(
             linked("https://a.test/\"onmouseover=\"x"),

@@ -36,6 +36,7 @@ fn combinations() -> Vec<(EventFilter, PageRequest)> {
                 category: has(3).then(|| "Tech".to_owned()),
                 location: has(4).then(|| "Berlin".to_owned()),
                 q: None,
+                when: Default::default(),
                 cancelled: mask == 31,
             };
             let page = PageRequest {

@@ -146,7 +146,20 @@ pub struct EventFilter {
     pub location: Option<String>,
     /// The reduced words of a free-text query, each to begin a word of the event.
     pub q: Option<Vec<String>>,
+    pub when: When,
     pub cancelled: bool,
+}
+
+/// Which events of the list, by their start (`when`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum When {
+    /// Every one, earliest first (the default).
+    #[default]
+    All,
+    /// Those not started yet, earliest first.
+    Upcoming,
+    /// Those that started, newest first.
+    Past,
 }
 
 /// An event as a domain event names it: enough to tell people about it without asking.

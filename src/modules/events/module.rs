@@ -69,8 +69,20 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
             service.clone(),
         )))],
         outbox: Some(service.outbox().clone()),
+        background: vec![Box::pin(keep_indexing(service.clone()))],
         ..Hosted::default()
     })
+}
+
+/// Indexes, every minute, events an older version wrote during a rolling upgrade (they have no
+/// search text), so search finds them without waiting for a restart.
+async fn keep_indexing(service: Arc<EventsService>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        if let Err(err) = service.index_unindexed().await {
+            tracing::warn!(error = %err, "events not indexed for search yet; will retry");
+        }
+    }
 }
 
 /// Elsewhere: the seats of upcoming events through its internal endpoint.

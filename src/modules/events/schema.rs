@@ -18,7 +18,7 @@ diesel::table! {
         waitlist_length -> Integer,
         status -> Text,
         sequence -> Integer,
-        search_text -> Text,
+        search_text -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }

@@ -5,54 +5,96 @@
 //! (SQLite: an FTS5 table; PostgreSQL: a GIN index over its `tsvector`), never the raw one.
 
 use icu_normalizer::DecomposingNormalizerBorrowed;
+use icu_properties::{
+    CodePointMapData,
+    props::{GeneralCategory, GeneralCategoryGroup},
+};
 
 use super::domain::EventDraft;
 
 /// The most words of a query that count (a longer query narrows nothing useful).
 const MAX_QUERY_WORDS: usize = 8;
 
+/// The longest word kept, in characters (longer ones are cut: nobody types more of one).
+const MAX_WORD: usize = 64;
+
 /// `text` as the index sees it: its words, reduced, in order.
 pub fn words(text: &str) -> Vec<String> {
+    let categories = CodePointMapData::<GeneralCategory>::new();
     let decomposed = DecomposingNormalizerBorrowed::new_nfkd().normalize(text);
     let mut words = Vec::new();
     let mut word = String::new();
+    let mut length = 0;
+    let mut end_word = |word: &mut String, length: &mut usize| {
+        if !word.is_empty() {
+            words.push(std::mem::take(word));
+        }
+        *length = 0;
+    };
     for c in decomposed.chars() {
-        if is_mark(c) {
+        let mark = GeneralCategoryGroup::Mark.contains(categories.get(c));
+        if mark && is_accent(c) {
+            continue; // the accent of a letter decomposition split off
+        }
+        if !(c.is_alphanumeric() || mark) {
+            end_word(&mut word, &mut length);
             continue;
         }
-        if c.is_alphanumeric() {
-            word.extend(c.to_lowercase());
-        } else if !word.is_empty() {
-            words.push(std::mem::take(&mut word));
+        // Other marks (the vowel signs of Indic scripts) belong to their word.
+        if length < MAX_WORD {
+            fold(c, &mut word);
+            length += 1;
         }
     }
-    if !word.is_empty() {
-        words.push(word);
-    }
+    end_word(&mut word, &mut length);
     words
 }
 
-/// Combining marks of the blocks that carry accents (Latin, Greek, Cyrillic and more): what
-/// decomposition splits off a letter like `ä`.
-fn is_mark(c: char) -> bool {
+/// Accents: the combining marks that decomposition splits off Latin, Greek and Cyrillic
+/// letters (`ä`), and the voicing marks of kana (`ガ`).
+fn is_accent(c: char) -> bool {
     matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}'
-        | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
+        | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}' | '\u{3099}' | '\u{309A}')
+}
+
+/// Appends `c` in lower case, with the letters that do not decompose but are read as others
+/// (`ß` as `ss`, `ł` as `l`, `ø` as `o`, final `ς` as `σ`...).
+fn fold(c: char, word: &mut String) {
+    for lower in c.to_lowercase() {
+        match lower {
+            'ß' => word.push_str("ss"),
+            'ς' => word.push('σ'),
+            'ł' => word.push('l'),
+            'ø' => word.push('o'),
+            'đ' | 'ð' => word.push('d'),
+            'ı' => word.push('i'),
+            'æ' => word.push_str("ae"),
+            'œ' => word.push_str("oe"),
+            'þ' => word.push_str("th"),
+            other => word.push(other),
+        }
+    }
 }
 
 /// The indexed text of an event: the reduced words of its title, description, location and
 /// category.
 pub fn indexed_text(draft: &EventDraft) -> String {
-    [
-        Some(draft.title.as_str()),
-        draft.description.as_deref(),
-        draft.location.as_deref(),
-        draft.category.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .flat_map(words)
-    .collect::<Vec<_>>()
-    .join(" ")
+    text_of([
+        Some(&draft.title),
+        draft.description.as_ref(),
+        draft.location.as_ref(),
+        draft.category.as_ref(),
+    ])
+}
+
+/// The indexed text of the fields given (absent ones add nothing).
+pub fn text_of(fields: [Option<&String>; 4]) -> String {
+    fields
+        .into_iter()
+        .flatten()
+        .flat_map(|field| words(field))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The words a query `q` asks for (at most [`MAX_QUERY_WORDS`], duplicates once); `None` when it
@@ -77,11 +119,12 @@ pub fn fts5_query(words: &[String]) -> String {
         .join(" AND ")
 }
 
-/// The same as a PostgreSQL `tsquery` (`simple` configuration, prefix matches).
+/// The same as a PostgreSQL `tsquery` of quoted lexemes (taken as they are, not parsed again),
+/// each a prefix.
 pub fn tsquery(words: &[String]) -> String {
     words
         .iter()
-        .map(|w| format!("{w}:*"))
+        .map(|w| format!("'{w}':*"))
         .collect::<Vec<_>>()
         .join(" & ")
 }
@@ -98,20 +141,50 @@ mod tests {
 
     #[test]
     fn words_lose_case_accents_and_compatibility_forms() {
-        assert_eq!(words("Späti am Kottbusser Tor"), ["spati", "am", "kottbusser", "tor"]);
-        assert_eq!(words("Berlin-Mitte, 10:00!"), ["berlin", "mitte", "10", "00"]);
-        assert_eq!(words("ＦＵＬＬ width ﬁne Ĉafé Ωμέγα"), ["full", "width", "fine", "cafe", "ωμεγα"]);
+        assert_eq!(
+            words("Späti am Kottbusser Tor"),
+            ["spati", "am", "kottbusser", "tor"]
+        );
+        assert_eq!(
+            words("Berlin-Mitte, 10:00!"),
+            ["berlin", "mitte", "10", "00"]
+        );
+        assert_eq!(
+            words("ＦＵＬＬ width ﬁne Ĉafé Ωμέγα"),
+            ["full", "width", "fine", "cafe", "ωμεγα"]
+        );
         assert_eq!(words(" \t\n"), Vec::<String>::new());
     }
 
     #[test]
+    fn letters_read_as_others_fold_and_marks_stay_in_their_word() {
+        assert_eq!(
+            words("Łódź Straße Øresund ΜΕΓΑΛΟΣ μεγαλος"),
+            ["lodz", "strasse", "oresund", "μεγαλοσ", "μεγαλοσ"]
+        );
+        assert_eq!(
+            words("दिल्ली கருணா"),
+            ["दिल्ली", "கருணா"],
+            "vowel signs are part of the word"
+        );
+        assert_eq!(words("ガイド"), ["カイト"], "kana voicing is an accent");
+        assert_eq!(words(&"x".repeat(100))[0].chars().count(), MAX_WORD);
+    }
+
+    #[test]
     fn queries_keep_their_words_once_and_quote_them() {
-        assert_eq!(query_words("Ber ber TEC"), Some(vec!["ber".into(), "tec".into()]));
+        assert_eq!(
+            query_words("Ber ber TEC"),
+            Some(vec!["ber".into(), "tec".into()])
+        );
         assert_eq!(query_words("\"*-:&|!()"), None);
-        let many = (0..20).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let many = (0..20)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         assert_eq!(query_words(&many).unwrap().len(), MAX_QUERY_WORDS);
         let asked = query_words("spät* OR tec").unwrap();
         assert_eq!(fts5_query(&asked), "\"spat\"* AND \"or\"* AND \"tec\"*");
-        assert_eq!(tsquery(&asked), "spat:* & or:* & tec:*");
+        assert_eq!(tsquery(&asked), "'spat':* & 'or':* & 'tec':*");
     }
 }

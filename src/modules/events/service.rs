@@ -133,17 +133,22 @@ impl EventsService {
         ))
     }
 
-    /// Indexes, in batches, the text of events stored before search existed (once, at start;
-    /// instances starting together share the work). How many were indexed.
+    /// Indexes, 500 at a time, the text of events not indexed yet: stored before search
+    /// existed, or by an older version during a rolling upgrade. How many it looked at.
     pub async fn index_unindexed(&self) -> Result<usize, EventsError> {
+        const BATCH: usize = 500;
         let mut total = 0;
         loop {
-            let indexed = self
+            let looked_at = self
                 .db
-                .write(|conn| store::index_unindexed(conn, 500))
+                .write(|conn| store::index_unindexed(conn, BATCH as i64))
                 .await?;
-            total += indexed;
-            if indexed < 500 {
+            total += looked_at;
+            if looked_at < BATCH {
+                if total > 0 {
+                    // Lists cached before now may have missed these events.
+                    self.changes.announce(Change::Everything);
+                }
                 return Ok(total);
             }
         }
@@ -196,7 +201,7 @@ impl EventsService {
         filter: EventFilter,
         page: PageRequest,
     ) -> Result<Bytes, EventsError> {
-        let key = ListKey { filter, page };
+        let key = ListKey::new(filter, page);
         let Some(listed) = self.caches.lists.get(&key) else {
             return self.list_uncached(key).await;
         };
@@ -294,10 +299,10 @@ impl EventsService {
                 event.revise(patch, now())?;
                 // A larger capacity seats waitlisted people now, not at the next cancellation.
                 promote_waitlisted(conn, &outbox, &mut event)?;
-                if search::indexed_text(&event.draft) == text_before {
-                    store::save_event(conn, &event)?;
-                } else {
-                    store::save_event_and_text(conn, &event)?;
+                store::save_event(conn, &event)?;
+                let text = search::indexed_text(&event.draft);
+                if text != text_before {
+                    store::save_text(conn, event.id, &text)?;
                 }
                 let after = summary(&event);
                 // A new zone moves the local time people were told, as a new instant does.

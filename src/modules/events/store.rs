@@ -7,14 +7,16 @@ use diesel::{
 };
 
 use super::{
-    EventFilter, EventsError, RegistrationStatus, search,
+    EventFilter, EventsError, RegistrationStatus, When,
     domain::{Event, EventDraft, EventId, Registration, filter_key},
     schema::{events, events_deleted_users, registrations},
+    search,
 };
 use crate::platform::{
     auth::DeletedAccounts,
     db::{AccountLock, DbConnection},
     ids::UserId,
+    now,
     pagination::{Cursor, PageRequest},
     zone::Zone,
 };
@@ -39,7 +41,10 @@ struct EventRow {
     waitlist_length: i32,
     status: String,
     sequence: i32,
-    search_text: String,
+    /// Written with the event and by [`save_text`], never by a plain save: a sign-up does not
+    /// rewrite it.
+    #[diesel(skip_update)]
+    search_text: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
 }
@@ -85,7 +90,7 @@ impl EventRow {
             }
             .to_owned(),
             sequence: event.sequence(),
-            search_text: search::indexed_text(draft),
+            search_text: None,
             created_at: event.created_at.naive_utc(),
             updated_at: event.updated_at.naive_utc(),
         }
@@ -199,15 +204,19 @@ pub fn cursor_by_start(event: &Event) -> Cursor {
 }
 
 pub fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
-    let row = EventRow::from_event(event);
+    let text = search::indexed_text(&event.draft);
+    let row = EventRow {
+        search_text: Some(text.clone()),
+        ..EventRow::from_event(event)
+    };
     diesel::insert_into(events::table)
         .values(&row)
         .execute(conn)?;
-    index_text(conn, event.id, &row.search_text, false)
+    index_text(conn, event.id, &text, false)
 }
 
-/// Keeps SQLite's search index in step with an event whose text (`search_text`) is new or
-/// changed; PostgreSQL's index follows the column by itself.
+/// Keeps SQLite's search index in step with an event whose text is new or changed;
+/// PostgreSQL's index follows the `search_text` column by itself.
 fn index_text(
     conn: &mut DbConnection,
     id: EventId,
@@ -233,33 +242,53 @@ fn index_text(
     Ok(())
 }
 
-/// Saves `event` after a change of its text (title, description, location or category).
-pub fn save_event_and_text(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
-    save_event(conn, event)?;
-    index_text(conn, event.id, &search::indexed_text(&event.draft), true)
+/// Stores `text`, the new search text of `event` (after a change of its title, description,
+/// location or category).
+pub fn save_text(conn: &mut DbConnection, id: EventId, text: &str) -> Result<(), EventsError> {
+    diesel::update(events::table.find(id.to_string()))
+        .set(events::search_text.eq(text))
+        .execute(conn)?;
+    index_text(conn, id, text, true)
 }
 
-/// Fills in the search text of up to `limit` events stored before search existed; how many.
+/// Indexes up to `limit` events not indexed yet (stored before search existed, or by an older
+/// version), in id order; how many it looked at (fewer than `limit`: none is left). An event
+/// another instance indexed meanwhile is left as it is.
 pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, EventsError> {
-    let rows: Vec<EventRow> = events::table
-        .filter(events::search_text.eq(""))
-        .select(EventRow::as_select())
+    type Texts = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Texts> = events::table
+        .filter(events::search_text.is_null())
+        .order(events::id.asc())
+        .select((
+            events::id,
+            events::title,
+            events::description,
+            events::location,
+            events::category,
+        ))
         .limit(limit)
         .load(conn)?;
-    let mut indexed = 0;
-    for row in rows {
-        let event = row.into_event()?;
-        let text = search::indexed_text(&event.draft);
-        if text.is_empty() {
-            continue; // nothing to find it by (a title of punctuation only)
-        }
-        diesel::update(events::table.find(event.id.to_string()))
+    for (id, title, description, location, category) in &rows {
+        let text = search::text_of([
+            Some(title),
+            description.as_ref(),
+            location.as_ref(),
+            category.as_ref(),
+        ]);
+        let claimed = diesel::update(events::table.find(id).filter(events::search_text.is_null()))
             .set(events::search_text.eq(&text))
             .execute(conn)?;
-        index_text(conn, event.id, &text, true)?;
-        indexed += 1;
+        if claimed == 1 {
+            index_text(conn, parse_id("events", id, id)?, &text, true)?;
+        }
     }
-    Ok(indexed)
+    Ok(rows.len())
 }
 
 pub fn find_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>, EventsError> {
@@ -305,24 +334,42 @@ pub fn list_events(
     } else {
         SCHEDULED
     };
+    let past = filter.when == When::Past;
     let mut query = events::table
         .filter(events::status.eq(status))
         .select(EventRow::as_select())
-        .order((events::starts_at.asc(), events::id.asc()))
         .limit(page.limit + 1)
         .into_boxed();
-    // One lower bound, the later of `from` and the cursor's: the bound an index range starts
-    // at. Given both, SQLite would start at `from` and filter its way to the cursor.
+    query = if past {
+        query.order((events::starts_at.desc(), events::id.desc()))
+    } else {
+        query.order((events::starts_at.asc(), events::id.asc()))
+    };
+    // One bound on each side where the scan starts, the tightest of the filter's, the cursor's
+    // and now's: the bound an index range starts at. Given several, SQLite would start at one
+    // and filter its way to the others.
     let after_at = page.after.map(|after| after.at);
-    let lower = match (filter.from, after_at) {
-        (Some(from), Some(at)) => Some(from.max(at)),
-        (from, at) => from.or(at),
+    let tightest = |bounds: [Option<DateTime<Utc>>; 3], later: bool| {
+        bounds
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| if later { a.max(b) } else { a.min(b) })
+    };
+    let at = now();
+    let (lower, upper) = if past {
+        (filter.from, tightest([filter.to, after_at, None], false))
+    } else {
+        let started = (filter.when == When::Upcoming).then_some(at);
+        (tightest([filter.from, after_at, started], true), filter.to)
     };
     if let Some(lower) = lower {
         query = query.filter(events::starts_at.ge(lower.naive_utc()));
     }
-    if let Some(to) = filter.to {
-        query = query.filter(events::starts_at.le(to.naive_utc()));
+    if let Some(upper) = upper {
+        query = query.filter(events::starts_at.le(upper.naive_utc()));
+    }
+    if past {
+        query = query.filter(events::starts_at.lt(at.naive_utc()));
     }
     if let Some(organizer) = filter.organizer_id {
         query = query.filter(events::organizer_id.eq(organizer.to_string()));
@@ -344,20 +391,21 @@ pub fn list_events(
             ),
             DbConnection::Postgres(_) => query.filter(
                 diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    "to_tsvector('simple', events.search_text) @@ to_tsquery('simple', ",
+                    "array_to_tsvector(string_to_array(events.search_text, ' ')) @@ CAST(",
                 )
                 .bind::<Text, _>(search::tsquery(words))
-                .sql(")"),
+                .sql(" AS tsquery)"),
             ),
         };
     }
     if let Some(after) = page.after {
-        // Past the lower bound, this only sorts out the rows sharing the cursor's start time.
-        query = query.filter(
-            events::starts_at
-                .gt(after.at.naive_utc())
-                .or(events::id.gt(after.id.to_string())),
-        );
+        // Past the bound, this only sorts out the rows sharing the cursor's start time.
+        let (at, id) = (after.at.naive_utc(), after.id.to_string());
+        query = if past {
+            query.filter(events::starts_at.lt(at).or(events::id.lt(id)))
+        } else {
+            query.filter(events::starts_at.gt(at).or(events::id.gt(id)))
+        };
     }
     into_events(query.load(conn)?)
 }

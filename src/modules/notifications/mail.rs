@@ -104,7 +104,7 @@ impl Mailer {
         })?;
         match &self.transport {
             Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|e| SendError {
-                permanent: e.is_permanent(),
+                permanent: refuses_the_mail(&e),
                 why: e.to_string(),
             }),
             Transport::Files(dir) => {
@@ -123,10 +123,31 @@ impl Mailer {
     }
 }
 
-/// The TLS the URL asks for (`smtps://`: from the first byte; `?tls=required` or
-/// `?tls=opportunistic`: by STARTTLS), trusting the certificate authorities in `ca_file` (PEM)
-/// besides the system's: a relay inside an organisation often has a certificate of its own CA.
-fn tls_trusting(url: &str, ca_file: &str) -> Result<Tls, HostError> {
+/// Whether the server refused this mail itself: a 5xx about the mailbox or the address (550
+/// to 553, answered to RCPT or DATA). Other 5xx — a refused login (530, 535), a relay refusing
+/// the whole session (554), TLS required — are the deployment's to fix, not this mail's: giving
+/// up on each mail then would empty the queue in one round, so they are retried like an outage
+/// (until `notifications.give_up_after_hours`).
+fn refuses_the_mail(error: &lettre::transport::smtp::Error) -> bool {
+    error.is_permanent()
+        && error
+            .status()
+            .is_some_and(|code| (550..=553).contains(&u16::from(code)))
+}
+
+/// How a URL asks for TLS.
+#[derive(Debug, PartialEq, Eq)]
+enum TlsMode {
+    /// `smtps://`: TLS from the first byte.
+    Wrapper,
+    /// `?tls=required`: STARTTLS or nothing.
+    Required,
+    /// `?tls=opportunistic`: STARTTLS when offered.
+    Opportunistic,
+}
+
+/// The TLS mode `url` asks for and the host its certificate must name.
+fn tls_mode(url: &str) -> Result<(TlsMode, String), HostError> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or("invalid configuration: smtp.url has no scheme")?;
@@ -136,9 +157,28 @@ fn tls_trusting(url: &str, ca_file: &str) -> Result<Tls, HostError> {
         Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
         None => host_port.split(':').next().unwrap_or_default(),
     };
+    let query = rest.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let asks = |mode: &str| query.split('&').any(|pair| pair == format!("tls={mode}"));
+    let mode = match scheme {
+        "smtps" => TlsMode::Wrapper,
+        _ if asks("required") => TlsMode::Required,
+        _ if asks("opportunistic") => TlsMode::Opportunistic,
+        _ => return Err("invalid configuration: smtp.ca_file is set but smtp.url asks for no TLS (smtps://, or ?tls=required)".into()),
+    };
+    Ok((mode, host.to_owned()))
+}
+
+/// The TLS `url` asks for, trusting the certificate authorities in `ca_file` (PEM) besides the
+/// system's: a relay inside an organisation often has a certificate of its own CA.
+fn tls_trusting(url: &str, ca_file: &str) -> Result<Tls, HostError> {
+    let (mode, host) = tls_mode(url)?;
     let pem = std::fs::read(ca_file).map_err(|e| format!("smtp.ca_file: {ca_file}: {e}"))?;
-    let mut parameters = TlsParameters::builder(host.to_owned());
-    for block in pem_certificates(&pem) {
+    let certificates = pem_certificates(&pem);
+    if certificates.is_empty() {
+        return Err(format!("smtp.ca_file: {ca_file}: no PEM certificate in it").into());
+    }
+    let mut parameters = TlsParameters::builder(host);
+    for block in certificates {
         let certificate = Certificate::from_pem(block.as_bytes())
             .map_err(|e| format!("smtp.ca_file: {ca_file}: {e}"))?;
         parameters = parameters.add_root_certificate(certificate);
@@ -146,13 +186,10 @@ fn tls_trusting(url: &str, ca_file: &str) -> Result<Tls, HostError> {
     let parameters = parameters
         .build()
         .map_err(|e| format!("smtp.ca_file: {ca_file}: {e}"))?;
-    let query = rest.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let asks = |mode: &str| query.split('&').any(|pair| pair == format!("tls={mode}"));
-    Ok(match scheme {
-        "smtps" => Tls::Wrapper(parameters),
-        _ if asks("required") => Tls::Required(parameters),
-        _ if asks("opportunistic") => Tls::Opportunistic(parameters),
-        _ => return Err("invalid configuration: smtp.ca_file is set but smtp.url asks for no TLS (smtps://, or ?tls=required)".into()),
+    Ok(match mode {
+        TlsMode::Wrapper => Tls::Wrapper(parameters),
+        TlsMode::Required => Tls::Required(parameters),
+        TlsMode::Opportunistic => Tls::Opportunistic(parameters),
     })
 }
 
@@ -437,15 +474,32 @@ mod tests {
     }
 
     #[test]
-    fn tls_follows_the_url_and_trusts_the_ca_file() {
+    fn tls_follows_the_url() {
+        let mode = |url| tls_mode(url).map_err(|e| e.to_string());
+        assert_eq!(
+            mode("smtps://u@mail.example:465"),
+            Ok((TlsMode::Wrapper, "mail.example".into()))
+        );
+        assert_eq!(
+            mode("smtp://[::1]:587?tls=required"),
+            Ok((TlsMode::Required, "::1".into()))
+        );
+        assert_eq!(
+            mode("smtp://h:25?x=1&tls=opportunistic"),
+            Ok((TlsMode::Opportunistic, "h".into()))
+        );
+        assert!(
+            mode("smtp://h:25").is_err(),
+            "a CA without TLS is a mistake"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, "").unwrap();
-        let ca = ca.to_str().unwrap();
-        assert!(matches!(tls_trusting("smtps://u@mail.example:465", ca), Ok(Tls::Wrapper(p)) if p.domain() == "mail.example"));
-        assert!(matches!(tls_trusting("smtp://[::1]:587?tls=required", ca), Ok(Tls::Required(p)) if p.domain() == "::1"));
-        assert!(matches!(tls_trusting("smtp://h:25?x=1&tls=opportunistic", ca), Ok(Tls::Opportunistic(_))));
-        assert!(tls_trusting("smtp://h:25", ca).is_err(), "a CA without TLS is a mistake");
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        assert!(tls_trusting("smtps://h", empty.to_str().unwrap()).is_err());
         assert!(tls_trusting("smtps://h", "/nonexistent/ca.pem").is_err());
     }
 

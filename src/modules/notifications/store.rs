@@ -405,8 +405,8 @@ pub fn queue_depth(conn: &mut DbConnection) -> QueryResult<i64> {
 /// how many rows went.
 pub fn prune(conn: &mut DbConnection, before: DateTime<Utc>) -> QueryResult<usize> {
     let before = before.naive_utc();
-    let sent = diesel::delete(mail_queue::table.filter(mail_queue::sent_at.lt(before)))
-        .execute(conn)?;
+    let sent =
+        diesel::delete(mail_queue::table.filter(mail_queue::sent_at.lt(before))).execute(conn)?;
     let given_up = diesel::delete(mail_queue::table.filter(mail_queue::given_up_at.lt(before)))
         .execute(conn)?;
     let handled = diesel::delete(

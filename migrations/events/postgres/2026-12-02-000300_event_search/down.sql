@@ -1,2 +1,3 @@
 DROP INDEX events_search;
+DROP INDEX events_unindexed;
 ALTER TABLE events DROP COLUMN search_text;
