@@ -92,7 +92,7 @@ write_rate() {
 }
 
 report() { # $1 label, $2 req/s
-  awk -v l="$1" -v r="$2" -v c="$CEILING" 'BEGIN { printf "| %-34s | %8d | %5.2f |\n", l, r, r / c }'
+  awk -v l="$1" -v r="$2" -v c="$CEILING" 'BEGIN { printf "| %-34s | %8d | %6.3f |\n", l, r, r / c }'
 }
 
 echo "| scenario (wrk -t2 -c64, ${DURATION}s) | req/s | × bare |"
@@ -111,6 +111,10 @@ for cache in true false; do
   report "/api/users/me ($label)" "$(rate "$base/api/users/me" -H "authorization: Bearer $TOKEN")"
   report "attendee list ($label)" "$(rate "$base/api/events/$FIRST/registrations" -H "authorization: Bearer $TOKEN")"
   if [ "$cache" = true ]; then
+    for encoding in br gzip; do
+      report "event detail ($label, $encoding)" "$(rate "$base/api/events/$FIRST" -H "accept-encoding: $encoding")"
+      report "first list page of 20 ($label, $encoding)" "$(rate "$base/api/events" -H "accept-encoding: $encoding")"
+    done
     # 1,000 people, 500 seats: every request is a sign-up or a withdrawal, and about half the
     # withdrawals from a seat promote the first person waiting.
     seed_people "$port" 1000

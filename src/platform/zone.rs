@@ -61,7 +61,12 @@ impl Zone {
         } else {
             to.strftime("%a %-d %b %Y, %H:%M %Z").to_string()
         };
-        let start = from.strftime("%a %-d %b %Y, %H:%M").to_string();
+        // Across a change of the clocks, each time says its own offset.
+        let start = if from.offset() == to.offset() {
+            from.strftime("%a %-d %b %Y, %H:%M").to_string()
+        } else {
+            from.strftime("%a %-d %b %Y, %H:%M %Z").to_string()
+        };
         format!("{start}–{end} ({})", self.name())
     }
 
@@ -125,6 +130,11 @@ mod tests {
         assert_eq!(
             berlin.describe_span(at("2026-12-05T18:00:00Z"), at("2026-12-05T20:30:00Z")),
             "Sat 5 Dec 2026, 19:00–21:30 CET (Europe/Berlin)"
+        );
+        // Across the night the clocks go back: each time with its own abbreviation.
+        assert_eq!(
+            berlin.describe_span(at("2026-10-25T00:30:00Z"), at("2026-10-25T01:30:00Z")),
+            "Sun 25 Oct 2026, 02:30 CEST–02:30 CET (Europe/Berlin)"
         );
         let tokyo = Zone::parse("Asia/Tokyo").unwrap();
         assert_eq!(

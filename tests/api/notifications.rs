@@ -1063,6 +1063,7 @@ async fn nothing_is_kept_about_an_account_deleted_as_it_is_told(backend: Backend
     let organiser = app.user().await;
     let trials = 12;
     let mut deleted = Vec::new();
+    let mut addresses = Vec::new();
     for trial in 0..trials {
         let (ada, bea) = (app.user().await, app.user().await);
         let event = full_event(&app, &organiser, &ada, &bea, &format!("Race {trial}")).await;
@@ -1092,6 +1093,7 @@ async fn nothing_is_kept_about_an_account_deleted_as_it_is_told(backend: Backend
         assert_eq!(withdrawn.status(), StatusCode::NO_CONTENT);
         assert_eq!(gone.status(), StatusCode::NO_CONTENT);
         deleted.push(format!("'{}'", bea.id));
+        addresses.push(bea.email.clone());
     }
     let db = app.database_url_of("notifications").to_owned();
     let ids = deleted.join(", ");
@@ -1123,5 +1125,18 @@ async fn nothing_is_kept_about_an_account_deleted_as_it_is_told(backend: Backend
             &format!("SELECT COUNT(*) AS n FROM {table} WHERE user_id IN ({ids})"),
         );
         assert_eq!(left, 0, "{left} rows of deleted accounts in {table}");
+    }
+    // Nor their mail written to files (no SMTP server here: the one-binary default).
+    for dir in app.mail_dirs() {
+        for file in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            for address in &addresses {
+                assert!(
+                    !text.contains(address.as_str()),
+                    "{} still holds {address}",
+                    file.path().display()
+                );
+            }
+        }
     }
 }

@@ -187,7 +187,7 @@ const dateTime = new Intl.DateTimeFormat(undefined, DATE_TIME);
 const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
 /** The event's times, in `timeZone` (default: the venue's). */
-function when(event, timeZone = event.time_zone || 'UTC') {
+function when(event, timeZone = shownZone(event.time_zone || 'UTC')) {
   const full = new Intl.DateTimeFormat(undefined, { ...DATE_TIME, timeZone });
   const short = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', timeZoneName: 'short', timeZone });
   const day = new Intl.DateTimeFormat('en-CA', { year: 'numeric', month: '2-digit', day: '2-digit', timeZone });
@@ -538,7 +538,7 @@ async function eventPage(params, id) {
     h('h1', {}, event.title, event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
     h('div', { class: 'card' },
       h('p', { class: 'meta' }, h('time', { datetime: event.starts_at }, when(event)),
-        ` (local time in ${place(event.time_zone)})`),
+        ` (local time in ${place(shownZone(event.time_zone))})`),
       sameClock(event) ? null : h('p', { class: 'hint', 'data-viewer-time': '' },
         `Your time (${zone}): ${when(event, zone)}`),
       (event.location || event.category) &&
@@ -588,8 +588,8 @@ function eventForm(event) {
     }, 'Starts and Ends are local times there.'),
     h('datalist', { id: 'zones' }, ZONES.map((name) => h('option', { value: name }))),
     h('div', { class: 'field row' },
-      field('starts_at', 'Starts', { type: 'datetime-local', value: event ? localInput(event.starts_at, event.time_zone) : '' }),
-      field('ends_at', 'Ends', { type: 'datetime-local', value: event ? localInput(event.ends_at, event.time_zone) : '' })),
+      field('starts_at', 'Starts', { type: 'datetime-local', value: event ? localInput(event.starts_at, shownZone(event.time_zone)) : '' }),
+      field('ends_at', 'Ends', { type: 'datetime-local', value: event ? localInput(event.ends_at, shownZone(event.time_zone)) : '' })),
     field('capacity', 'Seats', { type: 'number', min: 1, max: 100000, inputmode: 'numeric', value: event?.capacity ?? '' },
       event ? 'More seats promote people from the waitlist.' : null),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, event ? 'Save changes' : 'Publish event')));
@@ -599,16 +599,33 @@ function eventForm(event) {
 
 const EVENT_REQUIRED = ['title', 'starts_at', 'ends_at', 'capacity'];
 
+/** Whether this browser can tell the time in `timeZone`. */
+function knownZone(timeZone) {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone });
+    return timeZone !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** `timeZone` when this browser knows it, else UTC (a zone newer than the browser's data). */
+function shownZone(timeZone) {
+  return knownZone(timeZone) ? timeZone : 'UTC';
+}
+
 /**
  * The form's values as the API takes them: the local times at the venue as UTC instants. A time
  * the venue's clocks skip or show twice (summer time) is refused here, never shifted silently.
+ * `before` (editing): the form's first values; a time and a zone left as they were are not sent,
+ * so saving a new title neither moves the event nor tells its attendees it changed.
  */
-function eventBody(values) {
+function eventBody(values, before = null) {
   const timeZone = values.time_zone.trim();
   const errors = [];
-  const known = ZONES.length === 0 || ZONES.some((name) => name.toLowerCase() === timeZone.toLowerCase())
-    || timeZone.toUpperCase() === 'UTC';
+  const known = knownZone(timeZone);
   if (!known) errors.push({ field: 'time_zone', message: 'choose a time zone from the list, such as Europe/Berlin' });
+  const zoneKept = before !== null && timeZone === before.time_zone;
   const time = (name) => {
     const wall = values[name];
     if (!wall || !known) return wall;
@@ -626,19 +643,21 @@ function eventBody(values) {
     description: values.description || null,
     location: values.location || null,
     category: values.category || null,
-    time_zone: timeZone,
-    starts_at: time('starts_at'),
-    ends_at: time('ends_at'),
     capacity: values.capacity === '' ? null : Number(values.capacity),
   };
+  if (!zoneKept) body.time_zone = timeZone;
+  for (const name of ['starts_at', 'ends_at']) {
+    if (!(zoneKept && values[name] === before[name])) body[name] = time(name);
+  }
   if (errors.length) throw new ApiError(422, { title: 'Please check the form.', errors });
   return body;
 }
 
 /** Whether the viewer's clock shows the same times as the venue's. */
 function sameClock(event) {
+  const venue = shownZone(event.time_zone || 'UTC');
   return [event.starts_at, event.ends_at].every((iso) =>
-    wallTime(Date.parse(iso), zone) === wallTime(Date.parse(iso), event.time_zone || 'UTC'));
+    wallTime(Date.parse(iso), zone) === wallTime(Date.parse(iso), venue));
 }
 
 async function createEvent() {
@@ -654,9 +673,11 @@ async function createEvent() {
 async function editEvent(params, id) {
   if (!(await whoAmI())) return toLogin();
   const event = await api('GET', `/api/events/${encodeURIComponent(id)}`);
+  const form = eventForm(event);
+  const before = Object.fromEntries(new FormData(form));
   return h('section', {}, h('h1', {}, 'Edit ', event.title),
-    handle(eventForm(event), async (values) => {
-      await api('PATCH', `/api/events/${event.id}`, eventBody(values));
+    handle(form, async (values) => {
+      await api('PATCH', `/api/events/${event.id}`, eventBody(values, before));
       flash('Your changes are saved.');
       location.hash = `#/events/${event.id}`;
     }, EVENT_REQUIRED));

@@ -66,14 +66,19 @@ fn event(out: &mut Lines, entry: &Entry<'_>, now: DateTime<Utc>) {
     out.property("LAST-MODIFIED", &utc(event.updated_at));
     out.property("SEQUENCE", &event.sequence().to_string());
     for (name, at) in [("DTSTART", draft.starts_at), ("DTEND", draft.ends_at)] {
-        if draft.time_zone.name() == "UTC" {
+        let local = draft.time_zone.local(at);
+        // A local time the clocks show twice means its first occurrence (RFC 5545, 3.3.5): the
+        // second is written as UTC instead.
+        let second_of_two = draft
+            .time_zone
+            .time_zone()
+            .to_ambiguous_timestamp(local.datetime())
+            .earlier()
+            .is_ok_and(|first| first != local.timestamp());
+        if draft.time_zone.name() == "UTC" || second_of_two {
             out.property(name, &utc(at));
         } else {
-            let local = draft
-                .time_zone
-                .local(at)
-                .strftime("%Y%m%dT%H%M%S")
-                .to_string();
+            let local = local.strftime("%Y%m%dT%H%M%S").to_string();
             out.property(&format!("{name};TZID={}", draft.time_zone.name()), &local);
         }
     }
@@ -234,6 +239,48 @@ mod tests {
         }
         let unfolded = lines.0.replace("\r\n ", "");
         assert_eq!(unfolded, format!("SUMMARY:{long}\r\n"));
+    }
+
+    #[test]
+    fn the_second_of_two_equal_local_times_is_written_in_utc() {
+        use super::super::domain::{Event, EventDraft};
+        let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        let event = |starts: &str| {
+            let draft = EventDraft {
+                title: "Night".into(),
+                description: None,
+                location: None,
+                category: None,
+                time_zone: Zone::parse("Europe/Berlin").unwrap(),
+                starts_at: at(starts),
+                ends_at: at("2026-10-25T02:30:00Z"),
+                capacity: 1,
+            };
+            Event::new(
+                crate::platform::ids::UserId::from(uuid::Uuid::nil()),
+                draft,
+                at("2026-01-01T00:00:00Z"),
+            )
+        };
+        let render_one = |event: &Event| {
+            let entry = Entry {
+                event,
+                url: "u".into(),
+            };
+            render("c", &[entry], at("2026-01-01T00:00:00Z"))
+        };
+        // 00:30 UTC is the first 02:30 in Berlin that night (CEST), 01:30 UTC the second (CET).
+        let first = render_one(&event("2026-10-25T00:30:00Z"));
+        assert!(
+            first.contains("DTSTART;TZID=Europe/Berlin:20261025T023000\r\n"),
+            "{first}"
+        );
+        let second = render_one(&event("2026-10-25T01:30:00Z"));
+        assert!(second.contains("DTSTART:20261025T013000Z\r\n"), "{second}");
+        assert!(
+            second.contains("DTEND;TZID=Europe/Berlin:20261025T033000\r\n"),
+            "{second}"
+        );
     }
 
     #[test]

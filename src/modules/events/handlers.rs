@@ -214,7 +214,7 @@ async fn share_page(service: Service, id: web::Path<Uuid>) -> Result<HttpRespons
         meta("og:url", &url),
         "<meta name=\"twitter:card\" content=\"summary\">".to_owned(),
         format!("<link rel=\"canonical\" href=\"{}\">", escape(&url)),
-        "<link rel=\"stylesheet\" href=\"/app.css\">".to_owned(),
+        "<link rel=\"stylesheet\" href=\"/assets/app.css\">".to_owned(),
     ]
     .concat();
     let paragraph = |class: &str, html: String| format!("<p class=\"{class}\">{html}</p>");

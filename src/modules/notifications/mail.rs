@@ -96,6 +96,24 @@ impl Mailer {
         }
     }
 
+    /// Deletes the files of mails `ids` (mail written to files: a forgotten person's address
+    /// or pruned mail must not stay on disk); nothing for SMTP.
+    pub async fn discard(&self, ids: &[String]) {
+        let Transport::Files(dir) = &self.transport else {
+            return;
+        };
+        for id in ids {
+            let path = dir.join(format!("{id}.eml"));
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "mail file not deleted")
+                }
+            }
+        }
+    }
+
     /// Sends `mail` once.
     pub async fn send(&self, mail: &MailRow) -> Result<(), SendError> {
         let message = compose(&self.from, mail).map_err(|why| SendError {
@@ -347,8 +365,11 @@ impl MailWorker {
                     .write(move |conn| store::prune(conn, before).map_err(DbError::from))
                     .await
                 {
-                    Ok(0) => {}
-                    Ok(rows) => tracing::info!(rows, %before, "old mail pruned"),
+                    Ok(ids) if ids.is_empty() => {}
+                    Ok(ids) => {
+                        self.mailer.discard(&ids).await;
+                        tracing::info!(mails = ids.len(), %before, "old mail pruned");
+                    }
                     Err(err) => tracing::warn!(error = %err, "old mail not pruned; will retry"),
                 }
             }

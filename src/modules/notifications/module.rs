@@ -86,6 +86,7 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         process.apis.get::<dyn UsersApi>()?,
         public_url,
         wakeup.clone(),
+        mailer.clone(),
     ));
     process
         .apis

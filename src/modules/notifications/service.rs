@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{
     EmailSettings, Kind, Notification, NotificationPage, NotificationsApi, NotificationsApiError,
     NotificationsError, PasswordResetMail,
+    mail::Mailer,
     store::{self, MailRow, NotificationRow},
 };
 use crate::{
@@ -50,6 +51,8 @@ pub struct NotificationsService {
     public_url: String,
     /// Wakes the mail worker once a mail was queued.
     mail_wakeup: Arc<Notify>,
+    /// Where mail goes: a forgotten person's mail files are deleted with their rows.
+    mailer: Arc<Mailer>,
 }
 
 /// What one person is told: the notification's text, and the mail's.
@@ -66,12 +69,14 @@ impl NotificationsService {
         users: Arc<dyn UsersApi>,
         public_url: String,
         mail_wakeup: Arc<Notify>,
+        mailer: Arc<Mailer>,
     ) -> Self {
         Self {
             db,
             users,
             public_url: public_url.trim_end_matches('/').to_owned(),
             mail_wakeup,
+            mailer,
         }
     }
 
@@ -130,7 +135,15 @@ impl NotificationsService {
     ) -> Result<EmailSettings, NotificationsError> {
         self.db
             .write(move |conn| {
-                store::save_settings(conn, user, settings, now()).map_err(DbError::from)
+                // An account deleted meanwhile (its token still valid for an instant) keeps
+                // nothing here.
+                if store::forgotten(conn, user)? {
+                    return Err(NotificationsError::from(Problem::unauthorized(
+                        "the account of this token no longer exists",
+                    )));
+                }
+                store::save_settings(conn, user, settings, now())?;
+                Ok(())
             })
             .await?;
         Ok(settings)
@@ -150,6 +163,9 @@ impl NotificationsService {
                     table: "unsubscribe_tokens",
                     why: format!("user_id: {e}"),
                 })?;
+                if store::forgotten(conn, user)? {
+                    return Err(NotificationsError::UnknownUnsubscribe);
+                }
                 let settings = store::settings_of(conn, user)?.without(kind);
                 store::save_settings(conn, user, settings, now())?;
                 Ok(kind)
@@ -286,15 +302,18 @@ impl NotificationsService {
     /// Forgets a deleted account: its notifications, settings, tokens and mail.
     async fn forget(&self, cause: &DomainEvent, user: Uuid) -> Result<(), DeliveryError> {
         let (cause_id, topic) = (cause.id, cause.topic.clone());
-        self.db
+        let mails = self
+            .db
             .write(move |conn| {
-                if INBOX.first_time(conn, cause_id, &topic, now())? {
-                    store::forget(conn, user, now())?;
+                if !INBOX.first_time(conn, cause_id, &topic, now())? {
+                    return Ok::<_, NotificationsError>(Vec::new());
                 }
-                Ok::<_, NotificationsError>(())
+                Ok(store::forget(conn, user, now())?)
             })
             .await
-            .map_err(DeliveryError::because)
+            .map_err(DeliveryError::because)?;
+        self.mailer.discard(&mails).await;
+        Ok(())
     }
 }
 

@@ -402,18 +402,19 @@ pub fn queue_depth(conn: &mut DbConnection) -> QueryResult<i64> {
 }
 
 /// Deletes mail sent or given up, and records of handled domain events, from before `before`;
-/// how many rows went.
-pub fn prune(conn: &mut DbConnection, before: DateTime<Utc>) -> QueryResult<usize> {
+/// the ids of the mails that went.
+pub fn prune(conn: &mut DbConnection, before: DateTime<Utc>) -> QueryResult<Vec<String>> {
     let before = before.naive_utc();
-    let sent =
-        diesel::delete(mail_queue::table.filter(mail_queue::sent_at.lt(before))).execute(conn)?;
-    let given_up = diesel::delete(mail_queue::table.filter(mail_queue::given_up_at.lt(before)))
+    let old = mail_queue::table.filter(
+        mail_queue::sent_at
+            .lt(before)
+            .or(mail_queue::given_up_at.lt(before)),
+    );
+    let ids: Vec<String> = old.select(mail_queue::id).load(conn)?;
+    diesel::delete(mail_queue::table.filter(mail_queue::id.eq_any(&ids))).execute(conn)?;
+    diesel::delete(notifications_inbox::table.filter(notifications_inbox::handled_at.lt(before)))
         .execute(conn)?;
-    let handled = diesel::delete(
-        notifications_inbox::table.filter(notifications_inbox::handled_at.lt(before)),
-    )
-    .execute(conn)?;
-    Ok(sent + given_up + handled)
+    Ok(ids)
 }
 
 /// The account locks of this module's writes (see [`AccountLock`]).
@@ -431,8 +432,9 @@ pub fn forgotten(conn: &mut DbConnection, user: Uuid) -> QueryResult<bool> {
         .map(|n| n > 0)
 }
 
-/// Forgets `user` for good: their notifications, settings, unsubscribe tokens and mail go, and nothing about them is written from now on (see [`forgotten`]).
-pub fn forget(conn: &mut DbConnection, user: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
+/// Forgets `user` for good: their notifications, settings, unsubscribe tokens and mail go, and
+/// nothing about them is written from now on (see [`forgotten`]). The ids of their mails.
+pub fn forget(conn: &mut DbConnection, user: Uuid, at: DateTime<Utc>) -> QueryResult<Vec<String>> {
     ACCOUNT_LOCK.take(conn, user)?;
     let id = user.to_string();
     insert_new(conn, |conn| {
@@ -448,6 +450,8 @@ pub fn forget(conn: &mut DbConnection, user: Uuid, at: DateTime<Utc>) -> QueryRe
     diesel::delete(unsubscribe_tokens::table.filter(unsubscribe_tokens::user_id.eq(&id)))
         .execute(conn)?;
     // Sent mail too: it holds their address and what they were told.
-    diesel::delete(mail_queue::table.filter(mail_queue::user_id.eq(&id))).execute(conn)?;
-    Ok(())
+    let mails = mail_queue::table.filter(mail_queue::user_id.eq(&id));
+    let ids: Vec<String> = mails.select(mail_queue::id).load(conn)?;
+    diesel::delete(mails).execute(conn)?;
+    Ok(ids)
 }
