@@ -18,6 +18,7 @@ pub mod problem;
 pub mod read_cache;
 #[cfg(feature = "split")]
 pub mod remote;
+pub mod secret;
 pub mod settings;
 pub mod telemetry;
 pub mod text;

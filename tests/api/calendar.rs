@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, TestUser, event_body, json_of, problem};
 
-crate::backend_tests!(calendar: an_event_is_a_calendar_file_a_real_calendar_reads);
+crate::backend_tests!(
+    calendar: an_event_is_a_calendar_file_a_real_calendar_reads,
+    a_calendar_feed_lists_my_events_until_it_is_replaced_or_stopped,
+);
 crate::backend_tests!(a_shared_link_previews_the_event);
 
 /// `month`/15 of next year at `hour`:00 UTC, as RFC 3339.
@@ -29,9 +32,12 @@ async fn create(app: &TestApp, who: &TestUser, extra: Value) -> Value {
 
 /// The event's calendar file as the calendar library reads it.
 async fn read_calendar(app: &TestApp, id: &str) -> Value {
-    let response = app
-        .get(&format!("/api/events/{id}/calendar.ics"), None)
-        .await;
+    read_calendar_at(app, &format!("/api/events/{id}/calendar.ics")).await["events"][0].clone()
+}
+
+/// The calendar at `path` as the calendar library reads it (every event).
+async fn read_calendar_at(app: &TestApp, path: &str) -> Value {
+    let response = app.get(path, None).await;
     assert_eq!(response.status(), StatusCode::OK);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -62,8 +68,7 @@ async fn read_calendar(app: &TestApp, id: &str) -> Value {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&ics)
     );
-    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
-    read["events"][0].clone()
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// An event's `.ics`, read by a real calendar library: its times at the venue in its zone (and
@@ -265,4 +270,162 @@ async fn a_shared_link_previews_the_event(backend: Backend) {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let garbage = app.get("/events/not-an-id", None).await;
     assert!(garbage.status().is_client_error(), "{}", garbage.status());
+}
+
+/// A person's calendar feed, read by a real calendar library: the events they registered for
+/// (a seat confirmed, a waitlist place tentative), following their withdrawals; a new address
+/// stops the old one, stopping the feed stops it, and a deleted account's feed is gone.
+async fn a_calendar_feed_lists_my_events_until_it_is_replaced_or_stopped(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, ada, bob) = (app.user().await, app.user().await, app.user().await);
+    let one = create(
+        &app,
+        &organiser,
+        json!({"title": "One", "time_zone": "Europe/Berlin"}),
+    )
+    .await;
+    let mut full = event_body(1);
+    crate::helpers::merge(&mut full, json!({"title": "Full"}));
+    let full = json_of(
+        app.post("/api/events", Some(&organiser.access_token), full)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    for (who, event) in [(&ada, &one), (&bob, &full), (&ada, &full)] {
+        let path = format!(
+            "/api/events/{}/registrations",
+            event["id"].as_str().unwrap()
+        );
+        json_of(
+            app.post(&path, Some(&who.access_token), json!({})).await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let new_feed = |who: &TestUser| {
+        let (app, token) = (&app, who.access_token.clone());
+        async move {
+            let response = app
+                .post("/api/users/me/calendar-feed", Some(&token), json!({}))
+                .await;
+            assert_eq!(response.headers()["cache-control"], "no-store");
+            let url = json_of(response, StatusCode::CREATED).await["url"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let path = url
+                .find("/api/calendar/")
+                .map(|at| url[at..].to_owned())
+                .expect("a feed address");
+            assert!(path.ends_with(".ics"), "{url}");
+            path
+        }
+    };
+    let titles = |calendar: &Value| -> Vec<(String, String)> {
+        let mut seen: Vec<(String, String)> = calendar["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["summary"].as_str().unwrap().to_owned(),
+                    e["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen
+    };
+    let feed = new_feed(&ada).await;
+    let read = read_calendar_at(&app, &feed).await;
+    assert_eq!(read["name"], "rsvp: my events");
+    assert_eq!(
+        titles(&read),
+        [
+            ("Full".to_owned(), "TENTATIVE".to_owned()),
+            ("One".to_owned(), "CONFIRMED".to_owned())
+        ]
+    );
+    // Bob's feed is his.
+    let bobs = new_feed(&bob).await;
+    assert_eq!(
+        titles(&read_calendar_at(&app, &bobs).await),
+        [("Full".to_owned(), "CONFIRMED".to_owned())]
+    );
+    // A withdrawal leaves the feed.
+    let seat = format!(
+        "/api/events/{}/registrations/me",
+        one["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.delete(&seat, Some(&ada.access_token)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        titles(&read_calendar_at(&app, &feed).await),
+        [("Full".to_owned(), "TENTATIVE".to_owned())]
+    );
+    // A new address stops the old.
+    let renewed = new_feed(&ada).await;
+    assert_ne!(renewed, feed);
+    assert_eq!(app.get(&feed, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&renewed, None).await.status(), StatusCode::OK);
+    // Stopping it stops it.
+    assert_eq!(
+        app.delete("/api/users/me/calendar-feed", Some(&ada.access_token))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&renewed, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    problem(
+        app.delete("/api/users/me/calendar-feed", Some(&ada.access_token))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.post("/api/users/me/calendar-feed", None, json!({}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    for garbage in [
+        "x.ics",
+        "%00.ics",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.ics",
+    ] {
+        let response = app.get(&format!("/api/calendar/{garbage}"), None).await;
+        // A NUL in a path is refused at the edge (400) before any route.
+        assert!(
+            matches!(
+                response.status(),
+                StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST
+            ),
+            "{garbage}: {}",
+            response.status()
+        );
+    }
+    // A deleted account's feed goes with it (in the split, once the deletion reached events).
+    let gone = app
+        .request(
+            Method::DELETE,
+            "/api/users/me",
+            Some(&bob.access_token),
+            Some(json!({"current_password": bob.password})),
+        )
+        .await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get(&bobs, None).await.status() != StatusCode::NOT_FOUND {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deleted account's feed still answers"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

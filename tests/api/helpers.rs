@@ -331,6 +331,15 @@ impl TestApp {
         }
     }
 
+    /// The address of process `name` of a multi-process deployment.
+    #[cfg(feature = "split")]
+    pub fn address_of(&self, name: &str) -> String {
+        match &self.deployment {
+            Deployment::Processes(processes) => processes.address(name),
+            Deployment::Monolith(_) => panic!("not a multi-process deployment"),
+        }
+    }
+
     #[cfg(feature = "split")]
     pub fn processes(&mut self) -> &mut crate::processes::Processes {
         match &mut self.deployment {

@@ -851,8 +851,7 @@ async fn unknown_emails_get_the_same_reset_answer(backend: Backend) {
 /// each mail arrives exactly once after the server is back.
 async fn mail_waits_out_an_smtp_outage_and_arrives_once(backend: Backend) {
     let mut smtp = SmtpServer::start().await;
-    #[cfg_attr(not(feature = "split"), allow(unused_mut))]
-    let mut app = app_with(backend, &smtp).await;
+    let app = app_with(backend, &smtp).await;
     let organiser = app.user().await;
     let mut waiting = Vec::new();
     let mut seated = Vec::new();
@@ -913,7 +912,7 @@ impl MailMetrics {
             #[cfg(feature = "split")]
             crate::helpers::Topology::Mixed("notifications") => app.url("/metrics"),
             #[cfg(feature = "split")]
-            _ => format!("{}/metrics", app.processes().address("notifications")),
+            _ => format!("{}/metrics", app.address_of("notifications")),
             #[cfg(not(feature = "split"))]
             _ => unreachable!(),
         };

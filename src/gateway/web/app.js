@@ -708,7 +708,35 @@ async function myRegistrations() {
     (cursor) => api('GET', `/api/users/me/registrations${query({ limit: 20, cursor })}`),
     item, 'You have not signed up for anything yet.');
   await paged.first();
-  return h('section', {}, h('h1', {}, 'My registrations'), list, paged.status, paged.controls);
+  return h('section', {}, h('h1', {}, 'My registrations'), list, paged.status, paged.controls,
+    calendarFeed());
+}
+
+/** A secret address for a calendar app: shown once when made; a new one stops the old. */
+function calendarFeed() {
+  const shown = h('div', { class: 'stack' });
+  const make = actionButton('Get a calendar link', async () => {
+    const feed = await api('POST', '/api/users/me/calendar-feed');
+    const address = h('input', { id: 'feed-url', type: 'text', readonly: true, value: feed.url });
+    shown.replaceChildren(
+      h('label', { for: 'feed-url' }, 'Your calendar link (subscribe to it in your calendar app)'),
+      address,
+      h('p', { class: 'hint' }, 'Anyone with this link sees your events. It is shown once: a new link stops this one.'));
+    address.focus();
+    address.select();
+  }, { class: 'secondary' });
+  const stop = actionButton('Stop my calendar link', async () => {
+    try {
+      await api('DELETE', '/api/users/me/calendar-feed');
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    }
+    shown.replaceChildren(h('p', {}, 'Your calendar link no longer works.'));
+  }, { class: 'secondary' });
+  return h('section', { 'aria-labelledby': 'feed-title' },
+    h('h2', { id: 'feed-title' }, 'In your calendar'),
+    h('p', {}, 'Your registrations as a calendar your calendar app keeps up to date (waitlist places as tentative).'),
+    h('div', { class: 'actions' }, make, stop), shown);
 }
 
 function login(params) {

@@ -16,6 +16,8 @@ use crate::platform::zone::Zone;
 pub struct Entry<'a> {
     pub event: &'a Event,
     pub url: String,
+    /// The calendar's owner is on its waitlist (a tentative event for them).
+    pub waiting: bool,
 }
 
 /// A calendar named `name` holding `entries`, stamped `now`.
@@ -93,10 +95,10 @@ fn event(out: &mut Lines, entry: &Entry<'_>, now: DateTime<Utc>) {
         out.property("CATEGORIES", &text(category));
     }
     out.property("URL", &entry.url);
-    let status = if event.is_cancelled() {
-        "CANCELLED"
-    } else {
-        "CONFIRMED"
+    let status = match (event.is_cancelled(), entry.waiting) {
+        (true, _) => "CANCELLED",
+        (false, true) => "TENTATIVE",
+        (false, false) => "CONFIRMED",
     };
     out.property("STATUS", status);
     out.line("END:VEVENT");
@@ -266,6 +268,7 @@ mod tests {
             let entry = Entry {
                 event,
                 url: "u".into(),
+                waiting: false,
             };
             render("c", &[entry], at("2026-01-01T00:00:00Z"))
         };

@@ -2,8 +2,8 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::{
@@ -33,6 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_event)
         .service(event_calendar)
         .service(share_page)
+        .service(new_calendar_feed)
+        .service(revoke_calendar_feed)
+        .service(calendar_feed)
         .service(update_event)
         .service(cancel_event)
         .service(sign_up)
@@ -280,6 +283,73 @@ fn linked(text: &str) -> String {
     out
 }
 
+/// The caller's calendar feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CalendarFeed {
+    /// The feed's secret address, for a calendar app to subscribe to: anyone with it sees the
+    /// events the caller registered for. Shown once; a new one stops the old.
+    pub url: String,
+}
+
+/// A new secret address for a calendar app to subscribe to: the events the caller registered
+/// for (waitlisted ones tentative). Any earlier address stops working.
+#[utoipa::path(post, path = "/api/users/me/calendar-feed", tag = "events", security(("bearer" = [])),
+    responses((status = 201, body = CalendarFeed), (status = 401, body = ProblemBody)))]
+#[post("/api/users/me/calendar-feed")]
+#[tracing::instrument(skip_all, fields(user_id = %caller.id))]
+async fn new_calendar_feed(
+    service: Service,
+    caller: AuthUser,
+) -> Result<HttpResponse, EventsError> {
+    let url = service.new_feed(caller).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(CalendarFeed { url }))
+}
+
+/// Stops the caller's calendar feed (its address answers `404` from now on).
+#[utoipa::path(delete, path = "/api/users/me/calendar-feed", tag = "events", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ProblemBody), (status = 404, body = ProblemBody)))]
+#[delete("/api/users/me/calendar-feed")]
+#[tracing::instrument(skip_all, fields(user_id = %caller.id))]
+async fn revoke_calendar_feed(
+    service: Service,
+    caller: AuthUser,
+) -> Result<HttpResponse, EventsError> {
+    if service.revoke_feed(caller).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(Problem::not_found("you have no calendar feed").into())
+    }
+}
+
+/// A calendar feed (iCalendar): the events its owner registered for, by its secret address.
+#[utoipa::path(get, path = "/api/calendar/{secret}.ics", tag = "events",
+    responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = ProblemBody)))]
+#[get("/api/calendar/{secret}.ics")]
+#[tracing::instrument(skip_all)]
+async fn calendar_feed(
+    service: Service,
+    secret: web::Path<String>,
+) -> Result<HttpResponse, EventsError> {
+    let secret = secret.into_inner();
+    // Only what this server issues (43 URL-safe characters) reaches the database.
+    let ours = secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let feed = if ours {
+        service.feed(&secret).await?
+    } else {
+        None
+    };
+    let feed = feed.ok_or_else(|| Problem::not_found("no calendar feed has this address"))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/calendar; charset=utf-8")
+        .insert_header(("cache-control", "private, max-age=300"))
+        .body(feed))
+}
+
 /// Change an event (organiser or admin). Capacity can not go below `seats_taken`; a larger
 /// capacity promotes waitlisted registrations at once.
 #[utoipa::path(patch, path = "/api/events/{id}", tag = "events", security(("bearer" = [])), request_body = EventPatch,
@@ -382,6 +452,9 @@ async fn my_registrations(
         get_event,
         event_calendar,
         share_page,
+        new_calendar_feed,
+        revoke_calendar_feed,
+        calendar_feed,
         update_event,
         cancel_event,
         sign_up,
@@ -390,6 +463,7 @@ async fn my_registrations(
         my_registrations
     ),
     components(schemas(
+        CalendarFeed,
         Event,
         Person,
         Registration,

@@ -23,7 +23,13 @@ use modkit::{Declaration, events::Subscription};
 pub static MODULE: Module = Module {
     declaration: Declaration {
         name: "events",
-        routes: &["/api/events", "/api/users/me/registrations", "/events"],
+        routes: &[
+            "/api/events",
+            "/api/users/me/registrations",
+            "/api/users/me/calendar-feed",
+            "/api/calendar",
+            "/events",
+        ],
         publishes: &[SEAT_OBTAINED, EVENT_CANCELLED, EVENT_CHANGED],
         consumes: &[USER_DELETED],
         default_url: "http://127.0.0.1:9000",
@@ -50,10 +56,6 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
         process.section("server.public_url")?,
     );
     service.recall_deleted_accounts().await?;
-    let indexed = service.index_unindexed().await?;
-    if indexed > 0 {
-        tracing::info!(indexed, "events from before search indexed");
-    }
     let service = Arc::new(service);
     process.apis.provide::<dyn EventsApi>(service.clone());
     let (public, internal) = (service.clone(), service.clone());
@@ -74,14 +76,19 @@ async fn host(process: &mut Process) -> Result<Hosted, HostError> {
     })
 }
 
-/// Indexes, every minute, events an older version wrote during a rolling upgrade (they have no
-/// search text), so search finds them without waiting for a restart.
+/// Indexes for search the events that have no search text yet — from before search existed
+/// (at start, in the background: a large database is served meanwhile, its old events found as
+/// they are indexed), or written by an older version during a rolling upgrade (every minute).
 async fn keep_indexing(service: Arc<EventsService>) {
     loop {
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-        if let Err(err) = service.index_unindexed().await {
-            tracing::warn!(error = %err, "events not indexed for search yet; will retry");
+        match service.index_unindexed().await {
+            Ok(0) => {}
+            Ok(indexed) => tracing::info!(indexed, "events indexed for search"),
+            Err(err) => {
+                tracing::warn!(error = %err, "events not indexed for search yet; will retry")
+            }
         }
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
 }
 

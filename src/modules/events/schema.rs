@@ -50,3 +50,11 @@ diesel::table! {
         deleted_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    calendar_feeds (user_id) {
+        user_id -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -32,6 +32,7 @@ use crate::{
         outbox::{Inbox, Outbox},
         pagination::{Page, PageRequest, into_page},
         read_cache::{CacheMetrics, CacheSettings, Ticket},
+        secret,
     },
 };
 use modkit::events::{DeliveryError, DomainEvent, EventHandler};
@@ -164,6 +165,7 @@ impl EventsService {
         let entry = calendar::Entry {
             url: format!("{}/events/{}", self.public_url, event.id),
             event: &event,
+            waiting: false,
         };
         Ok(calendar::render(&event.draft.title, &[entry], now()))
     }
@@ -181,6 +183,54 @@ impl EventsService {
             url: format!("{}/events/{}", self.public_url, event.id),
             event,
         })
+    }
+
+    /// A new secret address for the caller's calendar feed; any earlier one stops working.
+    pub async fn new_feed(&self, caller: AuthUser) -> Result<String, EventsError> {
+        let secret = secret::new_secret();
+        let hash = secret::digest(&secret);
+        let deleted = self.deleted.clone();
+        self.db
+            .write(move |conn| {
+                store::ensure_account_alive(conn, caller.id, &deleted)?;
+                store::replace_feed(conn, caller.id, &hash, now())
+            })
+            .await?;
+        Ok(format!("{}/api/calendar/{secret}.ics", self.public_url))
+    }
+
+    /// Ends the caller's calendar feed; whether there was one.
+    pub async fn revoke_feed(&self, caller: AuthUser) -> Result<bool, EventsError> {
+        self.db
+            .write(move |conn| store::revoke_feed(conn, caller.id))
+            .await
+    }
+
+    /// The calendar feed with secret `secret`: the events its owner registered for (the 500
+    /// with the latest start). `None` for a secret that is no feed's.
+    pub async fn feed(&self, secret: &str) -> Result<Option<String>, EventsError> {
+        let hash = secret::digest(secret);
+        let found = self
+            .db
+            .run(move |conn| {
+                let Some(owner) = store::feed_owner(conn, &hash)? else {
+                    return Ok(None);
+                };
+                store::registered_events(conn, owner, 500).map(Some)
+            })
+            .await?;
+        let Some(registered) = found else {
+            return Ok(None);
+        };
+        let entries: Vec<calendar::Entry<'_>> = registered
+            .iter()
+            .map(|(event, status)| calendar::Entry {
+                url: format!("{}/events/{}", self.public_url, event.id),
+                event,
+                waiting: *status == RegistrationStatus::Waitlisted,
+            })
+            .collect();
+        Ok(Some(calendar::render("rsvp: my events", &entries, now())))
     }
 
     /// One event as `GET /api/events/{id}` answers it (JSON), cancelled ones included.
@@ -535,6 +585,7 @@ impl EventsService {
                     return Ok(None);
                 }
                 store::record_deleted_user(conn, user, deleted_at)?;
+                store::revoke_feed(conn, user)?;
                 let mut ids = store::events_registered_by(conn, user)?;
                 ids.extend(store::scheduled_events_of(conn, user)?);
                 // Lock in one global order (by id) so concurrent cascades can not deadlock.

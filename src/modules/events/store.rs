@@ -9,7 +9,7 @@ use diesel::{
 use super::{
     EventFilter, EventsError, RegistrationStatus, When,
     domain::{Event, EventDraft, EventId, Registration, filter_key},
-    schema::{events, events_deleted_users, registrations},
+    schema::{calendar_feeds, events, events_deleted_users, registrations},
     search,
 };
 use crate::platform::{
@@ -701,4 +701,69 @@ pub fn deleted_users_since(
             events_deleted_users::deleted_at,
         ))
         .load(conn)
+}
+
+/// Makes `token_hash` the calendar feed of `user`, replacing (revoking) any other.
+pub fn replace_feed(
+    conn: &mut DbConnection,
+    user: UserId,
+    token_hash: &str,
+    at: DateTime<Utc>,
+) -> Result<(), EventsError> {
+    revoke_feed(conn, user)?;
+    diesel::insert_into(calendar_feeds::table)
+        .values((
+            calendar_feeds::user_id.eq(user.to_string()),
+            calendar_feeds::token_hash.eq(token_hash),
+            calendar_feeds::created_at.eq(at.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Ends `user`'s calendar feed, if any; whether there was one.
+pub fn revoke_feed(conn: &mut DbConnection, user: UserId) -> Result<bool, EventsError> {
+    let gone = diesel::delete(calendar_feeds::table.find(user.to_string())).execute(conn)?;
+    Ok(gone > 0)
+}
+
+/// Whose calendar feed has the secret hashed to `token_hash`.
+pub fn feed_owner(
+    conn: &mut DbConnection,
+    token_hash: &str,
+) -> Result<Option<UserId>, EventsError> {
+    let owner: Option<String> = calendar_feeds::table
+        .filter(calendar_feeds::token_hash.eq(token_hash))
+        .select(calendar_feeds::user_id)
+        .first(conn)
+        .optional()?;
+    owner
+        .map(|id| parse_id("calendar_feeds", &id, &id))
+        .transpose()
+}
+
+/// Up to `limit` events `user` is registered for, with their registration's status, latest
+/// start first (a calendar wants what is coming and what just was).
+pub fn registered_events(
+    conn: &mut DbConnection,
+    user: UserId,
+    limit: i64,
+) -> Result<Vec<(Event, RegistrationStatus)>, EventsError> {
+    let rows: Vec<(EventRow, String)> = events::table
+        .inner_join(registrations::table)
+        .filter(registrations::user_id.eq(user.to_string()))
+        .order((events::starts_at.desc(), events::id.desc()))
+        .limit(limit)
+        .select((EventRow::as_select(), registrations::status))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(row, status)| {
+            let status = status.parse().map_err(|why| EventsError::CorruptRow {
+                table: "registrations",
+                key: row.id.clone(),
+                why,
+            })?;
+            Ok((row.into_event()?, status))
+        })
+        .collect()
 }

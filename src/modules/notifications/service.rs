@@ -5,8 +5,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -32,6 +30,7 @@ use crate::{
         outbox::Inbox,
         pagination::{PageRequest, into_page},
         problem::Problem,
+        secret,
         zone::Zone,
     },
 };
@@ -347,7 +346,7 @@ fn tell(
     if !added || !store::settings_of(conn, contact.id)?.wants(kind) {
         return Ok(false);
     }
-    let token = store::unsubscribe_token(conn, contact.id, kind, fresh_token)?;
+    let token = store::unsubscribe_token(conn, contact.id, kind, secret::new_secret)?;
     let unsubscribe = format!("{public_url}/api/notifications/unsubscribe?token={token}");
     let link = said
         .event_id
@@ -362,13 +361,6 @@ fn tell(
         Some(&unsubscribe),
     );
     store::queue_mail(conn, &mail)
-}
-
-/// A new unsubscribe token: 128 random bits.
-fn fresh_token() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A queued mail to `contact`: `body` as plain text and HTML, with `link` to follow.

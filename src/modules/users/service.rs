@@ -4,14 +4,11 @@
 use std::{num::NonZeroU32, sync::Arc};
 
 use async_trait::async_trait;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
 };
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
@@ -31,6 +28,7 @@ use crate::platform::{
     now,
     outbox::Outbox,
     pagination::{Page, PageRequest, into_page},
+    secret,
 };
 use modkit::{Apis, events::DomainEvent};
 
@@ -234,10 +232,8 @@ impl UsersService {
             .id
             .parse()
             .map_err(|e| UsersError::Internal(format!("user id: {e}")))?;
-        let mut secret = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut secret);
-        let token = URL_SAFE_NO_PAD.encode(secret);
-        let token_hash = format!("{:x}", Sha256::digest(token.as_bytes()));
+        let token = secret::new_secret();
+        let token_hash = secret::digest(&token);
         let at = now();
         let expires_at = at + Duration::minutes(PASSWORD_RESET_MINUTES);
         self.db
@@ -274,7 +270,7 @@ impl UsersService {
     ) -> Result<(), UsersError> {
         let password =
             Password::parse("password", password).map_err(|e| UsersError::Validation(vec![e]))?;
-        let token_hash = format!("{:x}", Sha256::digest(token.as_bytes()));
+        let token_hash = secret::digest(token);
         let lookup = token_hash.clone();
         // Checked before the (costly) hashing, and again under the account's lock below; it
         // counts as a password attempt on the account (the gateway counts per address).
@@ -740,14 +736,11 @@ async fn verify_password(password: String, hash: String) -> Result<Verdict, User
         .map_err(UsersError::from)
 }
 
-/// 256 random bits, URL-safe: unguessable, so a fast hash is enough to store it.
+/// A refresh token (see [`secret`]).
 fn new_refresh_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    secret::new_secret()
 }
 
 fn hash_refresh_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    secret::digest(token)
 }
