@@ -6,7 +6,7 @@
 use std::{path::Path, time::Duration, time::Instant};
 
 use chrono::{Days, Utc};
-use diesel::{Connection, connection::SimpleConnection};
+use diesel::{Connection, RunQueryDsl, connection::SimpleConnection};
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 

@@ -245,7 +245,7 @@ async fn a_shared_link_previews_the_event(backend: Backend) {
         "{description}"
     );
     assert!(
-        page.contains(&format!("<meta property=\"og:url\" content=\""))
+        page.contains("<meta property=\"og:url\" content=\"")
             && page.contains(&format!("/events/{id}\">"))
     );
     assert!(
