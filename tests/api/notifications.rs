@@ -292,17 +292,30 @@ impl SmtpServer {
     }
 }
 
-/// An app whose mail goes to `smtp`.
-async fn app_with(backend: Backend, smtp: &SmtpServer) -> TestApp {
+/// An app whose mail goes to `smtp`, with `settings` on top.
+async fn app_with(backend: Backend, smtp: &SmtpServer, settings: &[(&str, &str)]) -> TestApp {
     let url = smtp.url();
-    TestApp::spawn_with(
-        backend,
-        &[
-            ("smtp.url", url.as_str()),
-            ("server.public_url", "http://rsvp.test"),
-        ],
-    )
-    .await
+    let mut all = vec![
+        ("smtp.url", url.as_str()),
+        ("server.public_url", "http://rsvp.test"),
+    ];
+    all.extend_from_slice(settings);
+    TestApp::spawn_with(backend, &all).await
+}
+
+/// `who` gives up their seat at `event` (promoting whoever waits first).
+async fn give_up_seat(app: &TestApp, event: &str, who: &TestUser) {
+    let gone = app
+        .delete(
+            &format!("/api/events/{event}/registrations/me"),
+            Some(&who.access_token),
+        )
+        .await;
+    assert_eq!(
+        gone.status(),
+        StatusCode::NO_CONTENT,
+        "a write is never failed by mail"
+    );
 }
 
 /// An event of `organiser` with one seat, taken by `first`, `second` on the waitlist.
@@ -361,16 +374,10 @@ async fn notifications_of(app: &TestApp, who: &TestUser, count: usize) -> Value 
 /// when the domain event is relayed again (its outbox row marked unpublished).
 async fn a_promoted_person_is_told_once_in_the_app_and_by_mail(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let app = app_with(backend, &smtp).await;
+    let app = app_with(backend, &smtp, &[]).await;
     let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
     let event = full_event(&app, &organiser, &ada, &bea, "Rust Meetup").await;
-    let gone = app
-        .delete(
-            &format!("/api/events/{event}/registrations/me"),
-            Some(&ada.access_token),
-        )
-        .await;
-    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    give_up_seat(&app, &event, &ada).await;
 
     let mails = smtp.wait_for(&bea.email, 1).await;
     assert_eq!(mails.len(), 1, "{mails:?}");
@@ -502,7 +509,7 @@ async fn a_promoted_person_is_told_once_in_the_app_and_by_mail(backend: Backend)
 /// what changed.
 async fn a_cancellation_and_a_move_reach_every_attendee(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let app = app_with(backend, &smtp).await;
+    let app = app_with(backend, &smtp, &[]).await;
     let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
     let event = full_event(&app, &organiser, &ada, &bea, "Board games").await;
     let moved = app
@@ -591,11 +598,7 @@ async fn a_person_whose_mail_is_off_is_told_in_the_app_only(backend: Backend) {
         .await;
     assert!(partial.status().is_client_error(), "{}", partial.status());
     let event = full_event(&app, &organiser, &ada, &bea, "Quiet evening").await;
-    app.delete(
-        &format!("/api/events/{event}/registrations/me"),
-        Some(&ada.access_token),
-    )
-    .await;
+    give_up_seat(&app, &event, &ada).await;
     let page = notifications_of(&app, &bea, 1).await;
     assert_eq!(page["items"][0]["kind"], "promotion", "{page}");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -613,13 +616,10 @@ async fn a_person_whose_mail_is_off_is_told_in_the_app_only(backend: Backend) {
 /// scheduler looks (every 200 ms here); the waitlisted are not.
 async fn a_reminder_comes_once_the_day_before(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let url = smtp.url();
-    let app = TestApp::spawn_with(
+    let app = app_with(
         backend,
-        &[
-            ("smtp.url", url.as_str()),
-            ("notifications.reminder_interval_ms", "200"),
-        ],
+        &smtp,
+        &[("notifications.reminder_interval_ms", "200")],
     )
     .await;
     let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
@@ -662,7 +662,7 @@ async fn a_reminder_comes_once_the_day_before(backend: Backend) {
 /// link can not be used twice.
 async fn a_forgotten_password_is_reset_once_by_the_mailed_link(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let app = app_with(backend, &smtp).await;
+    let app = app_with(backend, &smtp, &[]).await;
     let ada = app.user().await;
     let asked = app
         .post(
@@ -851,7 +851,7 @@ async fn unknown_emails_get_the_same_reset_answer(backend: Backend) {
 /// each mail arrives exactly once after the server is back.
 async fn mail_waits_out_an_smtp_outage_and_arrives_once(backend: Backend) {
     let mut smtp = SmtpServer::start().await;
-    let app = app_with(backend, &smtp).await;
+    let app = app_with(backend, &smtp, &[]).await;
     let organiser = app.user().await;
     let mut waiting = Vec::new();
     let mut seated = Vec::new();
@@ -863,17 +863,7 @@ async fn mail_waits_out_an_smtp_outage_and_arrives_once(backend: Backend) {
     }
     smtp.stop().await;
     for (event, first) in &seated {
-        let gone = app
-            .delete(
-                &format!("/api/events/{event}/registrations/me"),
-                Some(&first.access_token),
-            )
-            .await;
-        assert_eq!(
-            gone.status(),
-            StatusCode::NO_CONTENT,
-            "a write is never failed by mail"
-        );
+        give_up_seat(&app, event, first).await;
     }
     // Tried while the server is down (failed attempts are retried with backoff).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -955,25 +945,16 @@ async fn wait_for_count(url: &str, sql: &str, expected: i64) {
 /// are pruned once older than `notifications.keep_days`, while the in-app notifications stay.
 async fn refused_mail_is_given_up_and_old_mail_pruned(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let url = smtp.url();
-    let app = TestApp::spawn_with(
+    let app = app_with(
         backend,
-        &[
-            ("smtp.url", url.as_str()),
-            ("notifications.prune_interval_ms", "200"),
-        ],
+        &smtp,
+        &[("notifications.prune_interval_ms", "200")],
     )
     .await;
     let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
     smtp.refuse(&bea.email);
     let event = full_event(&app, &organiser, &ada, &bea, "Refused").await;
-    let gone = app
-        .delete(
-            &format!("/api/events/{event}/registrations/me"),
-            Some(&ada.access_token),
-        )
-        .await;
-    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    give_up_seat(&app, &event, &ada).await;
     let db = app.database_url_of("notifications").to_owned();
     let given_up = "SELECT COUNT(*) AS n FROM mail_queue WHERE given_up_at IS NOT NULL \
                     AND sent_at IS NULL AND attempts = 1 AND last_error LIKE '%550%'";
@@ -1030,21 +1011,11 @@ async fn refused_mail_is_given_up_and_old_mail_pruned(backend: Backend) {
 /// the organisation's own signed (here the test's).
 async fn mail_goes_over_tls_trusting_the_configured_ca(backend: Backend) {
     let smtp = SmtpServer::start_tls().await;
-    let (url, ca) = (smtp.url(), smtp.ca_file());
-    let app = TestApp::spawn_with(
-        backend,
-        &[("smtp.url", url.as_str()), ("smtp.ca_file", ca.as_str())],
-    )
-    .await;
+    let ca = smtp.ca_file();
+    let app = app_with(backend, &smtp, &[("smtp.ca_file", ca.as_str())]).await;
     let (organiser, ada, bea) = (app.user().await, app.user().await, app.user().await);
     let event = full_event(&app, &organiser, &ada, &bea, "Encrypted").await;
-    let gone = app
-        .delete(
-            &format!("/api/events/{event}/registrations/me"),
-            Some(&ada.access_token),
-        )
-        .await;
-    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    give_up_seat(&app, &event, &ada).await;
     let mails = smtp.wait_for(&bea.email, 1).await;
     assert_eq!(mails.len(), 1, "no mail arrived over TLS");
     assert!(

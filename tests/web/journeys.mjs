@@ -224,7 +224,9 @@ try {
     await register(who);
     await go(who.page, eventHash);
     await sees(who.page, 'You are not registered.');
-    await who.page.getByRole('button', { name: 'Sign up' }).click();
+    // Once the seats are taken the button says where signing up puts you.
+    const label = who === dora ? 'Join the waitlist' : 'Sign up';
+    await who.page.getByRole('button', { name: label }).click();
     await who.page.locator('[data-state="confirmed"], [data-state="waitlisted"]').waitFor();
   }
   await sees(bea.page, 'You have a seat.');
@@ -276,14 +278,15 @@ try {
   const eve = await person('Eve');
   await register(eve);
   await go(eve.page, eventHash);
-  // By keyboard alone: a new screen focuses its heading; Tab from there to "Sign up", Enter.
+  // By keyboard alone: a new screen focuses its heading; Tab from there to the button (the
+  // event is full: "Join the waitlist"), Enter.
   assert.equal(await eve.page.evaluate(() => document.activeElement.tagName), 'H1');
   assert.equal(await eve.page.evaluate(() => document.querySelector('a, button, input').textContent),
     'Skip to content', 'the first tab stop of the page skips the navigation');
   for (let tabs = 0; ; tabs += 1) {
-    assert.ok(tabs < 40, '"Sign up" is reachable with Tab');
+    assert.ok(tabs < 40, '"Join the waitlist" is reachable with Tab');
     await eve.page.keyboard.press('Tab');
-    if (await eve.page.evaluate(() => document.activeElement.textContent) === 'Sign up') break;
+    if (await eve.page.evaluate(() => document.activeElement.textContent) === 'Join the waitlist') break;
   }
   await eve.page.keyboard.press('Enter');
   await sees(eve.page, 'You are on the waitlist, at position 1.');
@@ -509,6 +512,7 @@ try {
     await go(kenji.page, '#/events/new');
     assert.equal(await kenji.page.getByLabel('Time zone of the venue').inputValue(), 'Asia/Tokyo', 'the browser\'s zone by default');
     await kenji.page.getByLabel('Title').fill('Hamburg Rust Night');
+    await kenji.page.getByLabel('Description').fill('Slides: https://example.org/slides. Not a link: javascript:alert(1)');
     await kenji.page.getByLabel('Time zone of the venue').fill('Europe/Berlin');
     await kenji.page.getByLabel('Seats').fill('10');
     // 02:30 on the night summer time starts does not exist in Berlin; on the night it ends, it
@@ -525,6 +529,11 @@ try {
     await kenji.page.getByRole('heading', { name: 'Hamburg Rust Night' }).waitFor();
     await sees(kenji.page, 'local time in Berlin');
     const id = new URL(kenji.page.url()).hash.split('/').pop();
+    // An address in the description is a link that tells its target nothing; nothing else is.
+    const slides = kenji.page.locator('.description a');
+    assert.equal(await slides.count(), 1);
+    assert.equal(await slides.getAttribute('href'), 'https://example.org/slides');
+    assert.match(await slides.getAttribute('rel'), /noopener noreferrer/);
     const event = await (await fetch(`${BASE}/api/events/${id}`)).json();
     assert.equal(event.time_zone, 'Europe/Berlin');
     // 19:00 at the venue is the instant Berlin's clocks show 19:00, whatever Tokyo's say.
@@ -553,7 +562,43 @@ try {
     assert.match(kenji.page.url(), /q=HAMB/);
     await go(kenji.page, '#/?q=nightz');
     await sees(kenji.page, 'No upcoming events match.');
-    await Promise.all([kenji.context.close(), lena.context.close()]);
+
+    step('rough edges: whole seats, a full event says it waitlists, a long word wraps, another organiser\'s form, a missing page\'s tab, an empty login, From after To');
+    await go(kenji.page, '#/events/new');
+    const longWord = 'W'.repeat(200);
+    await kenji.page.getByLabel('Title').fill(longWord);
+    await kenji.page.getByLabel('Location').fill(`https://example.org/${'x'.repeat(150)}`);
+    await kenji.page.getByLabel('Starts').fill(tomorrowAt(10));
+    await kenji.page.getByLabel('Ends').fill(tomorrowAt(11));
+    await kenji.page.getByLabel('Seats').fill('1.5');
+    await kenji.page.getByRole('button', { name: 'Publish event' }).click();
+    assert.equal(await text(kenji.page, '#f-capacity-error'), 'Must be a whole number of seats.');
+    await kenji.page.getByLabel('Seats').fill('1');
+    await kenji.page.getByRole('button', { name: 'Publish event' }).click();
+    await kenji.page.getByRole('heading', { name: longWord }).waitFor();
+    await kenji.page.getByRole('button', { name: 'Sign up' }).click();
+    await sees(kenji.page, 'You have a seat.');
+    await shoot(kenji.page, 'long-word'); // fails if the page scrolls sideways at 390 px
+    const tinyHash = new URL(kenji.page.url()).hash;
+    const mia = await person('Mia');
+    await register(mia);
+    await go(mia.page, tinyHash);
+    await sees(mia.page, 'signing up puts you on its waitlist');
+    await mia.page.getByRole('button', { name: 'Join the waitlist' }).waitFor();
+    await go(mia.page, `${tinyHash}/edit`);
+    await sees(mia.page, 'Only its organiser (or an admin) can change this event.');
+    assert.equal(await mia.page.getByLabel('Title').count(), 0, 'no form to fill before the refusal');
+    await go(mia.page, '#/events/00000000-0000-7000-8000-000000000000');
+    await sees(mia.page, 'This page does not exist');
+    assert.equal(await mia.page.title(), 'Not found · rsvp');
+    await go(mia.page, '#/?from=2027-02-10&to=2027-02-01');
+    await mia.page.getByRole('button', { name: 'Apply' }).click();
+    assert.equal(await text(mia.page, '#f-to-error'), 'To must not be before From.');
+    await lena.page.goto(`${BASE}/#/login`);
+    await settled(lena.page);
+    await lena.page.getByRole('button', { name: 'Log in' }).last().click();
+    assert.equal(await text(lena.page, '#f-email-error'), 'Required.');
+    await Promise.all([kenji.context.close(), lena.context.close(), mia.context.close()]);
   }
 } catch (error) {
   // What the failing screen showed: a screenshot and its text, for whoever reads the CI log.

@@ -25,9 +25,10 @@ const flashBox = document.getElementById('flash');
 
 /** A message read out by screen readers, kept through the next screen change (an action that
  * navigates says what it did on the screen it lands on), cleared by the one after. */
-function flash(text) {
+function flash(text, kind = 'ok') {
   flashBox.textContent = text;
-  flashBox.dataset.keep = 'yes';
+  flashBox.dataset.kind = kind; // an error never shows in the colours of a success
+  flashBox.dataset.keep = kind === 'ok' ? 'yes' : 'no'; // nor outlives the screen it is about
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ class ApiError extends Error {
       case 0:
         return 'The server can not be reached. Check your connection, then try again.';
       case 429:
-        return `Too many attempts. Try again in ${this.retryAfter ?? 'a few'} seconds.`;
+        return `Too many attempts. Try again in ${this.retryAfter === 1 ? '1 second' : `${this.retryAfter ?? 'a few'} seconds`}.`;
       case 503:
         return `The service is unavailable for a moment${this.retryAfter ? ` (try again in ${this.retryAfter} seconds)` : ''}.`;
       default:
@@ -197,6 +198,26 @@ function when(event, timeZone = shownZone(event.time_zone || 'UTC')) {
   return `${full.format(start)} – ${sameDay ? short.format(end) : full.format(end)}`;
 }
 
+/**
+ * `text` as nodes, its http(s) addresses as links (opened without telling the target where from,
+ * nor giving it this page); nothing else becomes a link, and all of it stays text.
+ */
+function linked(text) {
+  const nodes = [];
+  let rest = text;
+  for (let at = rest.search(/https?:\/\//); at >= 0; at = rest.search(/https?:\/\//)) {
+    nodes.push(rest.slice(0, at));
+    const address = rest.slice(at).match(/^[^\s<>"]+/)[0].replace(/[.,;:!?)]+$/, '');
+    const url = URL.canParse(address) ? new URL(address) : null;
+    nodes.push(url && (url.protocol === 'https:' || url.protocol === 'http:') && url.host
+      ? h('a', { href: url.href, rel: 'noopener noreferrer nofollow', target: '_blank' }, address)
+      : address);
+    rest = rest.slice(at + Math.max(address.length, 1));
+  }
+  nodes.push(rest);
+  return nodes;
+}
+
 /** The venue's zone in words: `Europe/Berlin` → `Berlin`. */
 function place(timeZone) {
   return timeZone.split('/').pop().replaceAll('_', ' ');
@@ -251,8 +272,11 @@ async function promotedEvents() {
   }
 }
 
-function stateOf(registration, promoted = false) {
+function stateOf(registration, promoted = false, event = registration?.event) {
   if (!registration) return h('p', { class: 'state', 'data-state': 'none' }, 'You are not registered.');
+  if (event?.status === 'cancelled') {
+    return h('p', { class: 'state', 'data-state': 'cancelled' }, 'This event was cancelled: it will not take place.');
+  }
   if (registration.status === 'confirmed') {
     return h('p', { class: 'state confirmed', 'data-state': 'confirmed' },
       promoted ? 'You got a seat from the waitlist.' : 'You have a seat.');
@@ -359,7 +383,7 @@ function actionButton(label, action, attrs = {}) {
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       if (error.status === 401) return toLogin();
-      flash(error.readable);
+      flash(error.readable, 'error');
     } finally {
       button.disabled = false;
     }
@@ -436,6 +460,15 @@ async function browse(params) {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const v = Object.fromEntries(new FormData(form));
+    const error = form.querySelector('#f-to-error');
+    error.textContent = '';
+    form.querySelector('#f-to').removeAttribute('aria-invalid');
+    if (v.from && v.to && v.from > v.to) {
+      error.textContent = 'To must not be before From.';
+      form.querySelector('#f-to').setAttribute('aria-invalid', 'true');
+      form.querySelector('#f-to').focus();
+      return;
+    }
     location.hash = `#/${query({ ...v, show: v.show === 'upcoming' ? '' : v.show })}`;
   });
   const apiFilters = {
@@ -510,7 +543,9 @@ async function eventPage(params, id) {
   } else if (!viewer) {
     actions.append(h('a', { class: 'button', href: `#/login${query({ next: location.hash })}` }, 'Log in to sign up'));
   } else if (!mine && !started) {
-    actions.append(actionButton('Sign up', async () => {
+    const full = event.seats_taken >= event.capacity;
+    if (full) actions.append(h('p', { class: 'hint' }, 'The event is full: signing up puts you on its waitlist.'));
+    actions.append(actionButton(full ? 'Join the waitlist' : 'Sign up', async () => {
       const registration = await api('POST', `/api/events/${event.id}/registrations`);
       flash(registration.status === 'confirmed'
         ? 'You are signed up: you have a seat.'
@@ -519,6 +554,8 @@ async function eventPage(params, id) {
     }));
   } else if (mine) {
     actions.append(actionButton(mine.status === 'confirmed' ? 'Give up my seat' : 'Leave the waitlist', async () => {
+      const othersWait = mine.status === 'confirmed' && event.waitlist_length > 0;
+      if (othersWait && !confirm('Give up your seat? The first person on the waitlist gets it, and you would have to join the waitlist to come back.')) return;
       await api('DELETE', `/api/events/${event.id}/registrations/me`);
       flash('You are no longer registered for this event.');
       await rerender();
@@ -535,20 +572,20 @@ async function eventPage(params, id) {
   }
 
   const view = h('article', {},
-    h('h1', {}, event.title, event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
+    h('h1', { dir: 'auto' }, event.title, event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled')),
     h('div', { class: 'card' },
       h('p', { class: 'meta' }, h('time', { datetime: event.starts_at }, when(event)),
         ` (local time in ${place(shownZone(event.time_zone))})`),
       sameClock(event) ? null : h('p', { class: 'hint', 'data-viewer-time': '' },
         `Your time (${zone}): ${when(event, zone)}`),
       (event.location || event.category) &&
-        h('p', { class: 'meta' }, [event.location, event.category].filter(Boolean).join(' · ')),
+        h('p', { class: 'meta', dir: 'auto' }, linked([event.location, event.category].filter(Boolean).join(' · '))),
       h('p', { class: 'meta' }, 'Organised by ', event.organizer?.name
         ? h('a', { href: `#/organisers/${event.organizer.id}` }, event.organizer.name)
         : 'a former member'),
       h('p', { class: 'meta', 'data-seats': '' }, seats(event)),
-      viewer && stateOf(mine, promoted),
-      event.description && h('p', { class: 'description' }, event.description),
+      viewer && stateOf(mine, promoted, event),
+      event.description && h('p', { class: 'description', dir: 'auto' }, linked(event.description)),
       h('p', { class: 'links' },
         h('a', { href: `/api/events/${event.id}/calendar.ics`, download: `event-${event.id}.ics` }, 'Add to calendar'),
         ' · ',
@@ -638,12 +675,16 @@ function eventBody(values, before = null) {
     }
     return at.length === 1 ? new Date(at[0]).toISOString() : wall;
   };
+  const capacity = values.capacity === '' ? null : Number(values.capacity);
+  if (capacity !== null && !Number.isInteger(capacity)) {
+    errors.push({ field: 'capacity', message: 'must be a whole number of seats' });
+  }
   const body = {
     title: values.title,
     description: values.description || null,
     location: values.location || null,
     category: values.category || null,
-    capacity: values.capacity === '' ? null : Number(values.capacity),
+    capacity,
   };
   if (!zoneKept) body.time_zone = timeZone;
   for (const name of ['starts_at', 'ends_at']) {
@@ -671,8 +712,16 @@ async function createEvent() {
 }
 
 async function editEvent(params, id) {
-  if (!(await whoAmI())) return toLogin();
+  const viewer = await whoAmI();
+  if (!viewer) return toLogin();
   const event = await api('GET', `/api/events/${encodeURIComponent(id)}`);
+  if (viewer.id !== event.organizer?.id && viewer.role !== 'admin') {
+    // Said before anything is typed, not after.
+    return h('section', {}, h('h1', {}, 'Edit ', event.title),
+      h('div', { class: 'alert', role: 'alert' },
+        h('p', {}, 'Only its organiser (or an admin) can change this event.'),
+        h('p', {}, h('a', { href: `#/events/${event.id}` }, 'Back to the event'))));
+  }
   const form = eventForm(event);
   const before = Object.fromEntries(new FormData(form));
   return h('section', {}, h('h1', {}, 'Edit ', event.title),
@@ -750,7 +799,7 @@ function login(params) {
       const user = await logIn(email, password);
       flash(`Welcome back, ${user.name}.`);
       go(next);
-    }),
+    }, ['email', 'password']), // an empty form is not a wrong password
     h('p', {}, h('a', { href: '#/forgot' }, 'Forgot your password?')),
     h('p', {}, 'New here? ', h('a', { href: `#/register${query({ next: params.get('next') })}` }, 'Create an account')));
 }
@@ -1054,6 +1103,8 @@ async function route() {
       error = new ApiError(500);
     }
     content = failure(error, route);
+    // A tab says what went wrong, not the name of the screen that could not be shown.
+    title = error.status === 404 ? 'Not found' : 'Something went wrong';
   }
   if (ticket !== rendering) return; // a newer navigation took over
   renderNav();

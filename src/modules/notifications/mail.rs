@@ -436,9 +436,14 @@ impl MailWorker {
         let (id, attempts) = (mail.id.clone(), mail.attempts);
         match outcome {
             Ok(()) => {
-                self.db
+                let marked = self
+                    .db
                     .run(move |conn| store::mark_sent(conn, &id, now()).map_err(DbError::from))
                     .await?;
+                if marked == 0 {
+                    // Its person was forgotten while it was being sent: no copy stays here.
+                    self.mailer.discard(std::slice::from_ref(&mail.id)).await;
+                }
                 self.metrics.sent.inc();
                 if attempts > 0 {
                     self.metrics.retried.inc();
