@@ -368,6 +368,9 @@ try {
   await go(admin.page, '#/login');
   await logIn(admin, ADMIN.email, ADMIN.password);
   await admin.page.getByRole('link', { name: 'Users' }).click();
+  await admin.page.getByLabel('Email', { exact: true }).fill('bea-');
+  await admin.page.getByRole('button', { name: 'Find' }).click();
+  assert.match(await text(admin.page, '#f-email-error'), /whole address/);
   await admin.page.getByLabel('Email', { exact: true }).fill(carl.email);
   await admin.page.getByRole('button', { name: 'Find' }).click();
   await admin.page.getByRole('cell', { name: carl.email, exact: true }).waitFor();

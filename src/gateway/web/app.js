@@ -969,9 +969,18 @@ async function adminUsers(params) {
   const search = h('form', { class: 'inline card', role: 'search', 'aria-label': 'Find a user' },
     field('email', 'Email', { type: 'email', value: email }, 'The whole address.'),
     h('button', { type: 'submit' }, 'Find'));
+  search.noValidate = true; // our sentence, not the browser's bubble (or nothing at all)
   search.addEventListener('submit', (e) => {
     e.preventDefault();
-    location.hash = `#/admin/users${query({ email: new FormData(search).get('email').trim() })}`;
+    const wanted = new FormData(search).get('email').trim();
+    const error = search.querySelector('#f-email-error');
+    if (wanted && !/^[^@\s]+@[^@\s]+$/.test(wanted)) {
+      error.textContent = 'Enter the whole address, such as name@example.org: part of one finds nobody.';
+      search.querySelector('#f-email').setAttribute('aria-invalid', 'true');
+      search.querySelector('#f-email').focus();
+      return;
+    }
+    location.hash = `#/admin/users${query({ email: wanted })}`;
   });
   const list = h('tbody');
   const row = (u) => h('tr', {},
