@@ -357,7 +357,8 @@ try {
   step('an organiser\'s page lists their upcoming and past events');
   await go(olga.page, '#/');
   await olga.page.getByRole('link', { name: 'Rust & Coffee' }).click();
-  await olga.page.getByRole('link', { name: 'Olga' }).last().click();
+  // The organiser's name on the event page (the header's "Olga" is the account).
+  await olga.page.locator('article').getByRole('link', { name: 'Olga' }).click();
   await olga.page.getByRole('heading', { name: 'Events by Olga' }).waitFor();
   await olga.page.getByRole('link', { name: 'Rust & Coffee' }).waitFor();
   await sees(olga.page, 'No past events.');
