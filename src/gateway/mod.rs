@@ -27,7 +27,7 @@ use actix_web::{
         StatusCode,
         header::{self, HeaderValue},
     },
-    middleware::{Compress, Condition, from_fn},
+    middleware::{Condition, from_fn},
     web,
 };
 use async_trait::async_trait;
@@ -186,9 +186,6 @@ impl HttpShell {
             // the requests refused for a path without a canonical form.
             .wrap(from_fn(canonical_path::canonicalize_request))
             .wrap(from_fn(metrics::record_metrics))
-            // Text answers in brotli or gzip when the client accepts them; in the split only
-            // here, at the edge (services answer the gateway uncompressed).
-            .wrap(Compress::default())
             .wrap(from_fn(request_context::request_context))
     }
 }

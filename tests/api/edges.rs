@@ -22,7 +22,6 @@ crate::backend_tests!(
     former_password_hashes_log_in_and_are_upgraded,
     every_answer_says_nosniff_and_every_refusal_is_a_problem,
     readiness_needs_every_table_of_the_module,
-    text_answers_are_compressed_when_the_client_accepts_it,
 );
 
 /// `nosniff` on every answer, a CSP on every HTML page, `no-store` on token answers, and
@@ -599,76 +598,4 @@ async fn former_password_hashes_log_in_and_are_upgraded(backend: Backend) {
         .unwrap();
     assert!(upgraded.starts_with("$sha256$2"), "{upgraded}");
     json_of(app.login(&ada.email, &ada.password).await, StatusCode::OK).await;
-}
-
-/// JSON, HTML, JavaScript, CSS and calendar files come in brotli or gzip when the client says it
-/// accepts them (the one it prefers when it accepts both), decode to exactly the uncompressed
-/// answer, and come as they are to a client that accepts neither.
-async fn text_answers_are_compressed_when_the_client_accepts_it(backend: Backend) {
-    use std::io::Read;
-    let app = TestApp::spawn(backend).await;
-    let ada = app.user().await;
-    let mut events = Vec::new();
-    for _ in 0..5 {
-        let event = crate::helpers::json_of(
-            app.post(
-                "/api/events",
-                Some(&ada.access_token),
-                crate::helpers::event_body(5),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
-        events.push(event["id"].as_str().unwrap().to_owned());
-    }
-    let fetch = |path: String, encoding: Option<&'static str>| {
-        let app = &app;
-        async move {
-            let mut request = app.client.get(app.url(&path));
-            if let Some(encoding) = encoding {
-                request = request.header("accept-encoding", encoding);
-            }
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK, "{path}");
-            let used = response
-                .headers()
-                .get("content-encoding")
-                .map(|v| v.to_str().unwrap().to_owned());
-            (used, response.bytes().await.unwrap().to_vec())
-        }
-    };
-    for path in [
-        "/api/events".to_owned(),
-        format!("/api/events/{}", events[0]),
-        format!("/events/{}", events[0]),
-        format!("/api/events/{}/calendar.ics", events[0]),
-        "/".to_owned(),
-        "/assets/app.js".to_owned(),
-        "/assets/app.css".to_owned(),
-    ] {
-        let (none, plain) = fetch(path.clone(), None).await;
-        assert_eq!(
-            none, None,
-            "{path}: compressed for a client that did not ask"
-        );
-        let (identity, _) = fetch(path.clone(), Some("identity")).await;
-        assert_eq!(identity, None, "{path}");
-        let (used, brotli) = fetch(path.clone(), Some("br")).await;
-        assert_eq!(used.as_deref(), Some("br"), "{path}");
-        let mut decoded = Vec::new();
-        brotli_decompressor::Decompressor::new(brotli.as_slice(), 4096)
-            .read_to_end(&mut decoded)
-            .unwrap();
-        assert_eq!(decoded, plain, "{path}: brotli decodes to the answer");
-        let (used, gzip) = fetch(path.clone(), Some("gzip")).await;
-        assert_eq!(used.as_deref(), Some("gzip"), "{path}");
-        let mut decoded = Vec::new();
-        flate2::read::GzDecoder::new(gzip.as_slice())
-            .read_to_end(&mut decoded)
-            .unwrap();
-        assert_eq!(decoded, plain, "{path}: gzip decodes to the answer");
-        let (preferred, _) = fetch(path.clone(), Some("gzip;q=0.5, br;q=1.0")).await;
-        assert_eq!(preferred.as_deref(), Some("br"), "{path}");
-    }
 }
