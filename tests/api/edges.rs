@@ -446,7 +446,12 @@ async fn invented_methods_and_paths_add_no_metric_series(backend: Backend) {
         futures_util::future::join_all(requests).await;
     }
     let after = series(&metrics(app).await, "rsvp_http_requests_total");
-    let new: Vec<&String> = after.iter().filter(|s| !before.contains(s)).collect();
+    // Calls between modules (a hosted module's internal endpoint, asked on a schedule of its
+    // caller's) may come in meanwhile: their labels are the kit's, not the client's to vary.
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|s| !before.contains(s) && !s.contains(r#"route="/internal/"#))
+        .collect();
     eprintln!(
         "FIGURE {backend:?}: request series before a 1,000-request flood {}, after {}",
         before.len(),
