@@ -303,6 +303,19 @@ async fn app_with(backend: Backend, smtp: &SmtpServer, settings: &[(&str, &str)]
     TestApp::spawn_with(backend, &all).await
 }
 
+/// `who`'s notification settings, as the API answers them.
+async fn settings_of(app: &TestApp, who: &TestUser) -> Value {
+    json_of(
+        app.get(
+            "/api/users/me/notification-settings",
+            Some(&who.access_token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await
+}
+
 /// `who` gives up their seat at `event` (promoting whoever waits first).
 async fn give_up_seat(app: &TestApp, event: &str, who: &TestUser) {
     let gone = app
@@ -481,15 +494,7 @@ async fn a_promoted_person_is_told_once_in_the_app_and_by_mail(backend: Backend)
         .await
         .unwrap();
     assert_eq!(clicked.status(), StatusCode::OK);
-    let settings = json_of(
-        app.get(
-            "/api/users/me/notification-settings",
-            Some(&bea.access_token),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let settings = settings_of(&app, &bea).await;
     assert_eq!(settings["email"]["promotion"], false, "{settings}");
     assert_eq!(settings["email"]["cancellation"], true, "{settings}");
     // Unknown links, and what could never be one (a NUL, non-ASCII, far too long), are 404 on
@@ -812,15 +817,7 @@ async fn first_settings_saved_at_once_all_succeed(backend: Backend) {
     let answers = futures_util::future::join_all(saves).await;
     let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let stored = json_of(
-        app.get(
-            "/api/users/me/notification-settings",
-            Some(&ada.access_token),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let stored = settings_of(&app, &ada).await;
     assert!(stored["email"]["promotion"].is_boolean(), "{stored}");
 }
 
