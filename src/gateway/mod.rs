@@ -16,7 +16,10 @@ mod routes;
 mod slow_clients;
 mod web_app;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use actix_cors::Cors;
 use actix_web::{
@@ -41,7 +44,7 @@ pub use rate_limit::{AuthRateLimit, RateLimitError};
 pub use request_context::{REQUEST_ID, RequestId, TRACEPARENT};
 pub use routes::Routes;
 
-use crate::platform::{json::BodyLimit, problem::Problem};
+use crate::platform::{compression::Encodings, json::BodyLimit, problem::Problem};
 use slow_clients::BodyDeadline;
 
 /// The `gateway` section of the configuration.
@@ -185,6 +188,7 @@ impl HttpShell {
             // Every policy above sees the path the router routes; metrics below count even
             // the requests refused for a path without a canonical form.
             .wrap(from_fn(canonical_path::canonicalize_request))
+            .wrap(from_fn(crate::platform::compression::compress_responses))
             .wrap(from_fn(metrics::record_metrics))
             .wrap(from_fn(request_context::request_context))
     }
@@ -237,20 +241,28 @@ async fn render_metrics(
     metrics::text_response(metrics.render())
 }
 
+/// The document and the reference page never change in a running process: each is made, and
+/// compressed, once.
 async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(openapi_document())
+    static BODY: LazyLock<Arc<Encodings>> = LazyLock::new(|| {
+        Encodings::new(serde_json::to_vec(&openapi_document()).expect("the document serializes"))
+    });
+    BODY.respond(HttpResponse::Ok().content_type(header::ContentType::json()))
 }
 
 async fn api_docs() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            api_reference::CONTENT_SECURITY_POLICY.as_str(),
-        ))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .body(api_reference::page())
+    static BODY: LazyLock<Arc<Encodings>> =
+        LazyLock::new(|| Encodings::new(api_reference::page().as_bytes()));
+    BODY.respond(
+        HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header((
+                header::CONTENT_SECURITY_POLICY,
+                api_reference::CONTENT_SECURITY_POLICY.as_str(),
+            ))
+            .insert_header((header::REFERRER_POLICY, "no-referrer"))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY")),
+    )
 }
 
 /// What no route matched: a known path asked with a method it does not serve is 405; anything

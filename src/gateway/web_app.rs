@@ -6,10 +6,12 @@
 //! styles (no inline script, nothing from elsewhere), so even user text that slipped into markup
 //! could not run; the app itself only ever sets user text as text.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use sha2::{Digest, Sha256};
+
+use crate::platform::compression::Encodings;
 
 /// The app's files: path, content type, body.
 const FILES: &[(&str, &str, &str)] = &[
@@ -42,6 +44,14 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
+/// Each file's body, kept with its compressed forms (made when first asked for).
+static BODIES: LazyLock<Vec<Arc<Encodings>>> = LazyLock::new(|| {
+    FILES
+        .iter()
+        .map(|(_, _, body)| Encodings::new(body.as_bytes()))
+        .collect()
+});
+
 /// Each file's strong validator, computed once.
 static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
     FILES
@@ -63,13 +73,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Revalidated on every use (`no-cache`): an upgraded binary's app is picked up at once, and an
 /// unchanged file costs a `304`.
 async fn serve(req: HttpRequest, index: usize) -> HttpResponse {
-    let (_, content_type, body) = FILES[index];
+    let (_, content_type, _) = FILES[index];
     let etag = &ETAGS[index];
     let unchanged = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag));
+        // Compressed, the validator is weak (`W/"…"`): the same file in another coding.
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
     let mut response = if unchanged {
         HttpResponse::NotModified()
     } else {
@@ -86,6 +100,6 @@ async fn serve(req: HttpRequest, index: usize) -> HttpResponse {
     if unchanged {
         response.finish()
     } else {
-        response.body(body)
+        BODIES[index].respond(&mut response)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod changes;
+pub mod compression;
 pub mod db;
 pub mod html;
 pub mod ids;

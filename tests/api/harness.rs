@@ -7,7 +7,7 @@
 //! Tests are registered next to their code with [`crate::backend_tests!`] (each test on SQLite
 //! and PostgreSQL) or [`crate::tests!`] (once).
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::OnceLock};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -28,20 +28,41 @@ pub enum Need {
 }
 
 impl Need {
-    /// Why the need is not met here, when it is not and not required either.
+    const ALL: [Need; 5] = [
+        Need::Postgres,
+        Need::Split,
+        Need::Browser,
+        Need::Smtp,
+        Need::Calendar,
+    ];
+
+    /// Why the need is not met here, when it is not and not required either. Asked once per
+    /// process: nextest starts the test binary once per test, and asking Python or Node for every
+    /// registered test cost each of those starts seconds.
     fn missing(self) -> Option<String> {
+        static MISSING: OnceLock<Vec<Option<String>>> = OnceLock::new();
+        MISSING.get_or_init(|| Need::ALL.iter().map(|need| need.find_missing()).collect())
+            [Need::ALL
+                .iter()
+                .position(|need| *need == self)
+                .expect("listed")]
+        .clone()
+    }
+
+    /// A need that is required is never looked for: the test runs and fails if it is missing.
+    fn find_missing(self) -> Option<String> {
         match self {
-            Need::Postgres => (!crate::helpers::postgres_reachable()
-                && !required("RSVP_REQUIRE_POSTGRES"))
+            Need::Postgres => (!required("RSVP_REQUIRE_POSTGRES")
+                && !crate::helpers::postgres_reachable())
             .then(|| "no PostgreSQL server (set RSVP_TEST_POSTGRES_URL)".to_owned()),
             Need::Split => (crate::helpers::topology() != crate::helpers::Topology::Split)
                 .then(|| "needs RSVP_TEST_TOPOLOGY=split".to_owned()),
-            Need::Browser => {
-                crate::web_app::browser_missing().filter(|_| !required("RSVP_REQUIRE_BROWSER"))
-            }
-            Need::Smtp => (!python_has("aiosmtpd") && !required("RSVP_REQUIRE_SMTP"))
+            Need::Browser => (!required("RSVP_REQUIRE_BROWSER"))
+                .then(crate::web_app::browser_missing)
+                .flatten(),
+            Need::Smtp => (!required("RSVP_REQUIRE_SMTP") && !python_has("aiosmtpd"))
                 .then(|| "no SMTP server for tests (apt install python3-aiosmtpd)".to_owned()),
-            Need::Calendar => (!python_has("icalendar") && !required("RSVP_REQUIRE_CALENDAR"))
+            Need::Calendar => (!required("RSVP_REQUIRE_CALENDAR") && !python_has("icalendar"))
                 .then(|| "no calendar parser (pip install icalendar)".to_owned()),
         }
     }

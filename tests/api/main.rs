@@ -11,6 +11,7 @@ mod processes;
 mod auth;
 mod battery;
 mod calendar;
+mod compression;
 #[cfg(feature = "split")]
 mod contract;
 mod edges;

@@ -113,14 +113,42 @@ async function accessible(page, screen) {
   assert.deepEqual(found, [], `accessibility of ${screen}`);
 }
 
-/** Desktop and phone-width screenshots of the current screen. */
+/**
+ * Desktop and phone-width screenshots of the current screen, checked at both widths: nothing
+ * scrolls sideways, every control stays inside its card or form, the message banner lines up.
+ */
 async function shoot(page, screen) {
+  await laidOut(page, `${screen} at 1280 px`);
   await page.screenshot({ path: `${SHOTS}/${screen}-desktop.png`, fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${SHOTS}/${screen}-phone.png`, fullPage: true });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `${screen} scrolls sideways at 390 px (${overflow} px too wide)`);
+  await laidOut(page, `${screen} at 390 px`);
   await page.setViewportSize({ width: 1280, height: 900 });
+}
+
+async function laidOut(page, where) {
+  const found = await page.evaluate(() => {
+    const wrong = [];
+    const overflow = document.documentElement.scrollWidth - window.innerWidth;
+    if (overflow > 0) wrong.push(`the page scrolls sideways (${overflow} px too wide)`);
+    for (const control of document.querySelectorAll('main input, main select, main textarea, main button')) {
+      const box = control.closest('.card, form');
+      if (!box || control.offsetParent === null) continue; // hidden
+      const c = control.getBoundingClientRect();
+      const b = box.getBoundingClientRect();
+      if (c.left < b.left - 0.5 || c.right > b.right + 0.5) {
+        wrong.push(`${control.name || control.textContent} spans ${Math.round(c.left)}–${Math.round(c.right)} px, its box ${Math.round(b.left)}–${Math.round(b.right)}`);
+      }
+    }
+    const flash = document.getElementById('flash');
+    const heading = document.querySelector('main h1');
+    if (flash.textContent && heading) {
+      const [f, m] = [flash, heading].map((e) => Math.round(e.getBoundingClientRect().left));
+      if (f !== m) wrong.push(`the message banner starts at ${f} px, the screen at ${m}`);
+    }
+    return wrong;
+  });
+  assert.deepEqual(found, [], where);
 }
 
 /** Reloads `hash` until it shows `expected` (what arrives by a domain event takes a moment). */
@@ -174,6 +202,20 @@ try {
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
   }
 
+  step('a visitor\'s first screen says what rsvp is and what to do first; "Log in" is a few Tabs away');
+  const guest = await person('Guest');
+  await guest.page.goto(`${BASE}/`);
+  await settled(guest.page);
+  await sees(guest.page, 'keep your seat', '.welcome');
+  assert.equal(await guest.page.locator('.steps li').count(), 3, 'how it works, in three steps');
+  await guest.page.getByRole('link', { name: 'Create a free account' }).waitFor();
+  // The first screen leaves the focus at the start: skip link, brand, "Events", "Log in".
+  for (let tabs = 0; ; tabs += 1) {
+    assert.ok(tabs < 5, '"Log in" in the header is a few Tabs from the start of the first screen');
+    await guest.page.keyboard.press('Tab');
+    if (await guest.page.evaluate(() => document.activeElement.textContent) === 'Log in') break;
+  }
+
   const olga = await person('Olga');
   step('an organiser registers and stays logged in across a reload');
   await register(olga);
@@ -217,6 +259,22 @@ try {
   await sees(olga.page, 'Your event is published.', '#flash');
   await sees(olga.page, 'Nobody has signed up yet.');
   const eventHash = new URL(olga.page.url()).hash;
+  await laidOut(olga.page, 'the event page with a message');
+
+  step('the first screen lists the event, its day at the venue on a calendar leaf');
+  {
+    await guest.page.reload();
+    await settled(guest.page);
+    const card = guest.page.locator('li.card', { hasText: 'Rust & Coffee' });
+    await card.waitFor();
+    const published = await (await fetch(`${BASE}/api/events/${eventHash.split('/').pop()}`)).json();
+    const venueDay = new Intl.DateTimeFormat('en', { day: 'numeric', timeZone: published.time_zone });
+    assert.equal(await card.locator('.leaf-day').innerText(), venueDay.format(new Date(published.starts_at)));
+    await sees(guest.page, '2 seats left', 'li.card');
+    await accessible(guest.page, 'first screen');
+    await shoot(guest.page, 'first-screen');
+    await guest.context.close();
+  }
 
   step('two people take the seats, a third is waitlisted at position 1');
   const [bea, carl, dora] = await Promise.all(['Bea', 'Carl', 'Dora'].map(person));
@@ -228,6 +286,8 @@ try {
     const label = who === dora ? 'Join the waitlist' : 'Sign up';
     await who.page.getByRole('button', { name: label }).click();
     await who.page.locator('[data-state="confirmed"], [data-state="waitlisted"]').waitFor();
+    // The button is gone: the focus is on the message that says what happened.
+    assert.equal(await who.page.evaluate(() => document.activeElement.id), 'flash', 'the focus after "Sign up"');
   }
   await sees(bea.page, 'You have a seat.');
   await sees(carl.page, 'You have a seat.');
@@ -244,6 +304,7 @@ try {
   step('one withdraws; the waitlisted one is promoted and sees it');
   await bea.page.getByRole('button', { name: 'Give up my seat' }).click();
   await sees(bea.page, 'You are not registered.');
+  assert.equal(await bea.page.evaluate(() => document.activeElement.id), 'flash', 'the focus after "Give up my seat"');
   await eventually(dora.page, '#/me/registrations', 'You got a seat from the waitlist.');
   await sees(dora.page, 'Rust & Coffee');
   await accessible(dora.page, 'my registrations');
@@ -262,7 +323,7 @@ try {
 
   step('the promoted one is told: an unread count in the header, the notification, mail settings');
   await eventually(dora.page, '#/notifications', 'You got a seat: Rust & Coffee');
-  await dora.page.getByRole('link', { name: 'Notifications, 1 unread' }).waitFor();
+  await dora.page.getByRole('link', { name: 'Notifications 1 unread' }).waitFor();
   await accessible(dora.page, 'notifications');
   await shoot(dora.page, 'notifications');
   await dora.page.getByRole('button', { name: 'Mark as read' }).click();
@@ -334,6 +395,8 @@ try {
     await olga.page.getByRole('button', { name: 'More' }).click();
     await olga.page.getByRole('link', { name: 'Session 23' }).waitFor();
     assert.equal(await olga.page.locator('main li.card').count(), 23);
+    assert.equal(await olga.page.evaluate(() => document.activeElement.textContent), 'Session 21',
+      'the focus after "More" is on the first event it added');
     assert.equal(await olga.page.getByRole('button', { name: 'More' }).isVisible(), false, 'no more pages');
   }
 
@@ -588,7 +651,30 @@ try {
     await register(mia);
     await go(mia.page, tinyHash);
     await sees(mia.page, 'signing up puts you on its waitlist');
-    await mia.page.getByRole('button', { name: 'Join the waitlist' }).waitFor();
+    // A failed attempt's error goes as soon as the next attempt starts.
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    let attempts = 0;
+    await mia.page.route('**/api/events/*/registrations', async (r) => {
+      if (r.request().method() !== 'POST') return r.continue();
+      attempts += 1;
+      if (attempts === 1) {
+        return r.fulfill({
+          status: 503, headers: { 'retry-after': '1' }, contentType: 'application/problem+json',
+          body: JSON.stringify({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'the events service is unavailable' }),
+        });
+      }
+      await held;
+      return r.continue();
+    });
+    await mia.page.getByRole('button', { name: 'Join the waitlist' }).click();
+    await sees(mia.page, 'unavailable', '#flash');
+    assert.equal(await mia.page.getAttribute('#flash', 'data-kind'), 'error');
+    await mia.page.getByRole('button', { name: 'Join the waitlist' }).click();
+    await mia.page.waitForFunction(() => document.getElementById('flash').textContent === '');
+    release();
+    await sees(mia.page, 'You are on the waitlist, at position 1.');
+    await mia.page.unroute('**/api/events/*/registrations');
     await go(mia.page, `${tinyHash}/edit`);
     await sees(mia.page, 'Only its organiser (or an admin) can change this event.');
     assert.equal(await mia.page.getByLabel('Title').count(), 0, 'no form to fill before the refusal');

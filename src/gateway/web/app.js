@@ -31,6 +31,18 @@ function flash(text, kind = 'ok') {
   flashBox.dataset.keep = kind === 'ok' ? 'yes' : 'no'; // nor outlives the screen it is about
 }
 
+/** An error shown for an earlier attempt goes when the next one starts. */
+function clearError() {
+  if (flashBox.dataset.kind === 'error') flashBox.textContent = '';
+}
+
+/** After an action that changed the screen in place, the focus goes to the message saying what
+ * changed (the button pressed may be gone), so a keyboard or screen reader user is not lost. */
+function focusMessage() {
+  flashBox.setAttribute('tabindex', '-1');
+  flashBox.focus();
+}
+
 // ---------------------------------------------------------------------------------------------
 // The API
 
@@ -317,6 +329,7 @@ function handle(form, action, required = []) {
     for (const error of form.querySelectorAll('.field-error')) error.textContent = '';
     for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
     alert.hidden = true;
+    clearError();
     const values = Object.fromEntries(new FormData(form));
     const missing = required.filter((name) => !String(values[name] ?? '').trim());
     if (missing.length) {
@@ -378,6 +391,7 @@ function actionButton(label, action, attrs = {}) {
   const button = h('button', { type: 'button', ...attrs }, label);
   button.addEventListener('click', async () => {
     button.disabled = true;
+    clearError();
     try {
       await action();
     } catch (error) {
@@ -416,7 +430,13 @@ function pagedList(container, load, renderItem, empty) {
       more.disabled = false;
     }
   };
-  more.addEventListener('click', next);
+  more.addEventListener('click', async () => {
+    const before = container.children.length;
+    await next();
+    // The focus goes to the first item the page added ("More" may have just disappeared).
+    const added = container.children[before];
+    if (added) (added.querySelector('a, button') ?? added).focus();
+  });
   return { status, controls: h('div', { class: 'actions' }, more), first: next };
 }
 
@@ -445,8 +465,8 @@ async function browse(params) {
     show: SHOWN[params.get('show')] ? params.get('show') : 'upcoming',
   };
   const shown = SHOWN[filters.show];
-  const form = h('form', { class: 'inline card', role: 'search', 'aria-label': 'Filter events' },
-    field('q', 'Search', { type: 'search', value: filters.q, placeholder: 'Title, place, topic…' }),
+  const form = h('form', { class: 'filters card', role: 'search', 'aria-label': 'Filter events' },
+    h('div', { class: 'wide' }, field('q', 'Search', { type: 'search', value: filters.q, placeholder: 'Title, place, topic…' })),
     field('from', 'From', { type: 'date', value: filters.from }),
     field('to', 'To', { type: 'date', value: filters.to }),
     field('location', 'Location', { value: filters.location }),
@@ -484,7 +504,25 @@ async function browse(params) {
       ? [h('p', {}, shown.none), me && h('p', {}, h('a', { href: '#/events/new' }, 'Create an event'))]
       : shown.none);
   await paged.first();
-  return h('section', {}, h('h1', {}, shown.title), form, list, paged.status, paged.controls);
+  const filtered = ['q', 'from', 'to', 'location', 'category'].some((name) => filters[name]);
+  return h('section', {}, !me && filters.show === 'upcoming' && !filtered && welcome(),
+    h('h1', {}, shown.title), form, list, paged.status, paged.controls);
+}
+
+/** What a visitor sees first: what rsvp is, how it works, and the way in. */
+function welcome() {
+  return h('div', { class: 'welcome' },
+    h('p', { class: 'tagline' }, 'Find something worth showing up for, and keep your seat.'),
+    h('p', { class: 'lead' }, 'rsvp lists talks, meetups and workshops that people organise. Sign up in one ',
+      'click; when an event is full you join its waitlist, and the first seat that frees up is yours — ',
+      'we tell you when it is.'),
+    h('ol', { class: 'steps', 'aria-label': 'How it works' },
+      h('li', {}, h('strong', {}, 'Find an event'), 'Browse the list below or search by name, place or topic.'),
+      h('li', {}, h('strong', {}, 'Take a seat'), 'With a free account, one click gets you a seat — or a place in line.'),
+      h('li', {}, h('strong', {}, 'Host your own'), 'Publish an event in a minute, set its seats, and see who is coming.')),
+    h('p', { class: 'actions' },
+      h('a', { class: 'button', href: '#/register' }, 'Create a free account'),
+      h('a', { href: '#/login' }, 'I have an account: log in')));
 }
 
 /** An organiser's page: their upcoming events, then their past ones (newest first). */
@@ -508,13 +546,31 @@ async function organiserPage(params, id) {
 
 function eventCard(event) {
   const full = event.status === 'scheduled' && event.seats_taken >= event.capacity;
-  return h('li', { class: 'card' },
-    h('h2', {}, h('a', { href: `#/events/${event.id}` }, event.title),
-      event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled'),
-      full && h('span', { class: 'badge full' }, 'Full')),
-    h('p', { class: 'meta' }, when(event)),
-    h('p', { class: 'meta' }, [event.location, event.category].filter(Boolean).join(' · ')),
-    h('p', { class: 'meta' }, seats(event), ' · by ', event.organizer?.name ?? 'a former member'));
+  const left = event.capacity - event.seats_taken;
+  const where = [event.location, event.category].filter(Boolean).join(' · ');
+  return h('li', { class: 'card event-card' },
+    dateLeaf(event),
+    h('div', {},
+      h('h2', { dir: 'auto' }, h('a', { href: `#/events/${event.id}` }, event.title),
+        event.status === 'cancelled' && h('span', { class: 'badge cancelled' }, 'Cancelled'),
+        full && h('span', { class: 'badge full' }, 'Full')),
+      h('p', { class: 'meta' }, when(event)),
+      where && h('p', { class: 'meta', dir: 'auto' }, where),
+      h('p', { class: 'meta' },
+        event.status === 'scheduled' && !full && h('span', { class: left <= 3 ? 'left few' : 'left' },
+          left === 1 ? '1 seat left' : `${left} seats left`), event.status === 'scheduled' && !full && ' · ',
+        seats(event), ' · by ', event.organizer?.name ?? 'a former member')));
+}
+
+/** The day the event starts at its venue, as a calendar leaf (the line beside says it in words). */
+function dateLeaf(event) {
+  const timeZone = shownZone(event.time_zone || 'UTC');
+  const start = new Date(event.starts_at);
+  const part = (options) => new Intl.DateTimeFormat(undefined, { ...options, timeZone }).format(start);
+  return h('div', { class: 'leaf', 'aria-hidden': 'true' },
+    h('span', { class: 'leaf-month' }, part({ month: 'short' })),
+    h('span', { class: 'leaf-day' }, part({ day: 'numeric' })),
+    h('span', { class: 'leaf-weekday' }, part({ weekday: 'short' })));
 }
 
 /** The viewer's registration for an event, from "my registrations". */
@@ -551,6 +607,7 @@ async function eventPage(params, id) {
         ? 'You are signed up: you have a seat.'
         : `The event is full: you are on the waitlist, at position ${registration.position}.`);
       await rerender();
+      focusMessage();
     }));
   } else if (mine) {
     actions.append(actionButton(mine.status === 'confirmed' ? 'Give up my seat' : 'Leave the waitlist', async () => {
@@ -559,6 +616,7 @@ async function eventPage(params, id) {
       await api('DELETE', `/api/events/${event.id}/registrations/me`);
       flash('You are no longer registered for this event.');
       await rerender();
+      focusMessage();
     }, { class: 'secondary' }));
   }
   if (manages && event.status === 'scheduled') {
@@ -568,6 +626,7 @@ async function eventPage(params, id) {
         await api('DELETE', `/api/events/${event.id}`);
         flash('The event was cancelled.');
         await rerender();
+        focusMessage();
       }, { class: 'danger' }));
   }
 
@@ -740,6 +799,7 @@ function withdrawButton(registration) {
     await api('DELETE', `/api/events/${event.id}/registrations/me`);
     flash(`You are no longer registered for ${event.title}.`);
     await route();
+    focusMessage();
   }, { class: 'secondary', 'aria-label': `${label}: ${event.title}` });
 }
 
@@ -991,7 +1051,8 @@ async function adminUsers(params) {
       if (!confirm(`Delete the account ${u.email}? Their registrations are removed and their events cancelled.`)) return;
       await api('DELETE', `/api/users/${u.id}`);
       flash(`${u.email} is deleted.`);
-      route();
+      await route();
+      focusMessage();
     }, { class: 'danger' })));
   const paged = pagedList(list,
     (cursor) => api('GET', `/api/users${query({ email, limit: 50, cursor })}`),
@@ -1071,14 +1132,20 @@ function renderNav() {
   const nav = document.getElementById('nav');
   nav.replaceChildren(link('#/', 'Events'));
   if (me) {
-    const bell = link('#/notifications', unreadCount ? `Notifications (${unreadCount})` : 'Notifications');
-    if (unreadCount) bell.firstChild.setAttribute('aria-label', `Notifications, ${unreadCount} unread`);
+    const bell = link('#/notifications', 'Notifications');
+    if (unreadCount) {
+      // Seen as a count beside the word, heard as "Notifications 2 unread".
+      bell.firstChild.append(h('span', { class: 'count' }, unreadCount),
+        h('span', { class: 'sr-only' }, ' unread'));
+    }
     nav.append(link('#/events/new', 'New event'), link('#/me/registrations', 'My registrations'),
       bell, link('#/account', me.name));
     if (me.role === 'admin') nav.append(link('#/admin/users', 'Users'));
     nav.append(h('li', {}, h('button', { type: 'button', class: 'link', onclick: logOut }, 'Log out')));
   } else {
-    nav.append(link('#/login', 'Log in'), link('#/register', 'Sign up'));
+    const signUp = link('#/register', 'Sign up');
+    signUp.firstChild.classList.add('button');
+    nav.append(link('#/login', 'Log in'), signUp);
   }
 }
 
@@ -1091,10 +1158,13 @@ async function route() {
   const [path, search] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(search ?? '');
   const match = ROUTES.map(([pattern, view, title]) => [path.match(pattern), view, title]).find(([m]) => m);
-  const moved = path !== lastPath;
+  // The first screen leaves the focus at the start of the page (the header's links come first);
+  // a new screen afterwards focuses its heading.
+  const moved = lastPath !== null && path !== lastPath;
   lastPath = path;
   if (flashBox.dataset.keep === 'yes') flashBox.dataset.keep = 'no';
   else flashBox.textContent = '';
+  flashBox.removeAttribute('tabindex');
   main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   main.setAttribute('aria-busy', 'true');
   let content;

@@ -2,7 +2,10 @@
 //! list page holds, and the organisers' and attendees' display names. [`Change`]s keep them
 //! current (see `platform::changes`); fills are race-free (see `platform::read_cache`).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -11,6 +14,7 @@ use super::{EVENT_CHANGES, EventFilter, When, domain::EventId};
 use crate::modules::users::PROFILE_CHANGES;
 use crate::platform::{
     changes::{Change, ChangeListener},
+    compression::Encodings,
     ids::UserId,
     pagination::PageRequest,
     read_cache::{CacheMetrics, CacheSettings, ReadCache, Weigh},
@@ -46,13 +50,70 @@ impl ListKey {
 pub struct ListedPage {
     pub ids: Vec<EventId>,
     pub next_cursor: Option<String>,
+    /// The page's JSON (and its compressed forms) as last answered, with the events' JSON it was
+    /// made of.
+    body: Mutex<Option<(Vec<Bytes>, Arc<Encodings>)>>,
+}
+
+impl ListedPage {
+    pub fn new(ids: Vec<EventId>, next_cursor: Option<String>) -> Self {
+        Self {
+            ids,
+            next_cursor,
+            body: Mutex::new(None),
+        }
+    }
+
+    /// The page made of `items` (its events' JSON, in order): the one answered last when they are
+    /// the very same cached bodies, so it is neither put together nor compressed again until one
+    /// of its events changes. (The kept bodies are held here, so their memory can not be reused
+    /// for another body while compared.)
+    pub fn body(&self, items: Vec<Bytes>) -> Arc<Encodings> {
+        let mut kept = self
+            .body
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((made_of, body)) = kept.as_ref()
+            && made_of.len() == items.len()
+            && made_of
+                .iter()
+                .zip(&items)
+                .all(|(a, b)| a.as_ptr() == b.as_ptr() && a.len() == b.len())
+        {
+            return Arc::clone(body);
+        }
+        let body = Encodings::new(page_json(
+            items.iter().cloned(),
+            self.next_cursor.as_deref(),
+        ));
+        *kept = Some((items, Arc::clone(&body)));
+        body
+    }
 }
 
 impl Weigh for ListedPage {
     fn weight(&self) -> u32 {
-        let bytes = 64 + self.ids.len() * 16 + self.next_cursor.as_ref().map_or(0, String::len);
+        // The ids, and the page kept with its compressed forms (about a kilobyte an event).
+        let bytes =
+            64 + self.ids.len() * (16 + 1024) + self.next_cursor.as_ref().map_or(0, String::len);
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
+}
+
+/// A page's JSON from its items' JSON: the shape of [`crate::platform::pagination::Page`].
+fn page_json(items: impl Iterator<Item = Bytes>, next_cursor: Option<&str>) -> Bytes {
+    let mut json = Vec::with_capacity(4096);
+    json.extend_from_slice(b"{\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(&item);
+    }
+    json.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut json, &next_cursor).expect("a cursor always serializes");
+    json.push(b'}');
+    Bytes::from(json)
 }
 
 /// The attendee pages of one event read so far, with its organiser (who, with admins, may see
@@ -123,5 +184,45 @@ impl ChangeListener for EventCaches {
             self.lists.invalidate_all();
             self.attendees.invalidate_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::ListedPage;
+
+    #[test]
+    fn a_kept_page_is_answered_again_only_while_made_of_the_very_same_bodies() {
+        let page = ListedPage::new(Vec::new(), Some("next".to_owned()));
+        let (a, b) = (
+            Bytes::from_static(b"{\"a\":1}"),
+            Bytes::from(b"{\"b\":1}".to_vec()),
+        );
+        let first = page.body(vec![a.clone(), b.clone()]);
+        assert_eq!(
+            first.identity(),
+            &Bytes::from_static(b"{\"items\":[{\"a\":1},{\"b\":1}],\"next_cursor\":\"next\"}")
+        );
+        assert!(Arc::ptr_eq(&first, &page.body(vec![a.clone(), b.clone()])));
+        // A new body for an event, even an equal one, makes the page again; so does another order.
+        let b_again = Bytes::from(b"{\"b\":2}".to_vec());
+        let changed = page.body(vec![a.clone(), b_again.clone()]);
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert!(
+            changed
+                .identity()
+                .ends_with(b"{\"b\":2}],\"next_cursor\":\"next\"}")
+        );
+        let reordered = page.body(vec![b_again, a.clone()]);
+        assert!(
+            reordered
+                .identity()
+                .starts_with(b"{\"items\":[{\"b\":2},{\"a\":1}]")
+        );
+        assert!(!page.body(vec![a]).identity().contains(&b'b'));
     }
 }

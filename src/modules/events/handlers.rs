@@ -1,6 +1,6 @@
 //! HTTP handlers of the events module: parse, call the service, shape the response.
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpResponse, delete, get, http::header::ContentType, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -125,7 +125,8 @@ async fn list_events(
         },
         cancelled,
     };
-    Ok(json_response(service.list_json(filter, page).await?))
+    let body = service.list_json(filter, page).await?;
+    Ok(body.respond(HttpResponse::Ok().content_type(ContentType::json())))
 }
 
 /// Publish an event; the caller becomes its organiser.
@@ -480,7 +481,7 @@ pub struct ApiDoc;
 /// `200` with JSON the service already rendered (a cached read).
 fn json_response(json: bytes::Bytes) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
+        .content_type(ContentType::json())
         .body(json)
 }
 

@@ -26,6 +26,7 @@ use crate::{
     platform::{
         auth::{AuthUser, DeletedAccounts},
         changes::{Change, Changes},
+        compression::Encodings,
         db::{Db, DbConnection, is_unique_violation},
         ids::UserId,
         now,
@@ -250,7 +251,7 @@ impl EventsService {
         &self,
         filter: EventFilter,
         page: PageRequest,
-    ) -> Result<Bytes, EventsError> {
+    ) -> Result<Arc<Encodings>, EventsError> {
         let key = ListKey::new(filter, page);
         let Some(listed) = self.caches.lists.get(&key) else {
             return self.list_uncached(key).await;
@@ -269,11 +270,11 @@ impl EventsService {
         // An id without an event (none is ever deleted, so this can not happen today) is
         // left out rather than failing the page.
         let items = listed.ids.iter().filter_map(|id| rendered.remove(id));
-        Ok(page_json(items, listed.next_cursor.as_deref()))
+        Ok(listed.body(items.collect()))
     }
 
     /// A list page from the database; fills the list cache and the details of its events.
-    async fn list_uncached(&self, key: ListKey) -> Result<Bytes, EventsError> {
+    async fn list_uncached(&self, key: ListKey) -> Result<Arc<Encodings>, EventsError> {
         let list_ticket = self.caches.lists.ticket(&key);
         let details_ticket = self.caches.details.bulk_ticket();
         let (filter, page) = (key.filter.clone(), key.page);
@@ -292,14 +293,16 @@ impl EventsService {
                     .details
                     .fill_bulk(details_ticket, *id, json.clone());
             }
-            let listed = ListedPage {
-                ids: page.items.iter().map(|(id, _)| *id).collect(),
-                next_cursor: page.next_cursor.clone(),
-            };
+        }
+        let listed = ListedPage::new(
+            page.items.iter().map(|(id, _)| *id).collect(),
+            page.next_cursor.clone(),
+        );
+        let body = listed.body(page.items.into_iter().map(|(_, json)| json).collect());
+        if complete {
             self.caches.lists.fill(list_ticket, key, Arc::new(listed));
         }
-        let items = page.items.into_iter().map(|(_, json)| json);
-        Ok(page_json(items, page.next_cursor.as_deref()))
+        Ok(body)
     }
 
     /// Reads `ids` from the database and renders them (filling the detail cache when every
@@ -821,22 +824,6 @@ fn to_registration(registration: &domain::Registration, position: Option<i64>) -
 /// The event's JSON as the API shows it.
 fn render(event: domain::Event, names: &HashMap<Uuid, String>) -> Bytes {
     let json = serde_json::to_vec(&to_event(event, names)).expect("an event always serializes");
-    Bytes::from(json)
-}
-
-/// A page's JSON from its items' JSON: the shape of [`Page`].
-fn page_json(items: impl Iterator<Item = Bytes>, next_cursor: Option<&str>) -> Bytes {
-    let mut json = Vec::with_capacity(4096);
-    json.extend_from_slice(b"{\"items\":[");
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            json.push(b',');
-        }
-        json.extend_from_slice(&item);
-    }
-    json.extend_from_slice(b"],\"next_cursor\":");
-    serde_json::to_writer(&mut json, &next_cursor).expect("a cursor always serializes");
-    json.push(b'}');
     Bytes::from(json)
 }
 
