@@ -245,14 +245,14 @@ async fn render_metrics(
 /// compressed, once.
 async fn openapi_json() -> HttpResponse {
     static BODY: LazyLock<Arc<Encodings>> = LazyLock::new(|| {
-        Encodings::new(serde_json::to_vec(&openapi_document()).expect("the document serializes"))
+        Encodings::fixed(serde_json::to_vec(&openapi_document()).expect("the document serializes"))
     });
     BODY.respond(HttpResponse::Ok().content_type(header::ContentType::json()))
 }
 
 async fn api_docs() -> HttpResponse {
     static BODY: LazyLock<Arc<Encodings>> =
-        LazyLock::new(|| Encodings::new(api_reference::page().as_bytes()));
+        LazyLock::new(|| Encodings::fixed(api_reference::page().as_bytes()));
     BODY.respond(
         HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")

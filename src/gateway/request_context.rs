@@ -100,7 +100,15 @@ fn as_problem<B>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>
     };
     let mut problem = Problem::new(status, code, detail).error_response();
     for (name, value) in response.headers() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+        // The new body is neither the old one's coding nor the resource its validator named.
+        if ![
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::ETAG,
+        ]
+        .contains(name)
+        {
             problem.headers_mut().append(name.clone(), value.clone());
         }
     }

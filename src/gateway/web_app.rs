@@ -48,16 +48,17 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 static BODIES: LazyLock<Vec<Arc<Encodings>>> = LazyLock::new(|| {
     FILES
         .iter()
-        .map(|(_, _, body)| Encodings::new(body.as_bytes()))
+        .map(|(_, _, body)| Encodings::fixed(body.as_bytes()))
         .collect()
 });
 
-/// Each file's strong validator, computed once.
+/// Each file's validator, computed once: weak (`W/"…"`), since the same file goes out in
+/// several codings, and a `304` carries the very validator the `200` did.
 static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
     FILES
         .iter()
-        .map(|(_, _, body)| format!("\"{:x}\"", Sha256::digest(body.as_bytes())))
-        .map(|hash| hash[..18].to_owned() + "\"")
+        .map(|(_, _, body)| format!("{:x}", Sha256::digest(body.as_bytes())))
+        .map(|hash| format!("W/\"{}\"", &hash[..16]))
         .collect()
 });
 
@@ -79,10 +80,16 @@ async fn serve(req: HttpRequest, index: usize) -> HttpResponse {
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        // Compressed, the validator is weak (`W/"…"`): the same file in another coding.
+        // `If-None-Match` compares weakly (RFC 9110 §13.1.2): `W/` or not, the tag is the tag.
         .is_some_and(|tags| {
+            let opaque = |tag: &str| {
+                tag.trim()
+                    .strip_prefix("W/")
+                    .unwrap_or(tag.trim())
+                    .to_owned()
+            };
             tags.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == etag)
+                .any(|t| t.trim() == "*" || opaque(t) == opaque(etag))
         });
     let mut response = if unchanged {
         HttpResponse::NotModified()

@@ -78,10 +78,12 @@ pub fn preferred(accept: &str) -> Option<Coding> {
     }
 }
 
-/// How hard to compress: once for a body that is kept, or on the way out of each response.
+/// How hard to compress: tightly for a body that never changes, moderately for one kept until
+/// it changes (a list page), quickly on the way out of each response.
 #[derive(Debug, Clone, Copy)]
 enum Effort {
     Once,
+    UntilChanged,
     EachTime,
 }
 
@@ -92,15 +94,18 @@ fn compress(coding: Coding, body: &[u8], effort: Effort) -> Bytes {
         Coding::Brotli => {
             let quality = match effort {
                 Effort::Once => 9,
+                Effort::UntilChanged => 5,
                 Effort::EachTime => 4,
             };
             let mut writer = brotli::CompressorWriter::new(&mut out, 4096, quality, 22);
             writer.write_all(body).expect("writing to memory");
-            drop(writer);
+            writer.flush().expect("writing to memory");
+            writer.into_inner(); // ends the stream
         }
         Coding::Gzip => {
             let level = match effort {
                 Effort::Once => flate2::Compression::best(),
+                Effort::UntilChanged => flate2::Compression::new(6),
                 Effort::EachTime => flate2::Compression::new(4),
             };
             let mut writer = flate2::write::GzEncoder::new(&mut out, level);
@@ -116,14 +121,28 @@ fn compress(coding: Coding, body: &[u8], effort: Effort) -> Bytes {
 #[derive(Debug)]
 pub struct Encodings {
     identity: Bytes,
+    effort: Effort,
     brotli: OnceLock<Bytes>,
     gzip: OnceLock<Bytes>,
 }
 
 impl Encodings {
-    pub fn new(identity: impl Into<Bytes>) -> Arc<Self> {
+    /// A body that never changes while the process runs (the web app's files): compressed
+    /// tightly, once.
+    pub fn fixed(identity: impl Into<Bytes>) -> Arc<Self> {
+        Self::with(identity.into(), Effort::Once)
+    }
+
+    /// A body kept until it changes (a list page): compressed moderately, so a busy page that
+    /// changes often does not cost more than it saves.
+    pub fn kept(identity: impl Into<Bytes>) -> Arc<Self> {
+        Self::with(identity.into(), Effort::UntilChanged)
+    }
+
+    fn with(identity: Bytes, effort: Effort) -> Arc<Self> {
         Arc::new(Self {
-            identity: identity.into(),
+            identity,
+            effort,
             brotli: OnceLock::new(),
             gzip: OnceLock::new(),
         })
@@ -134,13 +153,20 @@ impl Encodings {
         &self.identity
     }
 
+    /// Bytes held: the body and the compressed forms made so far.
+    pub fn size(&self) -> usize {
+        self.identity.len()
+            + self.brotli.get().map_or(0, Bytes::len)
+            + self.gzip.get().map_or(0, Bytes::len)
+    }
+
     /// The body in `coding`, compressed now if no client asked for it before.
     pub fn get(&self, coding: Coding) -> &Bytes {
         let cell = match coding {
             Coding::Brotli => &self.brotli,
             Coding::Gzip => &self.gzip,
         };
-        cell.get_or_init(|| compress(coding, &self.identity, Effort::Once))
+        cell.get_or_init(|| compress(coding, &self.identity, self.effort))
     }
 
     /// `response` answering with this body; the middleware swaps in a compressed form when the
@@ -177,11 +203,14 @@ pub async fn compress_responses(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let coding = req
-        .headers()
-        .get(ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .and_then(preferred);
+    // Several `Accept-Encoding` lines are one list.
+    let coding = preferred(
+        &req.headers()
+            .get_all(ACCEPT_ENCODING)
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     let response = next.call(req).await?.map_into_boxed_body();
     let kept = coding.and_then(|_| {
         response
@@ -194,14 +223,28 @@ pub async fn compress_responses(
         if !compressible(head) || head.headers().contains_key(CONTENT_ENCODING) {
             return body;
         }
-        // Caches between here and the client keep one answer per coding.
-        head.headers_mut()
-            .insert(VARY, HeaderValue::from_static("accept-encoding"));
+        // Caches between here and the client keep one answer per coding (beside whatever else
+        // the answer varies by: CORS's `Origin`, say).
+        vary_by_encoding(head);
         match coding {
             Some(coding) => encode(head, body, coding, kept),
             None => body,
         }
     }))
+}
+
+fn vary_by_encoding(head: &mut ResponseHead) {
+    let headers = head.headers_mut();
+    let named = headers.get_all(VARY).any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|name| {
+                matches!(name.trim(), "*") || name.trim().eq_ignore_ascii_case("accept-encoding")
+            })
+        })
+    });
+    if !named {
+        headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+    }
 }
 
 fn encode(

@@ -319,15 +319,36 @@ async fn cors_is_off_by_default_and_configurable(backend: Backend) {
         preflight.headers()["access-control-allow-origin"],
         "https://app.example"
     );
-    let response = open
-        .client
-        .get(open.url("/api/events"))
-        .header("origin", "https://app.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.headers()["access-control-allow-origin"],
-        "https://app.example"
-    );
+    // Also when compressed: an answer varies by the origin as well as by the coding.
+    for accept in ["identity", "br"] {
+        let response = open
+            .client
+            .get(open.url("/api/events"))
+            .header("origin", "https://app.example")
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        let vary: Vec<String> = response
+            .headers()
+            .get_all("vary")
+            .iter()
+            .flat_map(|v| {
+                v.to_str()
+                    .unwrap()
+                    .split(',')
+                    .map(|n| n.trim().to_ascii_lowercase())
+            })
+            .collect();
+        for name in ["origin", "accept-encoding"] {
+            assert!(
+                vary.iter().any(|v| v == name),
+                "{accept}: Vary {vary:?} lacks {name}"
+            );
+        }
+    }
 }

@@ -591,6 +591,29 @@ impl TestApp {
     }
 
     /// Polls `check` until it holds: for effects that arrive through domain events.
+    /// Checks until `check` holds: at once in one process, within a few seconds when a change
+    /// crosses processes. For caches: spawn with `cache.ttl_ms` of a minute, so what this sees
+    /// is invalidation, not an entry aging out.
+    pub async fn invalidated<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let bound = match topology() {
+            Topology::Monolith => Duration::ZERO,
+            _ => Duration::from_secs(3),
+        };
+        let start = Instant::now();
+        while !check().await {
+            assert!(
+                start.elapsed() <= bound,
+                "{what}: not seen after {:?}",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
     where
         F: FnMut() -> Fut,

@@ -48,23 +48,8 @@ async fn listed(app: &TestApp, path: &str, id: &str) -> Option<Value> {
 /// Reads `path` until `check` holds: at once in one process, within a few seconds when the
 /// change crosses processes (the TTL is a minute in these tests, so this is invalidation).
 async fn read_until(app: &TestApp, path: &str, what: &str, check: impl Fn(&Value) -> bool) {
-    let bound = match topology() {
-        Topology::Monolith => Duration::ZERO,
-        _ => Duration::from_secs(3),
-    };
-    let start = Instant::now();
-    loop {
-        let answer = get(app, path).await;
-        if check(&answer) {
-            return;
-        }
-        assert!(
-            start.elapsed() <= bound,
-            "{what}: still {answer} after {:?}",
-            start.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    app.invalidated(what, || async { check(&get(app, path).await) })
+        .await;
 }
 
 async fn spawn(backend: Backend) -> TestApp {

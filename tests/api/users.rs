@@ -100,7 +100,8 @@ async fn me_returns_the_callers_account(backend: Backend) {
 }
 
 async fn changing_the_name_needs_the_current_password(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Cached entries live a minute: a stale profile would show, not age out.
+    let app = TestApp::spawn_with(backend, &[("cache.ttl_ms", "60000")]).await;
     let user = app.user().await;
     let token = Some(user.access_token.as_str());
     let body = app
@@ -129,6 +130,9 @@ async fn changing_the_name_needs_the_current_password(backend: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
+    // Read (and so cached) before the rename.
+    let before = json_of(app.get("/api/users/me", token).await, StatusCode::OK).await;
+    assert_ne!(before["name"], "Renamed");
     let me = json_of(
         app.patch(
             "/api/users/me",
@@ -140,6 +144,10 @@ async fn changing_the_name_needs_the_current_password(backend: Backend) {
     )
     .await;
     assert_eq!(me["name"], "Renamed");
+    app.invalidated("the renamed account in /api/users/me", || async {
+        json_of(app.get("/api/users/me", token).await, StatusCode::OK).await == me
+    })
+    .await;
     let profile = json_of(
         app.get(&format!("/api/users/{}", user.id), token).await,
         StatusCode::OK,

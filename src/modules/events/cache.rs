@@ -82,7 +82,7 @@ impl ListedPage {
         {
             return Arc::clone(body);
         }
-        let body = Encodings::new(page_json(
+        let body = Encodings::kept(page_json(
             items.iter().cloned(),
             self.next_cursor.as_deref(),
         ));
@@ -93,9 +93,19 @@ impl ListedPage {
 
 impl Weigh for ListedPage {
     fn weight(&self) -> u32 {
-        // The ids, and the page kept with its compressed forms (about a kilobyte an event).
+        // The ids, and the page kept (weighed when it is filled, before any client asked for a
+        // compressed form: counted as half the page more, and the events' bodies it holds on
+        // to once they change, as much again).
+        let kept = self
+            .body
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .map_or(0, |(_, body)| {
+                body.size().max(body.identity().len() * 5 / 2)
+            });
         let bytes =
-            64 + self.ids.len() * (16 + 1024) + self.next_cursor.as_ref().map_or(0, String::len);
+            64 + self.ids.len() * 16 + self.next_cursor.as_ref().map_or(0, String::len) + kept;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }

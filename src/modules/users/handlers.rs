@@ -191,7 +191,10 @@ async fn password_reset_confirm(
 #[get("/api/users/me")]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id))]
 async fn get_me(service: Service, caller: AuthUser) -> Result<HttpResponse, UsersError> {
-    Ok(HttpResponse::Ok().json(service.me(caller.id.as_uuid()).await?))
+    let json = service.me_json(caller.id.as_uuid()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(json))
 }
 
 /// Change the caller's name and/or password; `current_password` is always required.

@@ -15,6 +15,7 @@ use crate::{
     platform::{
         auth::{KeySetVerifier, TokenVerifier},
         db::spawn_blocking_in_span,
+        read_cache::CacheSettings,
     },
 };
 use modkit::{Declaration, events::Subscription};
@@ -57,6 +58,8 @@ pub async fn service(process: &Process) -> Result<Arc<UsersService>, HostError> 
         process.apis.clone(),
     );
     let public_url: String = process.section("server.public_url")?;
+    let cache: CacheSettings = process.section("cache")?;
+    let metrics = process.cache_metrics.clone();
     let service = spawn_blocking_in_span(move || -> Result<_, HostError> {
         let retired: Vec<std::path::PathBuf> = auth
             .retired_signing_key_paths
@@ -65,7 +68,14 @@ pub async fn service(process: &Process) -> Result<Arc<UsersService>, HostError> 
             .collect();
         let keys = Arc::new(SigningKeys::load(&auth.signing_key_path, &retired)?);
         Ok(UsersService::new(
-            db, keys, auth, deleted, changes, apis, public_url,
+            db,
+            keys,
+            auth,
+            deleted,
+            changes,
+            (&cache, &metrics),
+            apis,
+            public_url,
         )?)
     })
     .await??;

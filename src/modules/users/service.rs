@@ -3,6 +3,8 @@
 
 use std::{num::NonZeroU32, sync::Arc};
 
+use bytes::Bytes;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use governor::{
@@ -23,11 +25,12 @@ use super::{
 use crate::modules::notifications::{NotificationsApi, PasswordResetMail};
 use crate::platform::{
     auth::{Claims, DeletedAccounts, Role},
-    changes::{Change, Changes},
+    changes::{Change, ChangeListener, Changes},
     db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
     now,
     outbox::Outbox,
     pagination::{Page, PageRequest, into_page},
+    read_cache::{CacheMetrics, CacheSettings, ReadCache},
     secret,
 };
 use modkit::{Apis, events::DomainEvent};
@@ -45,6 +48,8 @@ pub struct UsersService {
     deleted: Arc<DeletedAccounts>,
     /// Where renames and deletions are announced to the caches holding names.
     changes: Arc<Changes>,
+    /// Each account's JSON as `GET /api/users/me` answers it: a hot read like an event's.
+    profiles: Arc<ProfileCache>,
     /// The other modules' interfaces, asked when needed (the notifications module is stood up
     /// after this one).
     apis: Apis,
@@ -77,15 +82,23 @@ pub struct ProfileChange {
 
 impl UsersService {
     /// Blocks (a bcrypt hash): call it off the async runtime.
+    #[allow(clippy::too_many_arguments)] // each is a separate part of the process it runs in
     pub fn new(
         db: Db,
         keys: Arc<SigningKeys>,
         settings: AuthSettings,
         deleted: Arc<DeletedAccounts>,
         changes: Arc<Changes>,
+        (cache, metrics): (&CacheSettings, &CacheMetrics),
         apis: Apis,
         public_url: String,
     ) -> Result<Self, bcrypt::BcryptError> {
+        let profiles = Arc::new(ProfileCache(ReadCache::new(
+            "user_profiles",
+            cache,
+            metrics,
+        )));
+        changes.listen(profiles.clone());
         let dummy_hash = password_hash::hash("not a real password", settings.bcrypt_cost)?;
         let attempts = NonZeroU32::new(settings.password_attempts_per_minute)
             .map(|rate| RateLimiter::keyed(Quota::per_minute(rate)));
@@ -101,6 +114,7 @@ impl UsersService {
             dummy_hash,
             deleted,
             changes,
+            profiles,
             apis,
             public_url: public_url.trim_end_matches('/').to_owned(),
         })
@@ -418,6 +432,20 @@ impl UsersService {
             .ok_or(UsersError::AccountGone)?
     }
 
+    /// [`Self::me`] as the API answers it (JSON), from the cache while the account is unchanged
+    /// (a rename or the deletion invalidates it, here and in every other instance; the
+    /// `make-admin` command's new role shows within `cache.ttl_ms`).
+    pub async fn me_json(&self, id: Uuid) -> Result<Bytes, UsersError> {
+        if let Some(json) = self.profiles.0.get(&id) {
+            return Ok(json);
+        }
+        let ticket = self.profiles.0.ticket(&id);
+        let user = self.me(id).await?;
+        let json = Bytes::from(serde_json::to_vec(&user).expect("a user always serializes"));
+        self.profiles.0.fill(ticket, id, json.clone());
+        Ok(json)
+    }
+
     /// What anyone logged in may see of an account.
     pub async fn public_profile(&self, id: Uuid) -> Result<PublicProfile, UsersError> {
         let row = self.find(id).await?.ok_or(UsersError::NotFound)?;
@@ -565,6 +593,9 @@ impl UsersService {
         if changed == 0 {
             return Err(UsersError::NotFound);
         }
+        // The command is a process of its own: a server already running shows the new role in
+        // `/api/users/me` once its cached profile ages out (`cache.ttl_ms`), and grants it with
+        // the account's next token (the role is a claim), as before.
         Ok(())
     }
 
@@ -743,4 +774,18 @@ fn new_refresh_token() -> String {
 
 fn hash_refresh_token(token: &str) -> String {
     secret::digest(token)
+}
+
+/// The accounts' JSON (`GET /api/users/me`), dropped on each change of one (a rename, a
+/// deletion) or of all.
+struct ProfileCache(ReadCache<Uuid, Bytes>);
+
+impl ChangeListener for ProfileCache {
+    fn apply(&self, change: &Change) {
+        if let Some((id, _)) = change.of_kind(PROFILE_CHANGES) {
+            self.0.invalidate(&id);
+        } else if *change == Change::Everything {
+            self.0.invalidate_all();
+        }
+    }
 }
