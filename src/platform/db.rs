@@ -187,6 +187,19 @@ impl ManageConnection for DbConnectionManager {
     }
 }
 
+diesel::define_sql_function! {
+    /// `uuid_rowid(id)`: [`uuid_rowid_of`] for a UUID written as text, in SQL (SQLite reads no
+    /// hexadecimal itself): how a query reaches the row of a table keyed by it, such as a
+    /// full-text index's, from the UUID it holds.
+    fn uuid_rowid(id: diesel::sql_types::Text) -> diesel::sql_types::BigInt;
+}
+
+/// The number a SQLite table whose rows stand for UUIDs keys each by: the UUID's random low 63
+/// bits (two sharing one is as likely as two sharing a UUID).
+pub fn uuid_rowid_of(id: uuid::Uuid) -> i64 {
+    (id.as_u128() as u64 & (i64::MAX as u64)) as i64
+}
+
 /// How long a SQLite writer queues behind another before giving up with "database is locked".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -199,6 +212,10 @@ fn open_sqlite(path: &std::path::Path) -> Result<diesel::SqliteConnection, r2d2:
         "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         SQLITE_BUSY_TIMEOUT.as_millis()
     ))
+    .map_err(r2d2::Error::QueryError)?;
+    uuid_rowid_utils::register_impl(&mut conn, |id: String| {
+        uuid::Uuid::parse_str(&id).map_or(-1, uuid_rowid_of)
+    })
     .map_err(r2d2::Error::QueryError)?;
     // Switching a new file to WAL upgrades a read lock to a write lock. When two connections
     // (two instances starting on one file) do it at once, SQLite answers "locked" at once

@@ -277,3 +277,150 @@ async fn postgres_reads_one_index_range_for_every_filter_combination() {
         .execute(&mut server)
         .unwrap();
 }
+
+/// A search answers the same pages whichever plan its words take: a few matches listed by id,
+/// many found by walking the list. `LIST_BY_ID_UP_TO + 50` events match "common", 28 of them
+/// "rare" too, in an order their insertion does not give; every page, followed by its cursor,
+/// is checked against the events filtered and sorted here.
+async fn check_both_search_plans(db: &Db) {
+    use super::domain::{Event, EventDraft};
+    use crate::platform::{ids::UserId, zone::Zone};
+
+    let many = usize::try_from(store::LIST_BY_ID_UP_TO).unwrap() + 50;
+    let backend = db.backend();
+    db.run(move |conn| {
+        let organizer = UserId::from(Uuid::now_v7());
+        let start = Utc::now() + Duration::days(1);
+        let mut events = Vec::new();
+        for i in 0..many + 10 {
+            // Start times interleave the kinds, and several events share one.
+            let minutes = i64::try_from((i * 7919) % (many + 10) / 3).unwrap();
+            let title = match i {
+                _ if i >= many => format!("other {i}"),
+                _ if i % 181 == 0 => format!("Common rare {i}"),
+                _ => format!("common {i}"),
+            };
+            let starts_at = start + Duration::minutes(minutes);
+            let draft = EventDraft {
+                title,
+                description: None,
+                location: None,
+                category: (i % 2 == 0).then(|| "Even".to_owned()),
+                time_zone: Zone::utc(),
+                starts_at,
+                ends_at: starts_at + Duration::hours(1),
+                capacity: 10,
+            };
+            events.push(Event::new(organizer, draft, Utc::now()));
+        }
+        conn.transaction(|conn| {
+            for event in &events {
+                store::insert_event(conn, event).unwrap();
+            }
+            Ok::<_, DbError>(())
+        })?;
+        let words = |text: &str| super::search::query_words(text).unwrap();
+        assert_eq!(
+            store::matching_ids(conn, &words("comm"), store::LIST_BY_ID_UP_TO).unwrap(),
+            None,
+            "{backend}: many matches: walked"
+        );
+        let rare = store::matching_ids(conn, &words("RARE"), store::LIST_BY_ID_UP_TO).unwrap();
+        let rare_titles = events
+            .iter()
+            .filter(|e| e.draft.title.contains("rare"))
+            .count();
+        assert_eq!(
+            rare.map(|ids| ids.len()),
+            Some(rare_titles),
+            "{backend}: a few: by id"
+        );
+        for (q, category) in [
+            ("comm", None),
+            ("comm", Some("even")),
+            ("rare", None),
+            ("common ra", Some("even")),
+            ("zzz", None),
+        ] {
+            let wanted = words(q);
+            let mut expected: Vec<&Event> = events
+                .iter()
+                .filter(|e| {
+                    let text = super::search::words(&e.draft.title);
+                    wanted
+                        .iter()
+                        .all(|w| text.iter().any(|t| t.starts_with(w.as_str())))
+                        && (category.is_none() || e.draft.category.is_some())
+                })
+                .collect();
+            expected.sort_by_key(|e| (e.draft.starts_at, e.id.as_uuid()));
+            let filter = EventFilter {
+                q: Some(wanted.clone()),
+                category: category.map(str::to_owned),
+                ..Default::default()
+            };
+            let mut page = PageRequest {
+                limit: 50,
+                after: None,
+            };
+            // The first pages and, for the long lists, pages far into them.
+            for (n, chunk) in expected.chunks(50).enumerate().take(4) {
+                let got: Vec<Uuid> = store::list_events(conn, &filter, page)
+                    .unwrap()
+                    .into_iter()
+                    .take(50)
+                    .map(|e| e.id.as_uuid())
+                    .collect();
+                let want: Vec<Uuid> = chunk.iter().map(|e| e.id.as_uuid()).collect();
+                assert_eq!(got, want, "{backend}: q={q} category={category:?} page {n}");
+                let last = chunk.last().unwrap();
+                page.after = Some(Cursor {
+                    at: last.draft.starts_at,
+                    id: last.id.as_uuid(),
+                });
+            }
+            if expected.is_empty() {
+                assert!(store::list_events(conn, &filter, page).unwrap().is_empty());
+            }
+        }
+        Ok::<_, DbError>(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_search_pages_are_the_same_by_either_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("search.db"));
+    let db = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
+    check_both_search_plans(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_search_pages_are_the_same_by_either_plan() {
+    let admin = std::env::var("RSVP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let Ok(mut server) = diesel::PgConnection::establish(&format!("{admin}/postgres")) else {
+        assert!(
+            std::env::var_os("RSVP_REQUIRE_POSTGRES").is_none(),
+            "PostgreSQL at {admin} is required (RSVP_REQUIRE_POSTGRES)"
+        );
+        eprintln!("SKIPPED: PostgreSQL search plan test ({admin} does not answer)");
+        return;
+    };
+    let name = format!("rsvp_search_{}", Uuid::new_v4().simple());
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut server)
+        .unwrap();
+    let db = Db::connect(
+        &settings(DatabaseUrl::Postgres(format!("{admin}/{name}"))),
+        &[&MIGRATIONS],
+    )
+    .unwrap();
+    check_both_search_plans(&db).await;
+    drop(db);
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut server)
+        .unwrap();
+}

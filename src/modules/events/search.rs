@@ -129,10 +129,10 @@ pub fn tsquery(words: &[String]) -> String {
         .join(" & ")
 }
 
-/// The FTS5 row of an event: a stable number drawn from its id (the random low bits of a UUID;
-/// two events sharing one is as likely as two sharing an id).
+/// The FTS5 row of an event: a stable number drawn from its id (SQL finds it from the id with
+/// `uuid_rowid`).
 pub fn fts_rowid(id: uuid::Uuid) -> i64 {
-    (id.as_u128() as u64 & (i64::MAX as u64)) as i64
+    crate::platform::db::uuid_rowid_of(id)
 }
 
 #[cfg(test)]

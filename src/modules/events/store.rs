@@ -324,6 +324,44 @@ pub fn save_event(conn: &mut DbConnection, event: &Event) -> Result<(), EventsEr
     Ok(())
 }
 
+/// Up to how many matches a search lists by id (see [`list_events`]). Past it the matches are
+/// common enough (one event in 200 of a million, or more) that walking the list in order finds
+/// a page of them soon.
+pub const LIST_BY_ID_UP_TO: i64 = 5_000;
+
+/// What PostgreSQL's search index covers (`migrations/events/postgres/*_event_search`).
+const PG_SEARCH_VECTOR: &str = "array_to_tsvector(string_to_array(events.search_text, ' '))";
+
+#[derive(QueryableByName)]
+struct MatchedId {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+/// The ids of the events (any status, any time) whose text matches every word of `words`, when
+/// there are at most `up_to` of them; `None` when there are more.
+pub fn matching_ids(
+    conn: &mut DbConnection,
+    words: &[String],
+    up_to: i64,
+) -> Result<Option<Vec<String>>, EventsError> {
+    let found: Vec<MatchedId> = match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(
+            "SELECT event_id AS id FROM events_search WHERE events_search MATCH ?1 LIMIT ?2",
+        )
+        .bind::<Text, _>(search::fts5_query(words))
+        .bind::<BigInt, _>(up_to + 1)
+        .load(c)?,
+        DbConnection::Postgres(c) => diesel::sql_query(format!(
+            "SELECT id FROM events WHERE {PG_SEARCH_VECTOR} @@ CAST($1 AS tsquery) LIMIT $2"
+        ))
+        .bind::<Text, _>(search::tsquery(words))
+        .bind::<BigInt, _>(up_to + 1)
+        .load(c)?,
+    };
+    Ok((found.len() as i64 <= up_to).then(|| found.into_iter().map(|m| m.id).collect()))
+}
+
 pub fn list_events(
     conn: &mut DbConnection,
     filter: &EventFilter,
@@ -381,21 +419,28 @@ pub fn list_events(
         query = query.filter(events::location_key.eq(filter_key(location)));
     }
     if let Some(words) = &filter.q {
-        query = match conn {
-            DbConnection::Sqlite(_) => query.filter(
-                diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    "events.id IN (SELECT event_id FROM events_search WHERE events_search MATCH ",
-                )
-                .bind::<Text, _>(search::fts5_query(words))
-                .sql(")"),
-            ),
-            DbConnection::Postgres(_) => query.filter(
-                diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    "array_to_tsvector(string_to_array(events.search_text, ' ')) @@ CAST(",
-                )
-                .bind::<Text, _>(search::tsquery(words))
-                .sql(" AS tsquery)"),
-            ),
+        // Two plans, chosen by how many events match, so neither kind of word costs a scan:
+        // a few matches are listed by id (the index gives them, their keys find them, and
+        // they are put in list order); many are found by walking the list in order and keeping
+        // the events that match, which reaches a page's worth soon.
+        query = match matching_ids(conn, words, LIST_BY_ID_UP_TO)? {
+            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Some(ids) => query.filter(events::id.eq_any(ids)),
+            None => match conn {
+                DbConnection::Sqlite(_) => query.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        "EXISTS (SELECT 1 FROM events_search WHERE events_search MATCH ",
+                    )
+                    .bind::<Text, _>(search::fts5_query(words))
+                    .sql(" AND events_search.rowid = uuid_rowid(events.id))"),
+                ),
+                DbConnection::Postgres(_) => query.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(PG_SEARCH_VECTOR)
+                        .sql(" @@ CAST(")
+                        .bind::<Text, _>(search::tsquery(words))
+                        .sql(" AS tsquery)"),
+                ),
+            },
         };
     }
     if let Some(after) = page.after {
