@@ -252,6 +252,32 @@ async fn sqlite_reads_one_index_range_for_every_filter_combination() {
 
 #[tokio::test]
 async fn postgres_reads_one_index_range_for_every_filter_combination() {
+    let Some((_dropped, db)) = postgres_db("plan") else {
+        return;
+    };
+    check_every_combination(&db).await;
+}
+
+/// Drops a test's PostgreSQL database when it goes.
+struct DropDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut server) = diesel::PgConnection::establish(&format!("{}/postgres", self.admin))
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE {} WITH (FORCE)", self.name))
+                .execute(&mut server);
+        }
+    }
+}
+
+/// A fresh PostgreSQL database with the module's tables and the guard that drops it (bound in
+/// this order, the pool goes first), or `None` (said) when no server answers and none is
+/// required.
+fn postgres_db(test: &str) -> Option<(DropDatabase, Db)> {
     let admin = std::env::var("RSVP_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let Ok(mut server) = diesel::PgConnection::establish(&format!("{admin}/postgres")) else {
@@ -259,23 +285,23 @@ async fn postgres_reads_one_index_range_for_every_filter_combination() {
             std::env::var_os("RSVP_REQUIRE_POSTGRES").is_none(),
             "PostgreSQL at {admin} is required (RSVP_REQUIRE_POSTGRES)"
         );
-        eprintln!("SKIPPED: PostgreSQL plan test ({admin} does not answer)");
-        return;
+        eprintln!("SKIPPED: PostgreSQL {test} test ({admin} does not answer)");
+        return None;
     };
-    let name = format!("rsvp_plans_{}", Uuid::new_v4().simple());
+    let name = format!("rsvp_{test}_{}", Uuid::new_v4().simple());
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut server)
         .unwrap();
+    let dropped = DropDatabase {
+        admin: admin.clone(),
+        name: name.clone(),
+    };
     let db = Db::connect(
         &settings(DatabaseUrl::Postgres(format!("{admin}/{name}"))),
         &[&MIGRATIONS],
     )
     .unwrap();
-    check_every_combination(&db).await;
-    drop(db);
-    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut server)
-        .unwrap();
+    Some((dropped, db))
 }
 
 /// A search answers the same pages whichever plan its words take: a few matches listed by id,
@@ -399,28 +425,8 @@ async fn sqlite_search_pages_are_the_same_by_either_plan() {
 
 #[tokio::test]
 async fn postgres_search_pages_are_the_same_by_either_plan() {
-    let admin = std::env::var("RSVP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let Ok(mut server) = diesel::PgConnection::establish(&format!("{admin}/postgres")) else {
-        assert!(
-            std::env::var_os("RSVP_REQUIRE_POSTGRES").is_none(),
-            "PostgreSQL at {admin} is required (RSVP_REQUIRE_POSTGRES)"
-        );
-        eprintln!("SKIPPED: PostgreSQL search plan test ({admin} does not answer)");
+    let Some((_dropped, db)) = postgres_db("search") else {
         return;
     };
-    let name = format!("rsvp_search_{}", Uuid::new_v4().simple());
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut server)
-        .unwrap();
-    let db = Db::connect(
-        &settings(DatabaseUrl::Postgres(format!("{admin}/{name}"))),
-        &[&MIGRATIONS],
-    )
-    .unwrap();
     check_both_search_plans(&db).await;
-    drop(db);
-    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut server)
-        .unwrap();
 }
