@@ -12,7 +12,8 @@ use utoipa::{
 #[derive(OpenApi)]
 #[openapi(
     info(title = "rsvp", description = "Events platform: accounts, events, registrations with capacity and a waitlist. \
-Every error is application/problem+json (RFC 9457). List endpoints use keyset pagination (limit 1..100, opaque cursor)."),
+Every error is application/problem+json (RFC 9457). List endpoints use keyset pagination (limit 1..100, opaque cursor). \
+Text answers of 1 KiB or more are compressed (br or gzip) when Accept-Encoding accepts it."),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "events"), (name = "registrations"), (name = "notifications"))
 )]
