@@ -49,8 +49,14 @@ impl Coding {
 /// accepted at least as much as `gzip`, else `gzip`, else none. `q=0` refuses a coding; `*`
 /// stands for the codings not named.
 pub fn preferred(accept: &str) -> Option<Coding> {
+    preferred_of(std::iter::once(accept))
+}
+
+/// [`preferred`] for a request's `Accept-Encoding` lines, read as one list (without joining them:
+/// this runs on every request).
+fn preferred_of<'a>(lines: impl Iterator<Item = &'a str>) -> Option<Coding> {
     let (mut brotli, mut gzip, mut any) = (None, None, None);
-    for item in accept.split(',') {
+    for item in lines.flat_map(|line| line.split(',')) {
         let mut parts = item.split(';');
         let name = parts.next().unwrap_or_default().trim();
         let weight = parts
@@ -204,12 +210,10 @@ pub async fn compress_responses(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     // Several `Accept-Encoding` lines are one list.
-    let coding = preferred(
-        &req.headers()
+    let coding = preferred_of(
+        req.headers()
             .get_all(ACCEPT_ENCODING)
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(","),
+            .filter_map(|v| v.to_str().ok()),
     );
     let response = next.call(req).await?.map_into_boxed_body();
     let kept = coding.and_then(|_| {
@@ -281,7 +285,7 @@ fn encode(
 
 #[cfg(test)]
 mod tests {
-    use super::{Coding, preferred};
+    use super::{Coding, preferred, preferred_of};
 
     #[test]
     fn the_client_s_preference_decides_and_q_zero_refuses() {
@@ -302,5 +306,10 @@ mod tests {
         ] {
             assert_eq!(preferred(accept), expected, "{accept}");
         }
+        // Two lines are one list.
+        assert_eq!(
+            preferred_of(["br;q=0.1", "gzip;q=0.9"].into_iter()),
+            Some(Coding::Gzip)
+        );
     }
 }
