@@ -5,6 +5,7 @@
 //! Run it as `cargo run --release -p rsvp-bench -- compare`: it builds the product's binaries
 //! in the same profile, then starts them.
 
+mod crowd;
 mod deployment;
 mod lists;
 mod load;
@@ -43,6 +44,33 @@ enum Command {
         /// How many times the 1 001 seeded events are repeated (999: about a million).
         #[arg(long, default_value_t = 999)]
         copies: u32,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+        postgres_url: String,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
+    /// The flash crowd: `--people` distinct people sign up for one event of `--capacity` seats
+    /// at once; sign-ups per second, p50/p99, and the outcome checked (capacity exact, waitlist
+    /// in arrival order, no error). With `--network netns` every process and PostgreSQL on a
+    /// host of its own, `--delay` per link.
+    Crowd {
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "monolith,split")]
+        topologies: Vec<String>,
+        #[arg(long, default_value_t = 10_000)]
+        people: usize,
+        #[arg(long, default_value_t = 500)]
+        capacity: u32,
+        /// Sign-ups in flight at most (the crowd's connections).
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
+        /// `loopback` or `netns` (see `compare`).
+        #[arg(long, default_value = "loopback")]
+        network: String,
+        /// With `--network netns`: the delay per host link, e.g. `1ms`.
+        #[arg(long, default_value = "1ms")]
+        delay: String,
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
         postgres_url: String,
         #[arg(long, default_value = "bench-results")]
@@ -140,6 +168,11 @@ impl Options {
 
 fn main() -> std::process::ExitCode {
     let command = Cli::parse().command;
+    if let Command::Crowd { network, .. } = &command
+        && network == "netns"
+    {
+        return exit(crowd_on_hosts(command));
+    }
     if let Command::Compare(options) = &command
         && options.network == "netns"
     {
@@ -177,6 +210,24 @@ fn main() -> std::process::ExitCode {
             },
             count_file,
         )),
+        Command::Crowd {
+            backends,
+            topologies,
+            people,
+            capacity,
+            connections,
+            postgres_url,
+            out,
+            ..
+        } => runtime.block_on(crowd(CrowdOptions {
+            backends,
+            topologies,
+            people,
+            capacity,
+            connections,
+            postgres_url,
+            out,
+        })),
         Command::Ceiling { bind } => runtime.block_on(load::serve_bare(&bind)),
         Command::Lists {
             backends,
@@ -203,7 +254,6 @@ fn exit(run: Result<(), String>) -> std::process::ExitCode {
 /// again — after a failure or Ctrl-C too.
 fn compare_on_hosts(options: Options) -> Result<(), String> {
     network::preflight()?;
-    let bins = binaries()?;
     let delays = options
         .delay
         .iter()
@@ -222,6 +272,7 @@ fn compare_on_hosts(options: Options) -> Result<(), String> {
         events: options.events.min(2_000),
         registrations: options.registrations.min(2_000),
         out: options.out.clone(),
+        crowd: None,
     };
     if !(0.0..=1.0).contains(&run.loss) {
         return Err("--loss: a share between 0 and 1".into());
@@ -232,6 +283,13 @@ fn compare_on_hosts(options: Options) -> Result<(), String> {
     {
         return Err(format!("--partition {host}: expected users or events"));
     }
+    on_hosts(run)
+}
+
+/// Creates the hosts, moves this process onto the load generator's host before any runtime
+/// thread exists (threads inherit it), runs, and removes every host again.
+fn on_hosts(run: netcompare::NetworkRun) -> Result<(), String> {
+    let bins = binaries()?;
     let mut hosts =
         network::Hosts::create(&["client", "data", "monolith", "gateway", "users", "events"])?;
     hosts.enter("client")?;
@@ -358,6 +416,118 @@ fn binaries() -> Result<PathBuf, String> {
     Ok(bins)
 }
 
+fn parse_topologies(names: &[String]) -> Result<Vec<Topology>, String> {
+    names
+        .iter()
+        .map(|t| match t.as_str() {
+            "monolith" => Ok(Topology::Monolith),
+            "split" => Ok(Topology::Split),
+            "split-2" => Ok(Topology::SplitTwoEvents),
+            other => Err(format!("unknown topology {other}")),
+        })
+        .collect()
+}
+
+/// `crowd` on loopback.
+struct CrowdOptions {
+    backends: Vec<String>,
+    topologies: Vec<String>,
+    people: usize,
+    capacity: u32,
+    connections: usize,
+    postgres_url: String,
+    out: PathBuf,
+}
+
+async fn crowd(options: CrowdOptions) -> Result<(), String> {
+    let bins = binaries()?;
+    let out = options.out.join(format!(
+        "{}-crowd",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    let work = tempfile_dir(&out)?;
+    let mut report = format!(
+        "## Flash crowd\n\nMachine: {}\n\n{}\n",
+        machine(),
+        crowd::MARKDOWN_HEADER
+    );
+    for backend in parse_backends(&options.backends)? {
+        for topology in parse_topologies(&options.topologies)? {
+            let name = format!("{}-{}", label(backend), topology.label());
+            let dir = work.join(name.replace(['/', ' ', ','], "_"));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            eprintln!("{name}: starting, seeding {} people", options.people);
+            let (deployment, _) = Deployment::start(
+                topology,
+                backend,
+                &bins,
+                &dir,
+                &options.postgres_url,
+                4,
+                None,
+            )
+            .await?;
+            let target = Target::new(&deployment.gateway);
+            let outcome = async {
+                let prepared = crowd::prepare(&target, options.people, options.capacity).await?;
+                eprintln!("{name}: the crowd signs up");
+                crowd::run(&target, prepared, options.connections).await
+            }
+            .await;
+            deployment.stop().await;
+            let measured = outcome.map_err(|e| format!("{name}: {e}"))?;
+            let row = crowd::markdown_row(&label(backend), topology.label(), "loopback", &measured);
+            eprintln!("{row}");
+            report.push_str(&row);
+            report.push('\n');
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::write(out.join("crowd.md"), &report).map_err(|e| e.to_string())?;
+    println!("{report}");
+    println!("written to {}", out.join("crowd.md").display());
+    Ok(())
+}
+
+/// `crowd --network netns`: as `compare_on_hosts`, with the crowd as the only measurement.
+fn crowd_on_hosts(command: Command) -> Result<(), String> {
+    let Command::Crowd {
+        backends,
+        topologies,
+        people,
+        capacity,
+        connections,
+        delay,
+        out,
+        ..
+    } = command
+    else {
+        unreachable!("called for the crowd command only")
+    };
+    network::preflight()?;
+    let run = netcompare::NetworkRun {
+        backends: parse_backends(&backends)?,
+        delays: vec![duration(&delay)?],
+        jitter: Duration::ZERO,
+        loss: 0.0,
+        partition: None,
+        duration: Duration::ZERO,
+        partition_phase: Duration::ZERO,
+        concurrency: 1,
+        users: 2,
+        events: 1,
+        registrations: 0,
+        out,
+        crowd: Some(netcompare::CrowdRun {
+            topologies: parse_topologies(&topologies)?,
+            people,
+            capacity,
+            connections,
+        }),
+    };
+    on_hosts(run)
+}
+
 fn parse_backends(names: &[String]) -> Result<Vec<Backend>, String> {
     names
         .iter()
@@ -372,16 +542,7 @@ fn parse_backends(names: &[String]) -> Result<Vec<Backend>, String> {
 async fn compare(options: Options) -> Result<(), String> {
     let bins = binaries()?;
     let backends = parse_backends(&options.backends)?;
-    let topologies: Vec<Topology> = options
-        .topologies
-        .iter()
-        .map(|t| match t.as_str() {
-            "monolith" => Ok(Topology::Monolith),
-            "split" => Ok(Topology::Split),
-            "split-2" => Ok(Topology::SplitTwoEvents),
-            other => Err(format!("unknown topology {other}")),
-        })
-        .collect::<Result<_, _>>()?;
+    let topologies = parse_topologies(&options.topologies)?;
     let duration = Duration::from_secs(options.duration);
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let out = options.out.join(&stamp);

@@ -37,6 +37,16 @@ pub struct NetworkRun {
     pub events: usize,
     pub registrations: usize,
     pub out: PathBuf,
+    /// Measure the flash crowd instead of the scenarios.
+    pub crowd: Option<CrowdRun>,
+}
+
+/// `crowd --network netns`: which topologies, how many people, how many seats.
+pub struct CrowdRun {
+    pub topologies: Vec<Topology>,
+    pub people: usize,
+    pub capacity: u32,
+    pub connections: usize,
 }
 
 const SCENARIOS: [Scenario; 3] = [
@@ -112,6 +122,9 @@ pub async fn run(
         None
     };
     let postgres_url = format!("postgres://postgres@{}:5432", placement.address("data"));
+    if let Some(crowd) = &run.crowd {
+        return crowds(hosts, bins, &work, &run, crowd, &postgres_url, &out, machine).await;
+    }
 
     eprintln!("baseline: a bare actix-web handler on the load generator's host");
     let (bare, handle) = load::bare_actix_server().await;
@@ -254,6 +267,86 @@ pub async fn run(
     if errors > 0 {
         return Err(format!("{errors} requests failed during the measurements"));
     }
+    Ok(())
+}
+
+/// The flash crowd on every backend, delay and topology of `run`, with the network round trips
+/// each sign-up cost, by host (the data host's are the database's and NATS's).
+#[allow(clippy::too_many_arguments)]
+async fn crowds(
+    hosts: &mut Hosts,
+    bins: &Path,
+    work: &Path,
+    run: &NetworkRun,
+    crowd: &CrowdRun,
+    postgres_url: &str,
+    out: &Path,
+    machine: String,
+) -> Result<(), String> {
+    let mut report = format!(
+        "## Flash crowd, every process on a host of its own\n\nMachine: {machine}\n\n{}\n",
+        crate::crowd::MARKDOWN_HEADER
+    );
+    let mut trips_report = String::from("\nRound trips per sign-up, by host:\n\n");
+    for &backend in &run.backends {
+        for &delay in &run.delays {
+            let shape = Shape {
+                delay,
+                jitter: Duration::ZERO,
+                loss: 0.0,
+            };
+            for &topology in &crowd.topologies {
+                let name = format!("{backend:?}, {} at {} ms", topology.label(), ms(delay));
+                eprintln!("{name}: starting, seeding {} people", crowd.people);
+                let place = Place {
+                    topology,
+                    backend,
+                    shape,
+                    postgres_url,
+                };
+                let (deployment, _) = start(hosts, bins, work, place, run, &[]).await?;
+                let target = Target::new(&deployment.gateway);
+                let outcome = async {
+                    let prepared =
+                        crate::crowd::prepare(&target, crowd.people, crowd.capacity).await?;
+                    eprintln!("{name}: the crowd signs up");
+                    let before = hosts.round_trips();
+                    let measured =
+                        crate::crowd::run(&target, prepared, crowd.connections).await?;
+                    let after = hosts.round_trips();
+                    Ok::<_, String>((measured, before, after))
+                }
+                .await;
+                deployment.stop().await;
+                hosts.unexpose_all();
+                let (measured, before, after) = outcome.map_err(|e| format!("{name}: {e}"))?;
+                let network = format!("netns, {} ms per link", ms(delay));
+                let row = crate::crowd::markdown_row(
+                    &format!("{backend:?}").to_lowercase(),
+                    topology.label(),
+                    &network,
+                    &measured,
+                );
+                eprintln!("{row}");
+                report.push_str(&row);
+                report.push('\n');
+                // Counted while the crowd ran: its sign-ups and the registrations read back.
+                let trips: Vec<String> = after
+                    .iter()
+                    .map(|(host, n)| {
+                        let delta = n - before.get(host).copied().unwrap_or(0);
+                        format!("{host} {:.1}", delta as f64 / measured.people as f64)
+                    })
+                    .collect();
+                trips_report.push_str(&format!("- {name}: {}\n", trips.join(", ")));
+            }
+        }
+    }
+    report.push_str(&trips_report);
+    std::fs::write(out.join("crowd.md"), &report).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(work);
+    println!("{report}");
+    println!("written to {}", out.join("crowd.md").display());
     Ok(())
 }
 
