@@ -271,10 +271,7 @@ async fn check(target: &Target, prepared: &Prepared, answers: &[Value]) -> Resul
             url.push_str(&format!("&cursor={cursor}"));
         }
         let page = target
-            .send(
-                target.client.get(url).bearer_auth(&prepared.organizer),
-                200,
-            )
+            .send(target.client.get(url).bearer_auth(&prepared.organizer), 200)
             .await?;
         for item in page["items"].as_array().into_iter().flatten() {
             in_order.push(item["user"]["id"].as_str().unwrap_or_default().to_owned());

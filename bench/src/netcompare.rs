@@ -123,7 +123,17 @@ pub async fn run(
     };
     let postgres_url = format!("postgres://postgres@{}:5432", placement.address("data"));
     if let Some(crowd) = &run.crowd {
-        return crowds(hosts, bins, &work, &run, crowd, &postgres_url, &out, machine).await;
+        return crowds(
+            hosts,
+            bins,
+            &work,
+            &run,
+            crowd,
+            &postgres_url,
+            &out,
+            machine,
+        )
+        .await;
     }
 
     eprintln!("baseline: a bare actix-web handler on the load generator's host");
@@ -311,8 +321,7 @@ async fn crowds(
                         crate::crowd::prepare(&target, crowd.people, crowd.capacity).await?;
                     eprintln!("{name}: the crowd signs up");
                     let before = hosts.round_trips();
-                    let measured =
-                        crate::crowd::run(&target, prepared, crowd.connections).await?;
+                    let measured = crate::crowd::run(&target, prepared, crowd.connections).await?;
                     let after = hosts.round_trips();
                     Ok::<_, String>((measured, before, after))
                 }

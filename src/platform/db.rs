@@ -434,7 +434,8 @@ impl Db {
     }
 }
 
-fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+/// `f` inside a write transaction on a connection already taken (see [`Db::write`]).
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<DbError>,

@@ -339,7 +339,7 @@ impl Event {
             self.sequence += 1;
         }
         self.draft = draft;
-        self.updated_at = now;
+        self.updated_at = self.arrival(now);
         Ok(())
     }
 
@@ -350,7 +350,7 @@ impl Event {
         }
         self.cancelled = true;
         self.sequence += 1;
-        self.updated_at = now;
+        self.updated_at = self.arrival(now);
         true
     }
 
@@ -365,11 +365,19 @@ impl Event {
         Ok(())
     }
 
-    /// Admits a newcomer at `now`: a seat while one is free, else the end of the waitlist.
-    /// Returns the status and the waitlist position.
-    pub fn admit(&mut self, now: DateTime<Utc>) -> Result<Admission, Refusal> {
-        self.ensure_open(now)?;
-        self.updated_at = now;
+    /// When a newcomer who came at `now` arrives: never before the event's last change, so
+    /// that arrival times follow the order of admission (under the event's lock) even when the
+    /// clocks of two instances disagree. Every change is stamped this way, so `updated_at` only
+    /// grows.
+    pub fn arrival(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.max(self.updated_at + chrono::Duration::microseconds(1))
+    }
+
+    /// Admits a newcomer at `at` (see [`Event::arrival`]): a seat while one is free, else the
+    /// end of the waitlist. Returns the status and the waitlist position.
+    pub fn admit(&mut self, at: DateTime<Utc>) -> Result<Admission, Refusal> {
+        self.ensure_open(at)?;
+        self.updated_at = at;
         if self.seats_taken < self.draft.capacity {
             self.seats_taken += 1;
             Ok(Admission::Confirmed)
@@ -387,7 +395,7 @@ impl Event {
             RegistrationStatus::Confirmed => self.seats_taken -= 1,
             RegistrationStatus::Waitlisted => self.waitlist_length -= 1,
         }
-        self.updated_at = now;
+        self.updated_at = self.arrival(now);
     }
 
     /// How many waitlisted registrations to confirm so that nobody waits beside a free seat.

@@ -233,7 +233,7 @@ async fn check_every_combination(db: &Db) {
     );
 }
 
-fn settings(url: DatabaseUrl) -> DatabaseSettings {
+pub(super) fn settings(url: DatabaseUrl) -> DatabaseSettings {
     DatabaseSettings {
         url,
         max_connections: 1,
@@ -259,9 +259,9 @@ async fn postgres_reads_one_index_range_for_every_filter_combination() {
 }
 
 /// Drops a test's PostgreSQL database when it goes.
-struct DropDatabase {
+pub(super) struct DropDatabase {
     admin: String,
-    name: String,
+    pub(super) name: String,
 }
 
 impl Drop for DropDatabase {
@@ -277,7 +277,7 @@ impl Drop for DropDatabase {
 /// A fresh PostgreSQL database with the module's tables and the guard that drops it (bound in
 /// this order, the pool goes first), or `None` (said) when no server answers and none is
 /// required.
-fn postgres_db(test: &str) -> Option<(DropDatabase, Db)> {
+pub(super) fn postgres_db(test: &str) -> Option<(DropDatabase, Db)> {
     let admin = std::env::var("RSVP_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let Ok(mut server) = diesel::PgConnection::establish(&format!("{admin}/postgres")) else {

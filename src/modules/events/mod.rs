@@ -16,6 +16,8 @@ mod schema;
 mod search;
 mod service;
 mod store;
+#[cfg(test)]
+mod write_statements;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

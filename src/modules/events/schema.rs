@@ -52,6 +52,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    events_account_guards (user_id) {
+        user_id -> Text,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     calendar_feeds (user_id) {
         user_id -> Text,
         token_hash -> Text,

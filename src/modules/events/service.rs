@@ -19,7 +19,7 @@ use super::{
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
     error::EventsError,
     search,
-    store::{self, RegistrationsOf},
+    store::{self, RegistrationsOf, Withdrawal},
 };
 use crate::{
     modules::users::{USER_DELETED, UserDeleted, UsersApi, UsersApiError},
@@ -27,7 +27,7 @@ use crate::{
         auth::{AuthUser, DeletedAccounts},
         changes::{Change, Changes},
         compression::Encodings,
-        db::{Db, DbConnection, is_unique_violation},
+        db::{Db, DbConnection, is_unique_violation, write_transaction},
         ids::UserId,
         now,
         outbox::{Inbox, Outbox},
@@ -404,60 +404,58 @@ impl EventsService {
         Ok(())
     }
 
-    /// Registers the caller: a seat while one is free, else a place on the waitlist.
+    /// Registers the caller: a seat while one is free, else a place on the waitlist. One
+    /// statement on PostgreSQL (a second only to say why it refused), one short write
+    /// transaction on SQLite.
     pub async fn register(
         &self,
         caller: AuthUser,
         event_id: EventId,
     ) -> Result<Registration, EventsError> {
         let deleted = self.deleted.clone();
-        let registration = self
+        let (registration, position) = self
             .db
-            .write(move |conn| {
-                // Checked inside the transaction: a deletion cascade either ran before (refused
-                // here) or waits for this commit and then removes the registration.
-                store::ensure_account_alive(conn, caller.id, &deleted)?;
-                let mut event =
-                    store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
-                // Under the lock: arrival order is admission order, and `created_at` says it.
-                let at = now();
-                event.ensure_open(at)?;
-                if store::find_registration(conn, event_id, caller.id)?.is_some() {
-                    return Err(EventsError::AlreadyRegistered);
+            .run(move |conn| {
+                if deleted.contains(caller.id.as_uuid()) {
+                    return Err(EventsError::AccountGone);
                 }
-                let admission = event.admit(at)?;
-                let registration = domain::Registration {
-                    event: event_id,
-                    user: caller.id,
-                    status: admission.status(),
-                    created_at: at,
-                };
-                match store::insert_registration(conn, &registration) {
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(EventsError::AlreadyRegistered);
-                    }
-                    other => other?,
-                }
-                store::save_event(conn, &event)?;
-                Ok(to_registration(&registration, admission.position()))
+                admit(conn, event_id, caller.id)
             })
             .await?;
         self.announce(event_id, false);
-        Ok(registration)
+        Ok(to_registration(&registration, position))
     }
 
     /// Withdraws the caller; a freed seat goes to the longest-waiting person in the same
-    /// transaction.
+    /// transaction: one statement on PostgreSQL unless the event changed while it waited for the
+    /// lock (then a transaction that locks first).
     pub async fn unregister(&self, caller: AuthUser, event_id: EventId) -> Result<(), EventsError> {
         let outbox = self.outbox.clone();
         self.db
-            .write(move |conn| {
-                let mut event =
-                    store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
-                if !release_registration(conn, &outbox, &mut event, caller.id)? {
-                    return Err(EventsError::RegistrationNotFound);
+            .run(move |conn| {
+                if let DbConnection::Postgres(pg) = conn {
+                    match store::withdraw_at_once(pg, event_id, caller.id, now(), SEAT_OBTAINED)? {
+                        Withdrawal::Done { promoted } => {
+                            for user in promoted {
+                                tracing::info!(%event_id, user_id = %user, "promoted from waitlist");
+                            }
+                            return Ok(());
+                        }
+                        Withdrawal::NoSuchEvent => return Err(EventsError::EventNotFound),
+                        Withdrawal::NotRegistered => {
+                            return Err(EventsError::RegistrationNotFound);
+                        }
+                        Withdrawal::Stale => {}
+                    }
                 }
-                Ok(())
+                write_transaction(conn, |conn| {
+                    let mut event =
+                        store::lock_event(conn, event_id)?.ok_or(EventsError::EventNotFound)?;
+                    if !release_registration(conn, &outbox, &mut event, caller.id)? {
+                        return Err(EventsError::RegistrationNotFound);
+                    }
+                    Ok(())
+                })
             })
             .await?;
         self.outbox.wake();
@@ -581,8 +579,8 @@ impl EventsService {
             .write(move |conn| {
                 // First: registrations and events being written for the account commit before
                 // the cascade looks for them, and later ones see the record below and refuse.
-                store::lock_account_for_deletion(conn, user)?;
                 let at = now();
+                store::lock_account_for_deletion(conn, user, at)?;
                 let mut changed = Vec::new();
                 if !INBOX.first_time(conn, message_id, USER_DELETED, at)? {
                     return Ok(None);
@@ -671,6 +669,37 @@ impl EventsService {
     }
 }
 
+/// How often a sign-up is tried again when it was refused for a reason gone by the time it was
+/// asked (a registration withdrawn in between, say).
+const ADMISSION_ATTEMPTS: usize = 3;
+
+/// [`store::admit`], and why it refused when it did.
+fn admit(
+    conn: &mut DbConnection,
+    event: EventId,
+    user: UserId,
+) -> Result<(domain::Registration, Option<i64>), EventsError> {
+    for _ in 0..ADMISSION_ATTEMPTS {
+        let at = now();
+        match store::admit(conn, event, user, at) {
+            Ok(Some(admitted)) => return Ok(admitted),
+            Ok(None) => {}
+            Err(EventsError::Db(crate::platform::db::DbError::Query(e)))
+                if is_unique_violation(&e) =>
+            {
+                return Err(EventsError::AlreadyRegistered);
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(why) = store::why_not_admitted(conn, event, user, at)? {
+            return Err(why);
+        }
+    }
+    // Refused each time for a reason gone when asked: only a registration of the caller's
+    // own, withdrawn and made again in between, can do that.
+    Err(EventsError::AlreadyRegistered)
+}
+
 /// The event, locked, if `caller` may change it.
 fn locked_for(
     conn: &mut DbConnection,
@@ -704,7 +733,7 @@ fn release_registration(
     store::delete_registration(conn, event.id, user)?;
     event.release(registration.status, now());
     promote_waitlisted(conn, outbox, event)?;
-    store::save_event(conn, event)?;
+    store::save_seats(conn, event)?;
     Ok(true)
 }
 

@@ -9,12 +9,12 @@ use diesel::{
 use super::{
     EventFilter, EventsError, RegistrationStatus, When,
     domain::{Event, EventDraft, EventId, Registration, filter_key},
-    schema::{calendar_feeds, events, events_deleted_users, registrations},
+    schema::{calendar_feeds, events, events_account_guards, events_deleted_users, registrations},
     search,
 };
 use crate::platform::{
     auth::DeletedAccounts,
-    db::{AccountLock, DbConnection},
+    db::{AccountLock, DbConnection, write_transaction},
     ids::UserId,
     now,
     pagination::{Cursor, PageRequest},
@@ -302,18 +302,292 @@ pub fn find_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>,
 }
 
 /// Takes the event's row lock (PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises
-/// writers) and reads it. Every change to an event's seats goes through here first, so two
-/// transactions never decide on the same seat at once.
+/// writers) and reads it, in one statement. Every change to an event's seats goes through here
+/// (or [`admit_at_once`]) first, so two transactions never decide on the same seat at once.
 pub fn lock_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>, EventsError> {
-    // An update that changes nothing still takes the row lock (a non-key column, so the lock
-    // is the weaker one that does not block the registrations' foreign-key checks).
-    let touched = diesel::update(events::table.find(id.to_string()))
-        .set(events::updated_at.eq(events::updated_at))
-        .execute(conn)?;
-    if touched == 0 {
-        return Ok(None);
+    let row = events::table.find(id.to_string());
+    match conn {
+        // The weaker row lock that does not block the registrations' foreign-key checks.
+        DbConnection::Postgres(pg) => row
+            .select(EventRow::as_select())
+            .for_no_key_update()
+            .first(pg)
+            .optional()?,
+        DbConnection::Sqlite(lite) => row.select(EventRow::as_select()).first(lite).optional()?,
     }
-    find_event(conn, id)
+    .map(EventRow::into_event)
+    .transpose()
+}
+
+/// The columns a sign-up or a withdrawal changes (a full save rewrites every column).
+pub fn save_seats(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
+    diesel::update(events::table.find(event.id.to_string()))
+        .set((
+            events::seats_taken.eq(event.seats_taken()),
+            events::waitlist_length.eq(event.waitlist_length()),
+            events::updated_at.eq(event.updated_at.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What a sign-up obtained.
+#[derive(QueryableByName)]
+struct AdmittedRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    created_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    waitlist_length: i32,
+}
+
+/// A sign-up in one PostgreSQL statement: the account's guard row locked and found alive, the
+/// event's row locked and found open, a seat or the end of the waitlist counted on it, the
+/// registration inserted, and what it got returned. Every decision reads the rows' latest
+/// versions under their locks (a locking read, and an update's re-check, see the version a
+/// concurrent writer committed, not the statement's snapshot); a registration the snapshot
+/// missed fails the insert on the primary key (`AlreadyRegistered`). Arrival time: never
+/// earlier than the event's last change, so `created_at` follows the lock order even across
+/// instances whose clocks disagree.
+///
+/// `None` when anything refused; [`why_not_admitted`] says what.
+const ADMIT_AT_ONCE: &str = "\
+WITH account AS (
+    INSERT INTO events_account_guards (user_id) VALUES ($2)
+    ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id
+    WHERE events_account_guards.deleted_at IS NULL
+    RETURNING user_id
+), event AS (
+    SELECT id, seats_taken < capacity AS free
+    FROM events
+    WHERE id = $1 AND status = 'scheduled' AND starts_at > $3
+      AND EXISTS (SELECT 1 FROM account)
+    FOR NO KEY UPDATE
+), admitted AS (
+    UPDATE events SET
+        seats_taken = events.seats_taken + CASE WHEN event.free THEN 1 ELSE 0 END,
+        waitlist_length = events.waitlist_length + CASE WHEN event.free THEN 0 ELSE 1 END,
+        updated_at = GREATEST($3, events.updated_at + interval '1 microsecond')
+    FROM event
+    WHERE events.id = event.id
+      AND NOT EXISTS (SELECT 1 FROM registrations WHERE event_id = $1 AND user_id = $2)
+    RETURNING CASE WHEN event.free THEN 'confirmed' ELSE 'waitlisted' END AS status,
+        events.updated_at AS created_at, events.waitlist_length
+), registered AS (
+    INSERT INTO registrations (event_id, user_id, status, created_at)
+    SELECT $1, $2, status, created_at FROM admitted
+)
+SELECT status, created_at, waitlist_length FROM admitted";
+
+/// A sign-up at `now`: the registration and, when waitlisted, its place; `None` when refused
+/// ([`why_not_admitted`] says why). One statement on PostgreSQL ([`ADMIT_AT_ONCE`]); on SQLite
+/// a write transaction of its own, which excludes every other writer while it reads and writes.
+/// A second registration of the same person fails on the primary key.
+pub fn admit(
+    conn: &mut DbConnection,
+    event: EventId,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<Option<(Registration, Option<i64>)>, EventsError> {
+    match conn {
+        DbConnection::Postgres(pg) => admit_at_once(pg, event, user, now),
+        DbConnection::Sqlite(_) => write_transaction(conn, |conn| {
+            if !guard_alive(conn, user)? {
+                return Ok(None);
+            }
+            let Some(mut found) = lock_event(conn, event)? else {
+                return Ok(None);
+            };
+            let at = found.arrival(now);
+            let Ok(admission) = found.admit(at) else {
+                return Ok(None);
+            };
+            let registration = Registration {
+                event,
+                user,
+                status: admission.status(),
+                created_at: at,
+            };
+            insert_registration(conn, &registration)?;
+            save_seats(conn, &found)?;
+            Ok(Some((registration, admission.position())))
+        }),
+    }
+}
+
+fn admit_at_once(
+    conn: &mut diesel::PgConnection,
+    event: EventId,
+    user: UserId,
+    at: DateTime<Utc>,
+) -> Result<Option<(Registration, Option<i64>)>, EventsError> {
+    let row = diesel::sql_query(ADMIT_AT_ONCE)
+        .bind::<Text, _>(event.to_string())
+        .bind::<Text, _>(user.to_string())
+        .bind::<diesel::sql_types::Timestamp, _>(at.naive_utc())
+        .get_result::<AdmittedRow>(conn)
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let status: RegistrationStatus = row.status.parse().map_err(|why| EventsError::CorruptRow {
+        table: "registrations",
+        key: format!("{event}/{user}"),
+        why,
+    })?;
+    let position =
+        (status == RegistrationStatus::Waitlisted).then_some(i64::from(row.waitlist_length));
+    let registration = Registration {
+        event,
+        user,
+        status,
+        created_at: row.created_at.and_utc(),
+    };
+    Ok(Some((registration, position)))
+}
+
+/// A withdrawal in one PostgreSQL statement: the event's row locked, the registration deleted,
+/// the longest-waiting person promoted into a freed seat with the domain event that tells them
+/// (`$4`: its topic) recorded in the outbox, and the event's counts saved.
+///
+/// Choosing whom to promote reads the registrations as of the statement's snapshot, taken
+/// before the lock was granted: that is current only when the event's row did not change in
+/// between (every change to an event's registrations rewrites its row in the same
+/// transaction). So the statement first compares the locked version of the row with the one
+/// its snapshot sees (`xmin`) and does nothing when they differ: the caller then withdraws in a
+/// transaction that takes the lock first ([`Withdrawal::Stale`]).
+const WITHDRAW_AT_ONCE: &str = "\
+WITH event AS (
+    SELECT id, xmin AS version, capacity, seats_taken, waitlist_length,
+        title, starts_at, ends_at, location, time_zone
+    FROM events WHERE id = $1
+    FOR NO KEY UPDATE
+), fresh AS (
+    SELECT event.* FROM event JOIN events seen ON seen.id = event.id AND seen.xmin = event.version
+), released AS (
+    DELETE FROM registrations USING fresh
+    WHERE registrations.event_id = fresh.id AND registrations.user_id = $2
+    RETURNING registrations.status
+), counts AS (
+    SELECT fresh.*,
+        fresh.seats_taken - CASE WHEN released.status = 'confirmed' THEN 1 ELSE 0 END AS seats,
+        fresh.waitlist_length - CASE WHEN released.status = 'waitlisted' THEN 1 ELSE 0 END
+            AS waiting
+    FROM fresh, released
+), next AS (
+    -- Nobody when nothing was released (`counts` empty: a NULL limit would be no limit).
+    SELECT waiting.user_id FROM registrations waiting, counts
+    WHERE waiting.event_id = $1 AND waiting.status = 'waitlisted' AND waiting.user_id <> $2
+    ORDER BY waiting.created_at, waiting.user_id
+    LIMIT COALESCE((SELECT GREATEST(0, LEAST(capacity - seats, waiting)) FROM counts), 0)
+), promoted AS (
+    UPDATE registrations SET status = 'confirmed' FROM next
+    WHERE registrations.event_id = $1 AND registrations.user_id = next.user_id
+    RETURNING registrations.user_id
+), saved AS (
+    UPDATE events SET
+        seats_taken = counts.seats + (SELECT count(*) FROM next),
+        waitlist_length = counts.waiting - (SELECT count(*) FROM next),
+        updated_at = GREATEST($3, events.updated_at + interval '1 microsecond')
+    FROM counts WHERE events.id = counts.id
+), told AS (
+    INSERT INTO events_outbox (id, topic, payload, created_at, attempts)
+    SELECT gen_random_uuid()::text, $4, json_build_object(
+        'event', json_build_object(
+            'id', counts.id, 'title', counts.title,
+            'starts_at', to_char(counts.starts_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+            'ends_at', to_char(counts.ends_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+            'location', counts.location, 'time_zone', counts.time_zone),
+        'user_id', promoted.user_id)::text, $3, 0
+    FROM counts, promoted
+)
+SELECT EXISTS (SELECT 1 FROM event) AS found, EXISTS (SELECT 1 FROM fresh) AS fresh,
+    EXISTS (SELECT 1 FROM released) AS released,
+    ARRAY(SELECT user_id FROM promoted) AS promoted";
+
+#[derive(QueryableByName)]
+struct WithdrawnRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    found: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    fresh: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    released: bool,
+    #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+    promoted: Vec<String>,
+}
+
+/// What [`withdraw_at_once`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// Withdrawn; these people got the freed seat (and a domain event each, `topic`).
+    Done {
+        promoted: Vec<UserId>,
+    },
+    NoSuchEvent,
+    NotRegistered,
+    /// Nothing done: the event changed while the statement waited for its lock.
+    Stale,
+}
+
+/// See [`WITHDRAW_AT_ONCE`]. `topic` is the promotions' domain event.
+pub fn withdraw_at_once(
+    conn: &mut diesel::PgConnection,
+    event: EventId,
+    user: UserId,
+    at: DateTime<Utc>,
+    topic: &str,
+) -> Result<Withdrawal, EventsError> {
+    let row: WithdrawnRow = diesel::sql_query(WITHDRAW_AT_ONCE)
+        .bind::<Text, _>(event.to_string())
+        .bind::<Text, _>(user.to_string())
+        .bind::<diesel::sql_types::Timestamp, _>(at.naive_utc())
+        .bind::<Text, _>(topic)
+        .get_result(conn)?;
+    Ok(match row {
+        WithdrawnRow { found: false, .. } => Withdrawal::NoSuchEvent,
+        WithdrawnRow { fresh: false, .. } => Withdrawal::Stale,
+        WithdrawnRow {
+            released: false, ..
+        } => Withdrawal::NotRegistered,
+        WithdrawnRow { promoted, .. } => Withdrawal::Done {
+            promoted: promoted
+                .iter()
+                .map(|id| parse_id("registrations", id, id))
+                .collect::<Result<_, _>>()?,
+        },
+    })
+}
+
+/// Why [`admit_at_once`] refused, read afresh; `None` when nothing refuses now (what refused
+/// changed since: the caller tries again).
+pub fn why_not_admitted(
+    conn: &mut DbConnection,
+    event: EventId,
+    user: UserId,
+    at: DateTime<Utc>,
+) -> Result<Option<EventsError>, EventsError> {
+    let gone = events_account_guards::table
+        .find(user.to_string())
+        .select(events_account_guards::deleted_at)
+        .first::<Option<NaiveDateTime>>(conn)
+        .optional()?
+        .flatten()
+        .is_some();
+    if gone {
+        return Ok(Some(EventsError::AccountGone));
+    }
+    let Some(found) = find_event(conn, event)? else {
+        return Ok(Some(EventsError::EventNotFound));
+    };
+    if let Err(refusal) = found.ensure_open(at) {
+        return Ok(Some(refusal.into()));
+    }
+    if find_registration(conn, event, user)?.is_some() {
+        return Ok(Some(EventsError::AlreadyRegistered));
+    }
+    Ok(None)
 }
 
 pub fn save_event(conn: &mut DbConnection, event: &Event) -> Result<(), EventsError> {
@@ -677,12 +951,13 @@ pub fn events_registered_by(
 /// The account locks of this module's writes (see [`AccountLock`]).
 const ACCOUNT_LOCK: AccountLock = AccountLock { class: 0x7273_7601 };
 
-/// Refuses a write for `user` once this module recorded the account's deletion. On PostgreSQL
-/// the write first shares the account's lock until it commits, and the deletion cascade takes it
-/// exclusively before it looks for the account's registrations and events: so a write that
-/// passed this check is committed, and seen by the cascade, before the cascade reads. (SQLite
-/// runs one write transaction at a time, which gives the same order.) Call it before locking an
-/// event, the order the cascade locks in.
+/// Refuses a write for `user` once this module learnt of the account's deletion, and otherwise
+/// locks the account's guard row until the transaction commits (see the `account_guards`
+/// migration). The deletion cascade marks the same row first, under the same lock, before it
+/// looks for the account's registrations and events: a write that passed this check is
+/// committed, and seen by the cascade, before the cascade reads; a later one waits for the
+/// cascade and then finds the mark. Call it before locking an event, the order the cascade
+/// locks in.
 ///
 /// `deleted` is what this process learnt already (the users module's own mark in the monolith,
 /// the broadcast in the split), which refuses the account from the deletion's answer on, before
@@ -692,23 +967,74 @@ pub fn ensure_account_alive(
     user: UserId,
     deleted: &DeletedAccounts,
 ) -> Result<(), EventsError> {
-    ACCOUNT_LOCK.share(conn, user.as_uuid())?;
-    let recorded = events_deleted_users::table
-        .find(user.to_string())
-        .select(events_deleted_users::user_id)
-        .first::<String>(conn)
-        .optional()?
-        .is_some();
-    if recorded || deleted.contains(user.as_uuid()) {
+    if deleted.contains(user.as_uuid()) || !guard_alive(conn, user)? {
         return Err(EventsError::AccountGone);
     }
     Ok(())
 }
 
-/// Waits for the writes in flight for `user` to commit and holds off new ones until this
-/// transaction ends (see [`ensure_account_alive`]); the deletion cascade's first step.
-pub fn lock_account_for_deletion(conn: &mut DbConnection, user: UserId) -> QueryResult<()> {
-    ACCOUNT_LOCK.take(conn, user.as_uuid())
+/// Locks `user`'s guard row until the transaction ends; whether the account is alive.
+fn guard_alive(conn: &mut DbConnection, user: UserId) -> QueryResult<bool> {
+    // Inserted on the account's first write; a conflict locks the row and re-checks its latest
+    // version, and an update that the `WHERE` refuses returns nothing.
+    let sql = |p: &str| {
+        format!(
+            "INSERT INTO events_account_guards (user_id) VALUES ({p}) \
+             ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id \
+             WHERE events_account_guards.deleted_at IS NULL RETURNING user_id"
+        )
+    };
+    let user = user.to_string();
+    let alive: Option<GuardRow> = match conn {
+        DbConnection::Postgres(pg) => diesel::sql_query(sql("$1"))
+            .bind::<Text, _>(user)
+            .get_result(pg)
+            .optional()?,
+        DbConnection::Sqlite(lite) => diesel::sql_query(sql("?1"))
+            .bind::<Text, _>(user)
+            .get_result(lite)
+            .optional()?,
+    };
+    Ok(alive.is_some())
+}
+
+#[derive(QueryableByName)]
+struct GuardRow {
+    #[diesel(sql_type = Text)]
+    #[allow(dead_code)]
+    user_id: String,
+}
+
+/// Marks `user`'s guard row deleted, after the writes in flight for the account committed; new
+/// ones wait for this transaction and then refuse (see [`ensure_account_alive`]). The deletion
+/// cascade's first step. (It also takes the advisory lock the versions before the guard rows
+/// shared, so that their writes, during a rolling upgrade, keep their turn too.)
+pub fn lock_account_for_deletion(
+    conn: &mut DbConnection,
+    user: UserId,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    ACCOUNT_LOCK.take(conn, user.as_uuid())?;
+    let sql = |p: [&str; 2]| {
+        format!(
+            "INSERT INTO events_account_guards (user_id, deleted_at) VALUES ({}, {}) \
+             ON CONFLICT (user_id) DO UPDATE \
+             SET deleted_at = COALESCE(events_account_guards.deleted_at, excluded.deleted_at)",
+            p[0], p[1]
+        )
+    };
+    let (user, at) = (user.to_string(), at.naive_utc());
+    match conn {
+        DbConnection::Postgres(pg) => diesel::sql_query(sql(["$1", "$2"]))
+            .bind::<Text, _>(user)
+            .bind::<diesel::sql_types::Timestamp, _>(at)
+            .execute(pg),
+        DbConnection::Sqlite(lite) => diesel::sql_query(sql(["?1", "?2"]))
+            .bind::<Text, _>(user)
+            .bind::<diesel::sql_types::Timestamp, _>(at)
+            .execute(lite),
+    }
+    .map(drop)
 }
 
 /// Records that `user`'s account was deleted (once; later records change nothing).

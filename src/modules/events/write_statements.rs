@@ -1,0 +1,336 @@
+//! How many statements each write sends to the database, counted by the database itself on
+//! PostgreSQL (`pg_stat_statements`, which CI loads) and, on SQLite, by diesel's instrumentation
+//! of the embedded engine's connection. On a database a network hop away every statement is a
+//! round trip inside the event's lock, so one more on the hot path fails here.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use diesel::{
+    connection::{Instrumentation, InstrumentationEvent},
+    prelude::*,
+    sql_types::{BigInt, Text},
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    MIGRATIONS, RegistrationStatus, SEAT_OBTAINED, SeatObtained,
+    list_plans::{postgres_db, settings},
+    service::EventsService,
+};
+use crate::{
+    modules::users::{Contact, PublicProfile, UsersApi, UsersApiError},
+    platform::{
+        auth::{AuthUser, DeletedAccounts, Role},
+        changes::Changes,
+        db::{DatabaseUrl, Db, DbConnection},
+        ids::UserId,
+        read_cache::{CacheMetrics, CacheSettings},
+    },
+};
+
+/// Everyone is known by a name of their id.
+struct Names;
+
+#[async_trait]
+impl UsersApi for Names {
+    async fn public_profiles(&self, ids: &[Uuid]) -> Result<Vec<PublicProfile>, UsersApiError> {
+        Ok(ids
+            .iter()
+            .map(|&id| PublicProfile {
+                id,
+                name: id.to_string(),
+            })
+            .collect())
+    }
+
+    async fn contacts(&self, _: &[Uuid]) -> Result<Vec<Contact>, UsersApiError> {
+        Ok(Vec::new())
+    }
+}
+
+/// What counts the statements that reached the database.
+enum Counter {
+    /// `pg_stat_statements`, read over a connection to the server's `postgres` database (so
+    /// the reading is not counted) for the test's database.
+    Postgres {
+        admin: PgConnection,
+        database: String,
+    },
+    /// Every statement the (single) pooled SQLite connection ran.
+    Sqlite(Arc<AtomicUsize>),
+}
+
+struct Counting(Arc<AtomicUsize>);
+
+impl Instrumentation for Counting {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Counter {
+    /// `None` when the server did not load the extension (said; a failure when PostgreSQL is
+    /// required).
+    fn postgres(database: &str) -> Option<Self> {
+        let admin_url = std::env::var("RSVP_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let mut admin = PgConnection::establish(&format!("{admin_url}/postgres")).unwrap();
+        // Tests may create it at once: one wins, the others fail and then find it.
+        let _ = diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut admin);
+        if let Err(e) =
+            diesel::sql_query("SELECT 1 FROM pg_stat_statements LIMIT 1").execute(&mut admin)
+        {
+            assert!(
+                std::env::var_os("RSVP_REQUIRE_POSTGRES").is_none(),
+                "pg_stat_statements is required with RSVP_REQUIRE_POSTGRES ({e}); .ci/run loads it"
+            );
+            eprintln!("SKIPPED: statement counts on PostgreSQL (pg_stat_statements: {e})");
+            return None;
+        }
+        Some(Self::Postgres {
+            admin,
+            database: database.to_owned(),
+        })
+    }
+
+    async fn sqlite(db: &Db) -> Self {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counting = Counting(count.clone());
+        db.run(move |conn| {
+            conn.set_instrumentation(counting);
+            Ok::<_, crate::platform::db::DbError>(())
+        })
+        .await
+        .unwrap();
+        Self::Sqlite(count)
+    }
+
+    fn read(&mut self) -> i64 {
+        #[derive(QueryableByName)]
+        struct Calls {
+            #[diesel(sql_type = BigInt)]
+            calls: i64,
+        }
+        match self {
+            Self::Postgres { admin, database } => {
+                diesel::sql_query(
+                    "SELECT COALESCE(SUM(calls), 0)::bigint AS calls FROM pg_stat_statements \
+                     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)",
+                )
+                .bind::<Text, _>(&*database)
+                .get_result::<Calls>(admin)
+                .unwrap()
+                .calls
+            }
+            Self::Sqlite(count) => count.load(Ordering::SeqCst) as i64,
+        }
+    }
+}
+
+/// Runs every write once, with what each needs in place first, and returns the statements each
+/// took. Checks the outcome of each too: a count of a write that did something else is no count.
+async fn count_writes(db: Db, counter: &mut Counter) -> Vec<(&'static str, i64)> {
+    let service = EventsService::new(
+        db.clone(),
+        Arc::new(Names),
+        Arc::new(DeletedAccounts::new(std::time::Duration::from_secs(900))),
+        Arc::new(Changes::default()),
+        &CacheSettings {
+            enabled: false,
+            max_bytes: 1 << 20,
+            ttl_ms: 1000,
+        },
+        &CacheMetrics::default(),
+        "http://127.0.0.1".into(),
+    );
+    let person = || AuthUser {
+        id: UserId::from(Uuid::now_v7()),
+        role: Role::Member,
+    };
+    let (organizer, alice, bob, carol) = (person(), person(), person(), person());
+    let starts = Utc::now() + Duration::days(3);
+    let input = serde_json::from_value(json!({
+        "title": "Counted", "capacity": 1,
+        "starts_at": starts, "ends_at": starts + Duration::hours(2),
+    }))
+    .unwrap();
+    let event = service.create(organizer, input).await.unwrap();
+    let id = event.id.into();
+    // Each person's first write also takes the account's guard row.
+    for who in [&alice, &bob, &carol] {
+        let other = service
+            .create(
+                *who,
+                serde_json::from_value(json!({
+                    "title": "Warm-up", "capacity": 1,
+                    "starts_at": starts, "ends_at": starts + Duration::hours(1),
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        service.cancel(*who, other.id.into()).await.unwrap();
+    }
+
+    let mut counts = Vec::new();
+    let mut measure = |name: &'static str, before: i64, counter: &mut Counter| {
+        counts.push((name, counter.read() - before));
+    };
+    let before = counter.read();
+    let seat = service.register(alice, id).await.unwrap();
+    assert_eq!(seat.status, RegistrationStatus::Confirmed);
+    measure("sign-up, a seat", before, counter);
+
+    let before = counter.read();
+    let waiting = service.register(bob, id).await.unwrap();
+    assert_eq!(
+        (waiting.status, waiting.position),
+        (RegistrationStatus::Waitlisted, Some(1))
+    );
+    measure("sign-up, the waitlist", before, counter);
+
+    let before = counter.read();
+    service.unregister(alice, id).await.unwrap();
+    measure(
+        "withdrawal from a seat, the first waiting promoted",
+        before,
+        counter,
+    );
+
+    service.register(carol, id).await.unwrap();
+    let before = counter.read();
+    service.unregister(carol, id).await.unwrap();
+    measure("withdrawal from the waitlist", before, counter);
+
+    service.register(alice, id).await.unwrap();
+    let before = counter.read();
+    let patch = serde_json::from_value(json!({"capacity": 2})).unwrap();
+    service.update(organizer, id, patch).await.unwrap();
+    measure(
+        "capacity raised, the first waiting promoted",
+        before,
+        counter,
+    );
+
+    // Last: a refusal marks the connection for a liveness check (`SELECT 1`) before its next use.
+    let before = counter.read();
+    let again = service.register(bob, id).await;
+    assert!(
+        matches!(again, Err(super::EventsError::AlreadyRegistered)),
+        "{again:?}"
+    );
+    measure("sign-up refused (registered already)", before, counter);
+
+    let before = counter.read();
+    service.cancel(organizer, id).await.unwrap();
+    measure("cancellation (two attendees told)", before, counter);
+
+    // The promotions were recorded for the relay as the consumers read them: Bob by the
+    // withdrawal, Alice by the capacity change.
+    let recorded = db
+        .run(|conn| {
+            #[derive(QueryableByName)]
+            struct Payload {
+                #[diesel(sql_type = Text)]
+                payload: String,
+            }
+            let sql = |p: &str| {
+                format!("SELECT payload FROM events_outbox WHERE topic = {p} ORDER BY created_at")
+            };
+            let rows: Vec<Payload> = match conn {
+                DbConnection::Postgres(pg) => diesel::sql_query(sql("$1"))
+                    .bind::<Text, _>(SEAT_OBTAINED)
+                    .load(pg),
+                DbConnection::Sqlite(lite) => diesel::sql_query(sql("?1"))
+                    .bind::<Text, _>(SEAT_OBTAINED)
+                    .load(lite),
+            }
+            .map_err(crate::platform::db::DbError::from)?;
+            Ok::<_, crate::platform::db::DbError>(
+                rows.into_iter().map(|r| r.payload).collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .unwrap();
+    let promoted: Vec<SeatObtained> = recorded
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(
+        promoted.iter().map(|p| p.user_id).collect::<Vec<_>>(),
+        vec![bob.id.as_uuid(), alice.id.as_uuid()]
+    );
+    for seat in &promoted {
+        assert_eq!(seat.event.id, event.id);
+        assert_eq!(seat.event.title, "Counted");
+        assert_eq!(seat.event.starts_at, event.starts_at);
+        assert_eq!(seat.event.ends_at, event.ends_at);
+        assert_eq!(seat.event.time_zone, "UTC");
+    }
+    counts
+}
+
+fn table(counts: &[(&str, i64)]) -> String {
+    counts
+        .iter()
+        .map(|(name, n)| format!("{n:>3}  {name}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn postgres_writes_take_one_statement_on_their_hot_paths() {
+    let Some((dropped, db)) = postgres_db("statements") else {
+        return;
+    };
+    let Some(mut counter) = Counter::postgres(&dropped.name) else {
+        return;
+    };
+    let counts = count_writes(db, &mut counter).await;
+    eprintln!("statements per write on PostgreSQL:\n{}", table(&counts));
+    let expected = [
+        ("sign-up, a seat", 1),
+        ("sign-up, the waitlist", 1),
+        // One that refuses, and three that read why (the account, the event, the registration).
+        ("sign-up refused (registered already)", 4),
+        ("withdrawal from a seat, the first waiting promoted", 1),
+        ("withdrawal from the waitlist", 1),
+    ];
+    for (name, most) in expected {
+        let (_, n) = counts.iter().find(|(c, _)| *c == name).unwrap();
+        assert!(
+            *n <= most,
+            "{name}: {n} statements, at most {most} expected\n{}",
+            table(&counts)
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_writes_take_a_short_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("statements.db"));
+    let db = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
+    let mut counter = Counter::sqlite(&db).await;
+    let counts = count_writes(db, &mut counter).await;
+    eprintln!("statements per write on SQLite:\n{}", table(&counts));
+    // BEGIN IMMEDIATE, the account's guard, the event, the registration, the counts, COMMIT.
+    let expected = [("sign-up, a seat", 6), ("sign-up, the waitlist", 6)];
+    for (name, most) in expected {
+        let (_, n) = counts.iter().find(|(c, _)| *c == name).unwrap();
+        assert!(
+            *n <= most,
+            "{name}: {n} statements, at most {most} expected\n{}",
+            table(&counts)
+        );
+    }
+}
