@@ -378,7 +378,8 @@ impl Event {
     pub fn admit(&mut self, at: DateTime<Utc>) -> Result<Admission, Refusal> {
         self.ensure_open(at)?;
         self.updated_at = at;
-        if self.seats_taken < self.draft.capacity {
+        // Nobody overtakes the waitlist (a free seat with people waiting is theirs).
+        if self.seats_taken < self.draft.capacity && self.waitlist_length == 0 {
             self.seats_taken += 1;
             Ok(Admission::Confirmed)
         } else {

@@ -278,6 +278,11 @@ impl Drop for DropDatabase {
 /// this order, the pool goes first), or `None` (said) when no server answers and none is
 /// required.
 pub(super) fn postgres_db(test: &str) -> Option<(DropDatabase, Db)> {
+    postgres_db_with(test, 1)
+}
+
+/// [`postgres_db`] with a pool of `connections`.
+pub(super) fn postgres_db_with(test: &str, connections: u32) -> Option<(DropDatabase, Db)> {
     let admin = std::env::var("RSVP_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let Ok(mut server) = diesel::PgConnection::establish(&format!("{admin}/postgres")) else {
@@ -296,11 +301,9 @@ pub(super) fn postgres_db(test: &str) -> Option<(DropDatabase, Db)> {
         admin: admin.clone(),
         name: name.clone(),
     };
-    let db = Db::connect(
-        &settings(DatabaseUrl::Postgres(format!("{admin}/{name}"))),
-        &[&MIGRATIONS],
-    )
-    .unwrap();
+    let mut settings = settings(DatabaseUrl::Postgres(format!("{admin}/{name}")));
+    settings.max_connections = connections;
+    let db = Db::connect(&settings, &[&MIGRATIONS]).unwrap();
     Some((dropped, db))
 }
 

@@ -342,38 +342,36 @@ struct AdmittedRow {
     waitlist_length: i32,
 }
 
-/// A sign-up in one PostgreSQL statement: the account's guard row locked and found alive, the
-/// event's row locked and found open, a seat or the end of the waitlist counted on it, the
-/// registration inserted, and what it got returned. Every decision reads the rows' latest
-/// versions under their locks (a locking read, and an update's re-check, see the version a
-/// concurrent writer committed, not the statement's snapshot); a registration the snapshot
-/// missed fails the insert on the primary key (`AlreadyRegistered`). Arrival time: never
-/// earlier than the event's last change, so `created_at` follows the lock order even across
-/// instances whose clocks disagree.
+/// A sign-up in one PostgreSQL statement: the account's guard row locked and found alive, then
+/// one `UPDATE` of the event's row that finds it open, counts a seat or the end of the waitlist
+/// and returns which, and the registration inserted. Every decision is the `UPDATE`'s own,
+/// made on the version of the row it locks and writes (under concurrency PostgreSQL re-reads
+/// the latest version and re-checks the `WHERE` on it); a separate locking read in the same
+/// statement is not relied on, since the statement's other parts may see another version of
+/// the row. A seat is taken only when one is free and nobody waits, so the new waitlist length
+/// says which it was (0: a seat). A registration the snapshot missed fails the insert on the
+/// primary key (`AlreadyRegistered`). Arrival time: never earlier than the event's last change,
+/// so `created_at` follows the lock order even across instances whose clocks disagree.
 ///
-/// `None` when anything refused; [`why_not_admitted`] says what.
+/// No row when anything refused; [`why_not_admitted`] says what.
 const ADMIT_AT_ONCE: &str = "\
 WITH account AS (
     INSERT INTO events_account_guards (user_id) VALUES ($2)
     ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id
     WHERE events_account_guards.deleted_at IS NULL
     RETURNING user_id
-), event AS (
-    SELECT id, seats_taken < capacity AS free
-    FROM events
-    WHERE id = $1 AND status = 'scheduled' AND starts_at > $3
-      AND EXISTS (SELECT 1 FROM account)
-    FOR NO KEY UPDATE
 ), admitted AS (
     UPDATE events SET
-        seats_taken = events.seats_taken + CASE WHEN event.free THEN 1 ELSE 0 END,
-        waitlist_length = events.waitlist_length + CASE WHEN event.free THEN 0 ELSE 1 END,
-        updated_at = GREATEST($3, events.updated_at + interval '1 microsecond')
-    FROM event
-    WHERE events.id = event.id
+        seats_taken = seats_taken
+            + CASE WHEN seats_taken < capacity AND waitlist_length = 0 THEN 1 ELSE 0 END,
+        waitlist_length = waitlist_length
+            + CASE WHEN seats_taken < capacity AND waitlist_length = 0 THEN 0 ELSE 1 END,
+        updated_at = GREATEST($3, updated_at + interval '1 microsecond')
+    WHERE id = $1 AND status = 'scheduled' AND starts_at > $3
+      AND EXISTS (SELECT 1 FROM account)
       AND NOT EXISTS (SELECT 1 FROM registrations WHERE event_id = $1 AND user_id = $2)
-    RETURNING CASE WHEN event.free THEN 'confirmed' ELSE 'waitlisted' END AS status,
-        events.updated_at AS created_at, events.waitlist_length
+    RETURNING CASE WHEN waitlist_length = 0 THEN 'confirmed' ELSE 'waitlisted' END AS status,
+        updated_at AS created_at, waitlist_length
 ), registered AS (
     INSERT INTO registrations (event_id, user_id, status, created_at)
     SELECT $1, $2, status, created_at FROM admitted
@@ -447,73 +445,73 @@ fn admit_at_once(
     Ok(Some((registration, position)))
 }
 
-/// A withdrawal in one PostgreSQL statement: the event's row locked, the registration deleted,
-/// the longest-waiting person promoted into a freed seat with the domain event that tells them
-/// (`$4`: its topic) recorded in the outbox, and the event's counts saved.
+/// A withdrawal in one PostgreSQL statement: the registration deleted, the longest-waiting
+/// person promoted into a freed seat with the domain event that tells them (`$4`: its topic)
+/// recorded in the outbox, and the event's counts saved.
 ///
-/// Choosing whom to promote reads the registrations as of the statement's snapshot, taken
-/// before the lock was granted: that is current only when the event's row did not change in
-/// between (every change to an event's registrations rewrites its row in the same
-/// transaction). So the statement first compares the locked version of the row with the one
-/// its snapshot sees (`xmin`) and does nothing when they differ: the caller then withdraws in a
-/// transaction that takes the lock first ([`Withdrawal::Stale`]).
+/// It is planned on the statement's snapshot (the registration, the event, whom to promote) and
+/// acted on only if the event's row is still the version the snapshot saw: the `UPDATE` of the
+/// event comes first and matches `xmin`, which PostgreSQL re-checks on the latest version when
+/// another transaction changed the row meanwhile. Every change to an event's registrations
+/// rewrites its row in the same transaction, so an unchanged row means unchanged registrations,
+/// and the other changes follow from that `UPDATE` (they join its result). When the row changed,
+/// nothing is done ([`Withdrawal::Stale`]) and the caller withdraws in a transaction that locks
+/// first.
 const WITHDRAW_AT_ONCE: &str = "\
 WITH event AS (
     SELECT id, xmin AS version, capacity, seats_taken, waitlist_length,
         title, starts_at, ends_at, location, time_zone
     FROM events WHERE id = $1
-    FOR NO KEY UPDATE
-), fresh AS (
-    SELECT event.* FROM event JOIN events seen ON seen.id = event.id AND seen.xmin = event.version
-), released AS (
-    DELETE FROM registrations USING fresh
-    WHERE registrations.event_id = fresh.id AND registrations.user_id = $2
-    RETURNING registrations.status
-), counts AS (
-    SELECT fresh.*,
-        fresh.seats_taken - CASE WHEN released.status = 'confirmed' THEN 1 ELSE 0 END AS seats,
-        fresh.waitlist_length - CASE WHEN released.status = 'waitlisted' THEN 1 ELSE 0 END
+), mine AS (
+    SELECT status FROM registrations WHERE event_id = $1 AND user_id = $2
+), plan AS (
+    SELECT event.*,
+        event.seats_taken - CASE WHEN mine.status = 'confirmed' THEN 1 ELSE 0 END AS seats,
+        event.waitlist_length - CASE WHEN mine.status = 'waitlisted' THEN 1 ELSE 0 END
             AS waiting
-    FROM fresh, released
+    FROM event, mine
 ), next AS (
-    -- Nobody when nothing was released (`counts` empty: a NULL limit would be no limit).
-    SELECT waiting.user_id FROM registrations waiting, counts
+    -- Nobody when there is no plan (a NULL limit would be no limit).
+    SELECT waiting.user_id FROM registrations waiting
     WHERE waiting.event_id = $1 AND waiting.status = 'waitlisted' AND waiting.user_id <> $2
     ORDER BY waiting.created_at, waiting.user_id
-    LIMIT COALESCE((SELECT GREATEST(0, LEAST(capacity - seats, waiting)) FROM counts), 0)
-), promoted AS (
-    UPDATE registrations SET status = 'confirmed' FROM next
-    WHERE registrations.event_id = $1 AND registrations.user_id = next.user_id
-    RETURNING registrations.user_id
+    LIMIT COALESCE((SELECT GREATEST(0, LEAST(capacity - seats, waiting)) FROM plan), 0)
 ), saved AS (
     UPDATE events SET
-        seats_taken = counts.seats + (SELECT count(*) FROM next),
-        waitlist_length = counts.waiting - (SELECT count(*) FROM next),
+        seats_taken = plan.seats + (SELECT count(*) FROM next),
+        waitlist_length = plan.waiting - (SELECT count(*) FROM next),
         updated_at = GREATEST($3, events.updated_at + interval '1 microsecond')
-    FROM counts WHERE events.id = counts.id
+    FROM plan WHERE events.id = plan.id AND events.xmin = plan.version
+    RETURNING events.id
+), released AS (
+    DELETE FROM registrations USING saved
+    WHERE registrations.event_id = saved.id AND registrations.user_id = $2
+), promoted AS (
+    UPDATE registrations SET status = 'confirmed' FROM saved, next
+    WHERE registrations.event_id = saved.id AND registrations.user_id = next.user_id
+    RETURNING registrations.user_id
 ), told AS (
     INSERT INTO events_outbox (id, topic, payload, created_at, attempts)
     SELECT gen_random_uuid()::text, $4, json_build_object(
         'event', json_build_object(
-            'id', counts.id, 'title', counts.title,
-            'starts_at', to_char(counts.starts_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-            'ends_at', to_char(counts.ends_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-            'location', counts.location, 'time_zone', counts.time_zone),
+            'id', plan.id, 'title', plan.title,
+            'starts_at', to_char(plan.starts_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+            'ends_at', to_char(plan.ends_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+            'location', plan.location, 'time_zone', plan.time_zone),
         'user_id', promoted.user_id)::text, $3, 0
-    FROM counts, promoted
+    FROM plan, promoted
 )
-SELECT EXISTS (SELECT 1 FROM event) AS found, EXISTS (SELECT 1 FROM fresh) AS fresh,
-    EXISTS (SELECT 1 FROM released) AS released,
-    ARRAY(SELECT user_id FROM promoted) AS promoted";
+SELECT EXISTS (SELECT 1 FROM event) AS found, EXISTS (SELECT 1 FROM mine) AS registered,
+    EXISTS (SELECT 1 FROM saved) AS fresh, ARRAY(SELECT user_id FROM promoted) AS promoted";
 
 #[derive(QueryableByName)]
 struct WithdrawnRow {
     #[diesel(sql_type = diesel::sql_types::Bool)]
     found: bool,
     #[diesel(sql_type = diesel::sql_types::Bool)]
-    fresh: bool,
+    registered: bool,
     #[diesel(sql_type = diesel::sql_types::Bool)]
-    released: bool,
+    fresh: bool,
     #[diesel(sql_type = diesel::sql_types::Array<Text>)]
     promoted: Vec<String>,
 }
@@ -547,10 +545,10 @@ pub fn withdraw_at_once(
         .get_result(conn)?;
     Ok(match row {
         WithdrawnRow { found: false, .. } => Withdrawal::NoSuchEvent,
-        WithdrawnRow { fresh: false, .. } => Withdrawal::Stale,
         WithdrawnRow {
-            released: false, ..
+            registered: false, ..
         } => Withdrawal::NotRegistered,
+        WithdrawnRow { fresh: false, .. } => Withdrawal::Stale,
         WithdrawnRow { promoted, .. } => Withdrawal::Done {
             promoted: promoted
                 .iter()

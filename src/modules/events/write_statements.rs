@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     MIGRATIONS, RegistrationStatus, SEAT_OBTAINED, SeatObtained,
-    list_plans::{postgres_db, settings},
+    list_plans::{postgres_db, postgres_db_with, settings},
     service::EventsService,
 };
 use crate::{
@@ -139,19 +139,7 @@ impl Counter {
 /// Runs every write once, with what each needs in place first, and returns the statements each
 /// took. Checks the outcome of each too: a count of a write that did something else is no count.
 async fn count_writes(db: Db, counter: &mut Counter) -> Vec<(&'static str, i64)> {
-    let service = EventsService::new(
-        db.clone(),
-        Arc::new(Names),
-        Arc::new(DeletedAccounts::new(std::time::Duration::from_secs(900))),
-        Arc::new(Changes::default()),
-        &CacheSettings {
-            enabled: false,
-            max_bytes: 1 << 20,
-            ttl_ms: 1000,
-        },
-        &CacheMetrics::default(),
-        "http://127.0.0.1".into(),
-    );
+    let service = service(&db);
     let person = || AuthUser {
         id: UserId::from(Uuid::now_v7()),
         role: Role::Member,
@@ -164,7 +152,6 @@ async fn count_writes(db: Db, counter: &mut Counter) -> Vec<(&'static str, i64)>
     }))
     .unwrap();
     let event = service.create(organizer, input).await.unwrap();
-    let id = event.id.into();
     // Each person's first write also takes the account's guard row.
     for who in [&alice, &bob, &carol] {
         let other = service
@@ -180,7 +167,41 @@ async fn count_writes(db: Db, counter: &mut Counter) -> Vec<(&'static str, i64)>
             .unwrap();
         service.cancel(*who, other.id.into()).await.unwrap();
     }
+    measure_writes(
+        &db,
+        &service,
+        counter,
+        [organizer, alice, bob, carol],
+        &event,
+    )
+    .await
+}
 
+/// The module's service on `db`, without its background work (so only the writes run).
+fn service(db: &Db) -> EventsService {
+    EventsService::new(
+        db.clone(),
+        Arc::new(Names),
+        Arc::new(DeletedAccounts::new(std::time::Duration::from_secs(900))),
+        Arc::new(Changes::default()),
+        &CacheSettings {
+            enabled: false,
+            max_bytes: 1 << 20,
+            ttl_ms: 1000,
+        },
+        &CacheMetrics::default(),
+        "http://127.0.0.1".into(),
+    )
+}
+
+async fn measure_writes(
+    db: &Db,
+    service: &EventsService,
+    counter: &mut Counter,
+    [organizer, alice, bob, carol]: [AuthUser; 4],
+    event: &super::Event,
+) -> Vec<(&'static str, i64)> {
+    let id = event.id.into();
     let mut counts = Vec::new();
     let mut measure = |name: &'static str, before: i64, counter: &mut Counter| {
         counts.push((name, counter.read() - before));
@@ -333,4 +354,137 @@ async fn sqlite_writes_take_a_short_transaction() {
             table(&counts)
         );
     }
+}
+
+/// Sign-ups, withdrawals and capacity changes of one event racing, many rounds: every answer is
+/// a success or the refusal its race allows (never a database error: the first one-statement
+/// sign-up broke the capacity check when a capacity change committed while it waited), and
+/// afterwards the event's counts are its registrations', within capacity, with nobody waiting
+/// beside a free seat.
+/// Rounds of [`race_seats`]: the first one-statement sign-up failed within a few hundred.
+const ROUNDS: u64 = 300;
+
+async fn race_seats(db: Db) {
+    use super::EventsError as E;
+    let service = Arc::new(service(&db));
+    let organizer = AuthUser {
+        id: UserId::from(Uuid::now_v7()),
+        role: Role::Member,
+    };
+    let starts = Utc::now() + Duration::days(3);
+    let input = serde_json::from_value(json!({
+        "title": "Raced", "capacity": 2,
+        "starts_at": starts, "ends_at": starts + Duration::hours(2),
+    }))
+    .unwrap();
+    let event = service.create(organizer, input).await.unwrap();
+    let id: super::domain::EventId = event.id.into();
+    let person = || AuthUser {
+        id: UserId::from(Uuid::now_v7()),
+        role: Role::Member,
+    };
+    let mut registered: Vec<AuthUser> = Vec::new();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for round in 0..ROUNDS {
+        // Newcomers each round (every sign-up is an admission), as many of the earlier ones
+        // leaving, and the capacity moved up and down, all at once.
+        let newcomers: Vec<AuthUser> = (0..4).map(|_| person()).collect();
+        // As many leave as come, so the event stays small, seats free up and fill again.
+        let leaving: Vec<AuthUser> = registered
+            .iter()
+            .rev()
+            .step_by(2)
+            .take(4)
+            .copied()
+            .collect();
+        let capacities = [1 + round % 5, 6 - round % 5];
+        let barrier = Arc::new(tokio::sync::Barrier::new(
+            newcomers.len() + leaving.len() + capacities.len(),
+        ));
+        let mut tasks = Vec::new();
+        for (who, sign_up) in newcomers
+            .iter()
+            .map(|w| (*w, true))
+            .chain(leaving.iter().map(|w| (*w, false)))
+        {
+            let (service, barrier) = (service.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let result = if sign_up {
+                    service.register(who, id).await.map(drop)
+                } else {
+                    service.unregister(who, id).await
+                };
+                match result {
+                    Ok(()) => "ok",
+                    Err(E::RegistrationNotFound) => "not registered",
+                    Err(other) => panic!("round {round}: {other:?}"),
+                }
+            }));
+        }
+        for capacity in capacities {
+            let (service, barrier) = (service.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let patch = serde_json::from_value(json!({ "capacity": capacity })).unwrap();
+                match service.update(organizer, id, patch).await {
+                    Ok(_) => "capacity changed",
+                    Err(E::CapacityBelowSeatsTaken { .. }) => "capacity refused",
+                    Err(other) => panic!("round {round}: {other:?}"),
+                }
+            }));
+        }
+        for task in tasks {
+            *outcomes.entry(task.await.unwrap().to_owned()).or_default() += 1;
+        }
+        registered.retain(|who| !leaving.iter().any(|l| l.id == who.id));
+        registered.extend(newcomers);
+    }
+    eprintln!("{} outcomes: {outcomes:?}", db.backend());
+    let (seats, waiting, capacity) = db
+        .run(move |conn| {
+            let event = super::store::find_event(conn, id)?.expect("the event");
+            let stored = super::store::registered_users(conn, id)?.len();
+            use super::schema::registrations as r;
+            let confirmed: i64 = r::table
+                .filter(r::event_id.eq(id.to_string()))
+                .filter(r::status.eq(RegistrationStatus::Confirmed.as_str()))
+                .count()
+                .get_result(conn)
+                .map_err(crate::platform::db::DbError::from)?;
+            assert_eq!(
+                stored as i64 - confirmed,
+                i64::from(event.waitlist_length())
+            );
+            assert_eq!(confirmed, i64::from(event.seats_taken()));
+            Ok::<_, E>((
+                event.seats_taken(),
+                event.waitlist_length(),
+                event.draft.capacity,
+            ))
+        })
+        .await
+        .unwrap();
+    assert!(seats <= capacity, "{seats} seats of {capacity}");
+    assert!(
+        waiting == 0 || seats == capacity,
+        "{waiting} waiting beside {} free seats",
+        capacity - seats
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_seats_stay_counted_under_racing_writes() {
+    let Some((_dropped, db)) = postgres_db_with("races", 8) else {
+        return;
+    };
+    race_seats(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_seats_stay_counted_under_racing_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(DatabaseUrl::Sqlite(dir.path().join("races.db")));
+    settings.max_connections = 8;
+    race_seats(Db::connect(&settings, &[&MIGRATIONS]).unwrap()).await;
 }
