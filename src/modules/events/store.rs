@@ -331,6 +331,55 @@ pub fn save_seats(conn: &mut DbConnection, event: &Event) -> Result<(), EventsEr
     Ok(())
 }
 
+/// One of the write path's PostgreSQL statements ([`ADMIT_AT_ONCE`], [`WITHDRAW_AT_ONCE`]),
+/// which diesel prepares once per connection and then only executes: a `sql_query` is parsed
+/// and planned by the server on every call, which under a flash crowd was a good part of the
+/// database's time. The values come first, bound once each, as the `input` row the statement
+/// reads (`event_id`, `user_id`, `at`, and `topic` when there is one); `sql` is the rest of its
+/// `WITH` list and its body. Each text has its own cache entry (keyed by the text itself).
+struct Prepared {
+    sql: &'static str,
+    event: String,
+    user: String,
+    at: NaiveDateTime,
+    topic: Option<String>,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Prepared {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("WITH input AS (SELECT ");
+        out.push_bind_param::<Text, _>(&self.event)?;
+        out.push_sql("::text AS event_id, ");
+        out.push_bind_param::<Text, _>(&self.user)?;
+        out.push_sql("::text AS user_id, ");
+        out.push_bind_param::<diesel::sql_types::Timestamp, _>(&self.at)?;
+        out.push_sql("::timestamp AS at");
+        if let Some(topic) = &self.topic {
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(topic)?;
+            out.push_sql("::text AS topic");
+        }
+        out.push_sql("), ");
+        out.push_sql(self.sql);
+        Ok(())
+    }
+}
+
+// No static id: diesel then keys its statement cache by the SQL text, one entry per statement.
+impl diesel::query_builder::QueryId for Prepared {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Prepared {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for Prepared {}
+
 /// What a sign-up obtained.
 #[derive(QueryableByName)]
 struct AdmittedRow {
@@ -355,8 +404,8 @@ struct AdmittedRow {
 ///
 /// No row when anything refused; [`why_not_admitted`] says what.
 const ADMIT_AT_ONCE: &str = "\
-WITH account AS (
-    INSERT INTO events_account_guards (user_id) VALUES ($2)
+account AS (
+    INSERT INTO events_account_guards (user_id) VALUES ((SELECT user_id FROM input))
     ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id
     WHERE events_account_guards.deleted_at IS NULL
     RETURNING user_id
@@ -366,15 +415,15 @@ WITH account AS (
             + CASE WHEN seats_taken < capacity AND waitlist_length = 0 THEN 1 ELSE 0 END,
         waitlist_length = waitlist_length
             + CASE WHEN seats_taken < capacity AND waitlist_length = 0 THEN 0 ELSE 1 END,
-        updated_at = GREATEST($3, updated_at + interval '1 microsecond')
-    WHERE id = $1 AND status = 'scheduled' AND starts_at > $3
+        updated_at = GREATEST((SELECT at FROM input), updated_at + interval '1 microsecond')
+    WHERE id = (SELECT event_id FROM input) AND status = 'scheduled' AND starts_at > (SELECT at FROM input)
       AND EXISTS (SELECT 1 FROM account)
-      AND NOT EXISTS (SELECT 1 FROM registrations WHERE event_id = $1 AND user_id = $2)
+      AND NOT EXISTS (SELECT 1 FROM registrations WHERE event_id = (SELECT event_id FROM input) AND user_id = (SELECT user_id FROM input))
     RETURNING CASE WHEN waitlist_length = 0 THEN 'confirmed' ELSE 'waitlisted' END AS status,
         updated_at AS created_at, waitlist_length
 ), registered AS (
     INSERT INTO registrations (event_id, user_id, status, created_at)
-    SELECT $1, $2, status, created_at FROM admitted
+    SELECT (SELECT event_id FROM input), (SELECT user_id FROM input), status, created_at FROM admitted
 )
 SELECT status, created_at, waitlist_length FROM admitted";
 
@@ -420,12 +469,14 @@ fn admit_at_once(
     user: UserId,
     at: DateTime<Utc>,
 ) -> Result<Option<(Registration, Option<i64>)>, EventsError> {
-    let row = diesel::sql_query(ADMIT_AT_ONCE)
-        .bind::<Text, _>(event.to_string())
-        .bind::<Text, _>(user.to_string())
-        .bind::<diesel::sql_types::Timestamp, _>(at.naive_utc())
-        .get_result::<AdmittedRow>(conn)
-        .optional()?;
+    let statement = Prepared {
+        sql: ADMIT_AT_ONCE,
+        event: event.to_string(),
+        user: user.to_string(),
+        at: at.naive_utc(),
+        topic: None,
+    };
+    let row = statement.get_result::<AdmittedRow>(conn).optional()?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -458,12 +509,12 @@ fn admit_at_once(
 /// nothing is done ([`Withdrawal::Stale`]) and the caller withdraws in a transaction that locks
 /// first.
 const WITHDRAW_AT_ONCE: &str = "\
-WITH event AS (
+event AS (
     SELECT id, xmin AS version, capacity, seats_taken, waitlist_length,
         title, starts_at, ends_at, location, time_zone
-    FROM events WHERE id = $1
+    FROM events WHERE id = (SELECT event_id FROM input)
 ), mine AS (
-    SELECT status FROM registrations WHERE event_id = $1 AND user_id = $2
+    SELECT status FROM registrations WHERE event_id = (SELECT event_id FROM input) AND user_id = (SELECT user_id FROM input)
 ), plan AS (
     SELECT event.*,
         event.seats_taken - CASE WHEN mine.status = 'confirmed' THEN 1 ELSE 0 END AS seats,
@@ -473,32 +524,32 @@ WITH event AS (
 ), next AS (
     -- Nobody when there is no plan (a NULL limit would be no limit).
     SELECT waiting.user_id FROM registrations waiting
-    WHERE waiting.event_id = $1 AND waiting.status = 'waitlisted' AND waiting.user_id <> $2
+    WHERE waiting.event_id = (SELECT event_id FROM input) AND waiting.status = 'waitlisted' AND waiting.user_id <> (SELECT user_id FROM input)
     ORDER BY waiting.created_at, waiting.user_id
     LIMIT COALESCE((SELECT GREATEST(0, LEAST(capacity - seats, waiting)) FROM plan), 0)
 ), saved AS (
     UPDATE events SET
         seats_taken = plan.seats + (SELECT count(*) FROM next),
         waitlist_length = plan.waiting - (SELECT count(*) FROM next),
-        updated_at = GREATEST($3, events.updated_at + interval '1 microsecond')
+        updated_at = GREATEST((SELECT at FROM input), events.updated_at + interval '1 microsecond')
     FROM plan WHERE events.id = plan.id AND events.xmin = plan.version
     RETURNING events.id
 ), released AS (
     DELETE FROM registrations USING saved
-    WHERE registrations.event_id = saved.id AND registrations.user_id = $2
+    WHERE registrations.event_id = saved.id AND registrations.user_id = (SELECT user_id FROM input)
 ), promoted AS (
     UPDATE registrations SET status = 'confirmed' FROM saved, next
     WHERE registrations.event_id = saved.id AND registrations.user_id = next.user_id
     RETURNING registrations.user_id
 ), told AS (
     INSERT INTO events_outbox (id, topic, payload, created_at, attempts)
-    SELECT gen_random_uuid()::text, $4, json_build_object(
+    SELECT gen_random_uuid()::text, (SELECT topic FROM input), json_build_object(
         'event', json_build_object(
             'id', plan.id, 'title', plan.title,
             'starts_at', to_char(plan.starts_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
             'ends_at', to_char(plan.ends_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
             'location', plan.location, 'time_zone', plan.time_zone),
-        'user_id', promoted.user_id)::text, $3, 0
+        'user_id', promoted.user_id)::text, (SELECT at FROM input), 0
     FROM plan, promoted
 )
 SELECT EXISTS (SELECT 1 FROM event) AS found, EXISTS (SELECT 1 FROM mine) AS registered,
@@ -537,12 +588,14 @@ pub fn withdraw_at_once(
     at: DateTime<Utc>,
     topic: &str,
 ) -> Result<Withdrawal, EventsError> {
-    let row: WithdrawnRow = diesel::sql_query(WITHDRAW_AT_ONCE)
-        .bind::<Text, _>(event.to_string())
-        .bind::<Text, _>(user.to_string())
-        .bind::<diesel::sql_types::Timestamp, _>(at.naive_utc())
-        .bind::<Text, _>(topic)
-        .get_result(conn)?;
+    let statement = Prepared {
+        sql: WITHDRAW_AT_ONCE,
+        event: event.to_string(),
+        user: user.to_string(),
+        at: at.naive_utc(),
+        topic: Some(topic.to_owned()),
+    };
+    let row: WithdrawnRow = statement.get_result(conn)?;
     Ok(match row {
         WithdrawnRow { found: false, .. } => Withdrawal::NoSuchEvent,
         WithdrawnRow {
