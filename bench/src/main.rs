@@ -416,6 +416,21 @@ fn binaries() -> Result<PathBuf, String> {
     Ok(bins)
 }
 
+/// Starts `topology` on `backend`, every process on this host, its files in a folder of `work`
+/// named after `name`; returns it with the time it took to be ready.
+async fn start_on_loopback(
+    work: &std::path::Path,
+    name: &str,
+    topology: Topology,
+    backend: Backend,
+    bins: &std::path::Path,
+    postgres_url: &str,
+) -> Result<(Deployment, Duration), String> {
+    let dir = work.join(name.replace(['/', ' ', ','], "_"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Deployment::start(topology, backend, bins, &dir, postgres_url, 4, None).await
+}
+
 fn parse_topologies(names: &[String]) -> Result<Vec<Topology>, String> {
     names
         .iter()
@@ -454,17 +469,14 @@ async fn crowd(options: CrowdOptions) -> Result<(), String> {
     for backend in parse_backends(&options.backends)? {
         for topology in parse_topologies(&options.topologies)? {
             let name = format!("{}-{}", label(backend), topology.label());
-            let dir = work.join(name.replace(['/', ' ', ','], "_"));
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             eprintln!("{name}: starting, seeding {} people", options.people);
-            let (deployment, _) = Deployment::start(
+            let (deployment, _) = start_on_loopback(
+                &work,
+                &name,
                 topology,
                 backend,
                 &bins,
-                &dir,
                 &options.postgres_url,
-                4,
-                None,
             )
             .await?;
             let target = Target::new(&deployment.gateway);
@@ -584,17 +596,14 @@ async fn compare(options: Options) -> Result<(), String> {
     for &backend in &backends {
         for &topology in &topologies {
             let name = format!("{backend:?}/{}", topology.label()).to_lowercase();
-            let dir = work.join(name.replace(['/', ' ', ','], "_"));
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             bar.set_message(format!("{name}: starting"));
-            let (mut deployment, empty_ready) = Deployment::start(
+            let (mut deployment, empty_ready) = start_on_loopback(
+                &work,
+                &name,
                 topology,
                 backend,
                 &bins,
-                &dir,
                 &options.postgres_url,
-                4,
-                None,
             )
             .await?;
             let target = Target::new(&deployment.gateway);

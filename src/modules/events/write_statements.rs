@@ -140,32 +140,12 @@ impl Counter {
 /// took. Checks the outcome of each too: a count of a write that did something else is no count.
 async fn count_writes(db: Db, counter: &mut Counter) -> Vec<(&'static str, i64)> {
     let service = service(&db);
-    let person = || AuthUser {
-        id: UserId::from(Uuid::now_v7()),
-        role: Role::Member,
-    };
-    let (organizer, alice, bob, carol) = (person(), person(), person(), person());
-    let starts = Utc::now() + Duration::days(3);
-    let input = serde_json::from_value(json!({
-        "title": "Counted", "capacity": 1,
-        "starts_at": starts, "ends_at": starts + Duration::hours(2),
-    }))
-    .unwrap();
-    let event = service.create(organizer, input).await.unwrap();
+    let (organizer, alice, bob, carol) = (member(), member(), member(), member());
+    let event = publish(&service, organizer, "Counted", 1).await;
     // Each person's first write also takes the account's guard row.
-    for who in [&alice, &bob, &carol] {
-        let other = service
-            .create(
-                *who,
-                serde_json::from_value(json!({
-                    "title": "Warm-up", "capacity": 1,
-                    "starts_at": starts, "ends_at": starts + Duration::hours(1),
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-        service.cancel(*who, other.id.into()).await.unwrap();
+    for who in [alice, bob, carol] {
+        let other = publish(&service, who, "Warm-up", 1).await;
+        service.cancel(who, other.id.into()).await.unwrap();
     }
     measure_writes(
         &db,
@@ -175,6 +155,30 @@ async fn count_writes(db: Db, counter: &mut Counter) -> Vec<(&'static str, i64)>
         &event,
     )
     .await
+}
+
+/// Someone new.
+fn member() -> AuthUser {
+    AuthUser {
+        id: UserId::from(Uuid::now_v7()),
+        role: Role::Member,
+    }
+}
+
+/// An event of `capacity` seats three days ahead, published by `organizer`.
+async fn publish(
+    service: &EventsService,
+    organizer: AuthUser,
+    title: &str,
+    capacity: u32,
+) -> super::Event {
+    let starts = Utc::now() + Duration::days(3);
+    let input = serde_json::from_value(json!({
+        "title": title, "capacity": capacity,
+        "starts_at": starts, "ends_at": starts + Duration::hours(2),
+    }))
+    .unwrap();
+    service.create(organizer, input).await.unwrap()
 }
 
 /// The module's service on `db`, without its background work (so only the writes run).
@@ -367,28 +371,15 @@ const ROUNDS: u64 = 300;
 async fn race_seats(db: Db) {
     use super::EventsError as E;
     let service = Arc::new(service(&db));
-    let organizer = AuthUser {
-        id: UserId::from(Uuid::now_v7()),
-        role: Role::Member,
-    };
-    let starts = Utc::now() + Duration::days(3);
-    let input = serde_json::from_value(json!({
-        "title": "Raced", "capacity": 2,
-        "starts_at": starts, "ends_at": starts + Duration::hours(2),
-    }))
-    .unwrap();
-    let event = service.create(organizer, input).await.unwrap();
+    let organizer = member();
+    let event = publish(&service, organizer, "Raced", 2).await;
     let id: super::domain::EventId = event.id.into();
-    let person = || AuthUser {
-        id: UserId::from(Uuid::now_v7()),
-        role: Role::Member,
-    };
     let mut registered: Vec<AuthUser> = Vec::new();
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     for round in 0..ROUNDS {
         // Newcomers each round (every sign-up is an admission), as many of the earlier ones
         // leaving, and the capacity moved up and down, all at once.
-        let newcomers: Vec<AuthUser> = (0..4).map(|_| person()).collect();
+        let newcomers: Vec<AuthUser> = (0..4).map(|_| member()).collect();
         // As many leave as come, so the event stays small, seats free up and fill again.
         let leaving: Vec<AuthUser> = registered
             .iter()
