@@ -427,8 +427,8 @@ impl EventsService {
     }
 
     /// Withdraws the caller; a freed seat goes to the longest-waiting person in the same
-    /// transaction: one statement on PostgreSQL unless the event changed while it waited for the
-    /// lock (then a transaction that locks first).
+    /// transaction: one statement on PostgreSQL unless the event changed after the statement's
+    /// snapshot (then a transaction that locks first).
     pub async fn unregister(&self, caller: AuthUser, event_id: EventId) -> Result<(), EventsError> {
         let outbox = self.outbox.clone();
         self.db
