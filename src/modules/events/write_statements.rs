@@ -479,3 +479,38 @@ async fn sqlite_seats_stay_counted_under_racing_writes() {
     settings.max_connections = 8;
     race_seats(Db::connect(&settings, &[&MIGRATIONS]).unwrap()).await;
 }
+
+/// A version before the guard rows recorded a deletion only as a tombstone (its cascade, during
+/// a rolling upgrade): a sign-up of this version, whose process never heard of the deletion,
+/// is refused all the same.
+async fn tombstone_refuses(db: Db) {
+    let service = service(&db);
+    let (organizer, gone) = (member(), member());
+    let event = publish(&service, organizer, "Upgraded", 5).await;
+    db.run(move |conn| {
+        super::store::record_deleted_user(conn, gone.id, Utc::now())
+            .map_err(crate::platform::db::DbError::from)
+    })
+    .await
+    .unwrap();
+    let refused = service.register(gone, event.id.into()).await;
+    assert!(
+        matches!(refused, Err(super::EventsError::AccountGone)),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_an_older_versions_deletion_record_refuses_sign_ups() {
+    let Some((_dropped, db)) = postgres_db("tombstone") else {
+        return;
+    };
+    tombstone_refuses(db).await;
+}
+
+#[tokio::test]
+async fn sqlite_an_older_versions_deletion_record_refuses_sign_ups() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("tombstone.db"));
+    tombstone_refuses(Db::connect(&settings(url), &[&MIGRATIONS]).unwrap()).await;
+}

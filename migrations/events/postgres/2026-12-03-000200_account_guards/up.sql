@@ -10,3 +10,18 @@ CREATE TABLE events_account_guards (
 );
 INSERT INTO events_account_guards (user_id, deleted_at)
 SELECT user_id, deleted_at FROM events_deleted_users;
+
+-- Versions before this one record a deletion only in `events_deleted_users`, and their cascade
+-- records it before it reads the account's registrations. During a rolling upgrade that record
+-- marks the guard row too (waiting, like the new cascade, for the sign-ups holding it), so a
+-- sign-up of this version never slips past an older instance's cascade.
+CREATE FUNCTION events_mark_account_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO events_account_guards (user_id, deleted_at) VALUES (NEW.user_id, NEW.deleted_at)
+    ON CONFLICT (user_id) DO UPDATE
+    SET deleted_at = COALESCE(events_account_guards.deleted_at, excluded.deleted_at);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER events_deleted_users_mark_guard AFTER INSERT ON events_deleted_users
+FOR EACH ROW EXECUTE FUNCTION events_mark_account_deleted();

@@ -1,1 +1,2 @@
+DROP TRIGGER events_deleted_users_mark_guard;
 DROP TABLE events_account_guards;

@@ -10,3 +10,12 @@ CREATE TABLE events_account_guards (
 );
 INSERT INTO events_account_guards (user_id, deleted_at)
 SELECT user_id, deleted_at FROM events_deleted_users;
+
+-- Versions before this one record a deletion only in `events_deleted_users`: that record marks
+-- the guard row too, so a sign-up of this version refuses an account an older instance deleted.
+CREATE TRIGGER events_deleted_users_mark_guard AFTER INSERT ON events_deleted_users
+BEGIN
+    INSERT INTO events_account_guards (user_id, deleted_at) VALUES (NEW.user_id, NEW.deleted_at)
+    ON CONFLICT (user_id) DO UPDATE
+    SET deleted_at = COALESCE(events_account_guards.deleted_at, excluded.deleted_at);
+END;
