@@ -365,8 +365,8 @@ async fn sqlite_writes_take_a_short_transaction() {
 /// sign-up broke the capacity check when a capacity change committed while it waited), and
 /// afterwards the event's counts are its registrations', within capacity, with nobody waiting
 /// beside a free seat.
-/// Rounds of [`race_seats`]: the first one-statement sign-up failed within a few hundred.
-const ROUNDS: u64 = 300;
+/// Rounds of [`race_seats`]: the first one-statement sign-up failed within 5 to 59.
+const ROUNDS: u64 = 150;
 
 async fn race_seats(db: Db) {
     use super::EventsError as E;
