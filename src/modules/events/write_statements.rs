@@ -360,14 +360,14 @@ async fn sqlite_writes_take_a_short_transaction() {
     }
 }
 
+/// Rounds of [`race_seats`]: the first one-statement sign-up failed within 5 to 59.
+const ROUNDS: u64 = 150;
+
 /// Sign-ups, withdrawals and capacity changes of one event racing, many rounds: every answer is
 /// a success or the refusal its race allows (never a database error: the first one-statement
 /// sign-up broke the capacity check when a capacity change committed while it waited), and
 /// afterwards the event's counts are its registrations', within capacity, with nobody waiting
 /// beside a free seat.
-/// Rounds of [`race_seats`]: the first one-statement sign-up failed within 5 to 59.
-const ROUNDS: u64 = 150;
-
 async fn race_seats(db: Db) {
     use super::EventsError as E;
     let service = Arc::new(service(&db));
