@@ -316,4 +316,4 @@ pub fn markdown_row(backend: &str, topology: &str, network: &str, crowd: &Crowd)
     )
 }
 
-pub const MARKDOWN_HEADER: &str = "| backend | topology | network | people / seats | in flight | sign-ups/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---:|---:|---:|---:|---:|";
+pub const MARKDOWN_HEADER: &str = "| backend | topology | network | people / seats | in flight | sign-ups/s | p50 ms | p99 ms | max ms | × bare |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|";

@@ -461,8 +461,22 @@ async fn crowd(options: CrowdOptions) -> Result<(), String> {
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
     ));
     let work = tempfile_dir(&out)?;
+    // The machine's ceiling in this run: a bare actix-web handler under 64 closed-loop workers.
+    let (bare, handle) = load::bare_actix_server().await;
+    let measured = load::closed_loop(
+        load::Scenario::Hello,
+        &Target::new(&bare),
+        Arc::new(load::Seed::default()),
+        64,
+        Duration::from_secs(5),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    handle.stop(false).await;
+    let ceiling = measured.histogram.len() as f64 / measured.elapsed.as_secs_f64();
     let mut report = format!(
-        "## Flash crowd\n\nMachine: {}\n\n{}\n",
+        "## Flash crowd\n\nMachine: {}\n\nBare actix-web handler in this run: {ceiling:.0} req/s \
+         (× bare below: sign-ups/s over it)\n\n{}\n",
         machine(),
         crowd::MARKDOWN_HEADER
     );
@@ -488,7 +502,11 @@ async fn crowd(options: CrowdOptions) -> Result<(), String> {
             .await;
             deployment.stop().await;
             let measured = outcome.map_err(|e| format!("{name}: {e}"))?;
-            let row = crowd::markdown_row(&label(backend), topology.label(), "loopback", &measured);
+            let row = format!(
+                "{} {:.4} |",
+                crowd::markdown_row(&label(backend), topology.label(), "loopback", &measured),
+                measured.signups_per_second / ceiling
+            );
             eprintln!("{row}");
             report.push_str(&row);
             report.push('\n');

@@ -293,8 +293,22 @@ async fn crowds(
     out: &Path,
     machine: String,
 ) -> Result<(), String> {
+    // The ceiling in this run: a bare actix-web handler on the load generator's host.
+    let (bare, handle) = load::bare_actix_server().await;
+    let measured = load::closed_loop(
+        Scenario::Hello,
+        &Target::new(&bare),
+        Arc::new(Seed::default()),
+        64,
+        Duration::from_secs(5),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    handle.stop(false).await;
+    let ceiling = per_second(measured.histogram.len(), measured.elapsed);
     let mut report = format!(
-        "## Flash crowd, every process on a host of its own\n\nMachine: {machine}\n\n{}\n",
+        "## Flash crowd, every process on a host of its own\n\nMachine: {machine}\n\n\
+         Bare actix-web handler in this run: {ceiling:.0} req/s\n\n{}\n",
         crate::crowd::MARKDOWN_HEADER
     );
     let mut trips_report = String::from("\nRound trips per sign-up, by host:\n\n");
@@ -330,11 +344,15 @@ async fn crowds(
                 hosts.unexpose_all();
                 let (measured, before, after) = outcome.map_err(|e| format!("{name}: {e}"))?;
                 let network = format!("netns, {} ms per link", ms(delay));
-                let row = crate::crowd::markdown_row(
-                    &format!("{backend:?}").to_lowercase(),
-                    topology.label(),
-                    &network,
-                    &measured,
+                let row = format!(
+                    "{} {:.4} |",
+                    crate::crowd::markdown_row(
+                        &format!("{backend:?}").to_lowercase(),
+                        topology.label(),
+                        &network,
+                        &measured,
+                    ),
+                    measured.signups_per_second / ceiling
                 );
                 eprintln!("{row}");
                 report.push_str(&row);
