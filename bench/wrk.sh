@@ -23,16 +23,8 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return 0; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
-# Requests per second wrk reached on $1 (extra wrk arguments after it).
-rate() {
-  local url=$1; shift
-  wrk -t2 -c64 -d"${DURATION}s" "$@" "$url" | awk '/Requests\/sec/ {printf "%d", $2}'
-}
-
-target/release/rsvp-bench ceiling --bind 127.0.0.1:7999 2>/dev/null & PIDS+=($!)
-wait_up http://127.0.0.1:7999/
-CEILING=$(rate http://127.0.0.1:7999/)
+source bench/common.sh
+measure_ceiling
 
 start_monolith() { # $1: port, $2: cache on/off
   local dir="$WORK/$1"
@@ -42,25 +34,6 @@ start_monolith() { # $1: port, $2: cache on/off
     RSVP__DATABASE__URL=${DATABASE:-sqlite://$dir/rsvp.db} \
     exec "$BIN" >"$dir/log" 2>&1) & PIDS+=($!)
   wait_up "http://127.0.0.1:$1/healthz"
-}
-
-# Seeds the instance on port $1: an organiser, 20 events, 10 registrations on the first.
-seed() {
-  local base="http://127.0.0.1:$1" token event starts
-  post() { curl -fs -X POST "$base$1" -H 'content-type: application/json' ${3:+-H "authorization: Bearer $3"} -d "$2"; }
-  post /api/auth/register '{"email":"org@example.com","password":"password1","name":"Organiser"}' >/dev/null
-  token=$(post /api/auth/login '{"email":"org@example.com","password":"password1"}' | jq -r .access_token)
-  for i in $(seq 20); do
-    starts=$(date -u -d "+$i day" +%Y-%m-%dT%H:%M:%SZ)
-    event=$(post /api/events "{\"title\":\"Event $i\",\"location\":\"Berlin\",\"category\":\"Tech\",\"starts_at\":\"$starts\",\"ends_at\":\"$(date -u -d "+$i day 2 hour" +%Y-%m-%dT%H:%M:%SZ)\",\"capacity\":50}" "$token" | jq -r .id)
-    [ "$i" = 1 ] && FIRST=$event
-  done
-  for i in $(seq 10); do
-    post /api/auth/register "{\"email\":\"a$i@example.com\",\"password\":\"password1\",\"name\":\"A $i\"}" >/dev/null
-    local t; t=$(post /api/auth/login "{\"email\":\"a$i@example.com\",\"password\":\"password1\"}" | jq -r .access_token)
-    post "/api/events/$FIRST/registrations" '{}' "$t" >/dev/null
-  done
-  TOKEN=$token
 }
 
 # Signs up $2 people on the instance on port $1 and writes their access tokens to $WORK/people,
@@ -91,17 +64,13 @@ write_rate() {
   awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out"
 }
 
-report() { # $1 label, $2 req/s
-  awk -v l="$1" -v r="$2" -v c="$CEILING" 'BEGIN { printf "| %-34s | %8d | %6.3f |\n", l, r, r / c }'
-}
-
 echo "| scenario (wrk -t2 -c64, ${DURATION}s) | req/s | × bare |"
 echo "|---|---:|---:|"
 report "bare actix-web handler" "$CEILING"
 for cache in true false; do
   port=$([ "$cache" = true ] && echo 7100 || echo 7200)
   start_monolith "$port" "$cache"
-  seed "$port"
+  seed "http://127.0.0.1:$port"
   base="http://127.0.0.1:$port"
   label=$([ "$cache" = true ] && echo "cached" || echo "uncached")
   [ "$cache" = true ] && report "/healthz" "$(rate "$base/healthz")"

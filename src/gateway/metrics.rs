@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::KnownRoutes;
+use super::known_routes::route_label;
 use actix_web::{
     Error, HttpResponse,
     body::MessageBody,
@@ -158,20 +158,11 @@ pub async fn record_metrics(
     let started = Instant::now();
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
-        // The local route, else the contract's pattern of the path (a proxied request, or one
-        // answered before routing), else `unmatched`: never the path itself.
-        let request = response.request();
-        let route = request
-            .match_pattern()
-            .or_else(|| {
-                KnownRoutes::get()
-                    .find(request.path())
-                    .map(|route| route.pattern().to_owned())
-            })
-            .unwrap_or_else(|| "unmatched".to_owned());
+        // The route's pattern (a proxied request's too), else `unmatched`: never the path.
+        let route = route_label(response.request());
         metrics.observe(
             method,
-            &route,
+            route.as_deref().unwrap_or("unmatched"),
             response.status().as_u16(),
             started.elapsed().as_secs_f64(),
         );

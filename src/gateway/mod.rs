@@ -268,7 +268,7 @@ async fn api_docs() -> HttpResponse {
 /// What no route matched: a known path asked with a method it does not serve is 405; anything
 /// else is proxied to another service when this process is a split gateway, otherwise 404.
 async fn fallback(req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    if let Some(route) = KnownRoutes::get().find(req.path())
+    if let Some(route) = KnownRoutes::of(&req)
         && !route.allows(req.method())
     {
         let mut response = Problem::new(
@@ -287,8 +287,8 @@ async fn fallback(req: HttpRequest, payload: web::Payload) -> HttpResponse {
         return response;
     }
     #[cfg(feature = "split")]
-    if let Some(proxy) = req.app_data::<web::Data<proxy::Proxy>>().cloned() {
-        return proxy::proxy_request(req, payload, proxy).await;
+    if let Some(worker) = req.app_data::<proxy::ProxyWorker>().cloned() {
+        return proxy::proxy_request(req, payload, &worker).await;
     }
     let _ = payload;
     Problem::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()

@@ -22,11 +22,10 @@ use actix_web::{
     web,
 };
 use tracing::Instrument;
-use uuid::Uuid;
 
 use super::{
     client_address::{ClientAddress, TrustedProxies},
-    known_routes::KnownRoutes,
+    known_routes::route_label,
 };
 use crate::platform::{problem::Problem, telemetry, trace::TraceContext};
 
@@ -151,7 +150,12 @@ pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let id = caller_id(&req).unwrap_or_else(|| Uuid::new_v4().to_string());
+    // A v4 id from the thread's CSPRNG: `Uuid::new_v4` asks the OS for every one.
+    let id = caller_id(&req).unwrap_or_else(|| {
+        uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string()
+    });
     req.extensions_mut().insert(RequestId(id.clone()));
     let client = client_address(&req);
     let traceparent = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
@@ -204,11 +208,7 @@ pub async fn request_context(
     // Named by route template, not path: span names stay few whatever ids are requested. A
     // proxied request matched no local route; the contract's routes name it.
     let request = response.request();
-    let route = request.match_pattern().or_else(|| {
-        KnownRoutes::get()
-            .find(request.path())
-            .map(|known| known.pattern().to_owned())
-    });
+    let route = route_label(request);
     let method = request.method().as_str();
     telemetry::name_span(
         &span,

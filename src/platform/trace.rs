@@ -2,7 +2,7 @@
 //! can pass on `X-Request-Id` and a W3C `traceparent` without threading them through every
 //! signature.
 
-use rand::RngCore;
+use rand::Rng;
 
 /// The request id and W3C trace of the request being served, passed to every call it makes.
 #[derive(Debug, Clone)]
@@ -66,10 +66,18 @@ fn parse_trace_id(header: &str) -> Option<String> {
     valid.then(|| (*trace_id).to_owned())
 }
 
+/// `bytes` random bytes in hex, from the thread's CSPRNG (seeded by the OS, never a system call
+/// per id: every request makes one).
 fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut rng = rand::thread_rng();
+    (0..bytes)
+        .flat_map(|_| {
+            let byte: u8 = rng.r#gen();
+            [byte >> 4, byte & 0xf]
+        })
+        .map(|nibble| char::from(DIGITS[usize::from(nibble)]))
+        .collect()
 }
 
 #[cfg(test)]

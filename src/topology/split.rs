@@ -20,7 +20,7 @@ use crate::{
     config::{Role, Settings},
     gateway::{
         Metrics, Readiness,
-        proxy::{Proxy, Upstream},
+        proxy::{Proxy, ProxyWorker, Upstream},
     },
     modules::MODULES,
     platform::nats,
@@ -181,7 +181,8 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
                 cfg.app_data(web::Data::from(verifier.clone()))
                     .app_data(credential.clone());
                 if let Some(proxy) = &proxy {
-                    cfg.app_data(web::Data::from(proxy.clone()));
+                    // Called on each worker thread: each gets its own client and pool.
+                    cfg.app_data(ProxyWorker::new(proxy.clone()));
                 }
                 for mount in &routes {
                     mount(cfg);
