@@ -95,7 +95,7 @@ report "bare actix-web handler" "$CEILING"
 declare -A R
 # Each proxy scenario ROUNDS times, interleaved (direct, nginx, gateway, direct, ...): the median
 # of each, so a noisy neighbour slows all three alike instead of one.
-median() { tr ' ' '\n' <<<"$1" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for what in detail list; do
   path=$([ "$what" = detail ] && echo "/api/events/$FIRST" || echo "/api/events")
   declare -A RUNS=() CPUS=()

@@ -4,6 +4,3 @@
 fn main() -> std::process::ExitCode {
     rsvp::topology::split::main(rsvp::config::Role::Gateway)
 }
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
