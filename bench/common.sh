@@ -11,7 +11,7 @@ rate() {
 
 # The bare actix-web handler on port 7999: $CEILING, the figure every other one is divided by.
 measure_ceiling() {
-  target/release/rsvp-bench ceiling --bind 127.0.0.1:7999 2>/dev/null & PIDS+=($!)
+  "${BENCH_BIN:-target/release/rsvp-bench}" ceiling --bind 127.0.0.1:7999 2>/dev/null & PIDS+=($!)
   wait_up http://127.0.0.1:7999/
   CEILING=$(rate http://127.0.0.1:7999/)
 }

@@ -9,7 +9,8 @@
 #   bash bench/proxy.sh [seconds per scenario, default 5]   (ROUNDS=3: proxy scenarios repeated)
 #
 # Needs wrk, nginx, curl and jq, and NATS on 127.0.0.1:4222 (the split's broker). Builds the
-# release binaries first; RSVP_BINS=<dir> measures the binaries of another build instead;
+# release binaries first; RSVP_BINS=<dir> measures the binaries of another build instead (and
+# BENCH_BIN=<rsvp-bench> names the bare handler's binary; CI smoke-runs debug builds so);
 # RSVP_PERF=<file> records a perf profile of rsvp-gateway while it serves event detail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +19,8 @@ ROUNDS=${ROUNDS:-3}
 for tool in wrk nginx curl jq; do
   command -v "$tool" >/dev/null || { echo "bench/proxy.sh needs $tool" >&2; exit 1; }
 done
-cargo build --release --features split --bins >&2
-cargo build --release -p rsvp-bench >&2
+[ -n "${RSVP_BINS:-}" ] || cargo build --release --features split --bins >&2
+[ -n "${BENCH_BIN:-}" ] || cargo build --release -p rsvp-bench >&2
 BINS=$(realpath "${RSVP_BINS:-target/release}")
 WORK=$(mktemp -d)
 PIDS=()
