@@ -270,12 +270,10 @@ impl Proxy {
                 last_error = "every connection to it stayed busy".to_owned();
                 continue;
             };
-            let mut request = client
-                .request(
-                    method.clone(),
-                    format!("{}{}", instance.base, path_and_query),
-                )
-                .timeout(self.timeout);
+            let mut request = client.request(
+                method.clone(),
+                format!("{}{}", instance.base, path_and_query),
+            );
             forward_headers(req, request.headers_mut());
             // A bodiless request stays bodiless (no `Content-Length: 0` on a GET).
             let sent = if body.is_empty() && !carries_body(method) {
@@ -381,6 +379,7 @@ impl ProxyWorker {
             .limit(0);
         let client = awc::Client::builder()
             .connector(connector)
+            // The deadline of every request (until the answer's head arrives).
             .timeout(proxy.timeout)
             .disable_redirects()
             .no_default_headers()
