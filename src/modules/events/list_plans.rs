@@ -260,7 +260,7 @@ async fn postgres_reads_one_index_range_for_every_filter_combination() {
 
 /// Drops a test's PostgreSQL database when it goes.
 pub(super) struct DropDatabase {
-    admin: String,
+    pub(super) admin: String,
     pub(super) name: String,
 }
 

@@ -4,6 +4,7 @@
 //! migrations. It knows the users module only through [`crate::modules::users::UsersApi`] and
 //! its domain events.
 
+mod admissions;
 mod cache;
 mod calendar;
 mod domain;

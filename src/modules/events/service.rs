@@ -14,6 +14,7 @@ use super::{
     EventCancelled, EventChanged, EventFilter, EventStatus, EventSummary, EventsApi,
     EventsApiError, MyRegistration, Person, Registration, RegistrationStatus, SEAT_OBTAINED,
     SeatObtained, Seats,
+    admissions::Admissions,
     cache::{AttendeePages, CachedName, EventCaches, ListKey, ListedPage},
     calendar,
     domain::{self, EventDraft, EventId, EventInput, EventPatch},
@@ -27,7 +28,7 @@ use crate::{
         auth::{AuthUser, DeletedAccounts},
         changes::{Change, Changes},
         compression::Encodings,
-        db::{Db, DbConnection, is_unique_violation, write_transaction},
+        db::{Db, DbConnection, write_transaction},
         ids::UserId,
         now,
         outbox::{Inbox, Outbox},
@@ -51,6 +52,8 @@ pub struct EventsService {
     outbox: Outbox,
     /// The public base address, for the links in calendar files.
     public_url: String,
+    /// Sign-ups, admitted in groups per event.
+    admissions: Arc<Admissions>,
 }
 
 /// Where this module records its domain events.
@@ -73,6 +76,7 @@ impl EventsService {
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
             outbox: Outbox::new(db.clone(), OUTBOX),
+            admissions: Admissions::new(db.clone(), changes.clone()),
             db,
             users,
             deleted,
@@ -404,25 +408,18 @@ impl EventsService {
         Ok(())
     }
 
-    /// Registers the caller: a seat while one is free, else a place on the waitlist. One
-    /// statement on PostgreSQL (a second only to say why it refused), one short write
-    /// transaction on SQLite.
+    /// Registers the caller: a seat while one is free, else a place on the waitlist. With the
+    /// sign-ups for the same event that arrive meanwhile, in one statement on PostgreSQL (more
+    /// only to say why it refused) and one short write transaction on SQLite.
     pub async fn register(
         &self,
         caller: AuthUser,
         event_id: EventId,
     ) -> Result<Registration, EventsError> {
-        let deleted = self.deleted.clone();
-        let (registration, position) = self
-            .db
-            .run(move |conn| {
-                if deleted.contains(caller.id.as_uuid()) {
-                    return Err(EventsError::AccountGone);
-                }
-                admit(conn, event_id, caller.id)
-            })
-            .await?;
-        self.announce(event_id, false);
+        if self.deleted.contains(caller.id.as_uuid()) {
+            return Err(EventsError::AccountGone);
+        }
+        let (registration, position) = self.admissions.admit(event_id, caller.id).await?;
         Ok(to_registration(&registration, position))
     }
 
@@ -667,37 +664,6 @@ impl EventsService {
             }
         }
     }
-}
-
-/// How often a sign-up is tried again when it was refused for a reason gone by the time it was
-/// asked (a registration withdrawn in between, say).
-const ADMISSION_ATTEMPTS: usize = 3;
-
-/// [`store::admit`], and why it refused when it did.
-fn admit(
-    conn: &mut DbConnection,
-    event: EventId,
-    user: UserId,
-) -> Result<(domain::Registration, Option<i64>), EventsError> {
-    for _ in 0..ADMISSION_ATTEMPTS {
-        let at = now();
-        match store::admit(conn, event, user, at) {
-            Ok(Some(admitted)) => return Ok(admitted),
-            Ok(None) => {}
-            Err(EventsError::Db(crate::platform::db::DbError::Query(e)))
-                if is_unique_violation(&e) =>
-            {
-                return Err(EventsError::AlreadyRegistered);
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(why) = store::why_not_admitted(conn, event, user, at)? {
-            return Err(why);
-        }
-    }
-    // Refused each time for a reason gone when asked: only a registration of the caller's
-    // own, withdrawn and made again in between, can do that.
-    Err(EventsError::AlreadyRegistered)
 }
 
 /// The event, locked, if `caller` may change it.

@@ -303,7 +303,7 @@ pub fn find_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>,
 
 /// Takes the event's row lock (PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises
 /// writers) and reads it, in one statement. Every change to an event's seats goes through here
-/// (or [`admit_at_once`]) first, so two transactions never decide on the same seat at once.
+/// (or [`ADMIT_GROUP`]) first, so two transactions never decide on the same seat at once.
 pub fn lock_event(conn: &mut DbConnection, id: EventId) -> Result<Option<Event>, EventsError> {
     let row = events::table.find(id.to_string());
     match conn {
@@ -331,18 +331,25 @@ pub fn save_seats(conn: &mut DbConnection, event: &Event) -> Result<(), EventsEr
     Ok(())
 }
 
-/// One of the write path's PostgreSQL statements ([`ADMIT_AT_ONCE`], [`WITHDRAW_AT_ONCE`]),
-/// which diesel prepares once per connection and then only executes: a `sql_query` is parsed
-/// and planned by the server on every call, which under a flash crowd was a good part of the
-/// database's time. The values come first, bound once each, as the `input` row the statement
-/// reads (`event_id`, `user_id`, `at`, and `topic` when there is one); `sql` is the rest of its
-/// `WITH` list and its body. Each text has its own cache entry (keyed by the text itself).
-struct Prepared {
-    sql: &'static str,
-    event: String,
-    user: String,
-    at: NaiveDateTime,
-    topic: Option<String>,
+/// One of the write path's PostgreSQL statements ([`ADMIT_GROUP`], [`WITHDRAW_AT_ONCE`]) with
+/// its values, which diesel prepares once per connection and then only executes: a `sql_query`
+/// is parsed and planned by the server on every call, which under a flash crowd was a good part
+/// of the database's time. The values come first, bound once each, as the `input` row the
+/// statement reads (the people of a group as one array, so the text is the same for a group of
+/// any size); then the rest of its `WITH` list and its body. Each text has its own cache entry
+/// (keyed by the text itself).
+enum Prepared {
+    AdmitGroup {
+        event: String,
+        at: NaiveDateTime,
+        users: Vec<String>,
+    },
+    Withdraw {
+        event: String,
+        user: String,
+        at: NaiveDateTime,
+        topic: String,
+    },
 }
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Prepared {
@@ -350,20 +357,35 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Prepared {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Timestamp};
         out.push_sql("WITH input AS (SELECT ");
-        out.push_bind_param::<Text, _>(&self.event)?;
-        out.push_sql("::text AS event_id, ");
-        out.push_bind_param::<Text, _>(&self.user)?;
-        out.push_sql("::text AS user_id, ");
-        out.push_bind_param::<diesel::sql_types::Timestamp, _>(&self.at)?;
-        out.push_sql("::timestamp AS at");
-        if let Some(topic) = &self.topic {
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(topic)?;
-            out.push_sql("::text AS topic");
+        match self {
+            Self::AdmitGroup { event, at, users } => {
+                out.push_bind_param::<Text, _>(event)?;
+                out.push_sql("::text AS event_id, ");
+                out.push_bind_param::<Timestamp, _>(at)?;
+                out.push_sql("::timestamp AS at), people AS (SELECT user_id, arrival FROM unnest(");
+                out.push_bind_param::<Array<Text>, _>(users)?;
+                out.push_sql("::text[]) WITH ORDINALITY AS p (user_id, arrival)), ");
+                out.push_sql(ADMIT_GROUP);
+            }
+            Self::Withdraw {
+                event,
+                user,
+                at,
+                topic,
+            } => {
+                out.push_bind_param::<Text, _>(event)?;
+                out.push_sql("::text AS event_id, ");
+                out.push_bind_param::<Text, _>(user)?;
+                out.push_sql("::text AS user_id, ");
+                out.push_bind_param::<Timestamp, _>(at)?;
+                out.push_sql("::timestamp AS at, ");
+                out.push_bind_param::<Text, _>(topic)?;
+                out.push_sql("::text AS topic), ");
+                out.push_sql(WITHDRAW_AT_ONCE);
+            }
         }
-        out.push_sql("), ");
-        out.push_sql(self.sql);
         Ok(())
     }
 }
@@ -380,120 +402,169 @@ impl diesel::query_builder::Query for Prepared {
 
 impl RunQueryDsl<diesel::PgConnection> for Prepared {}
 
-/// What a sign-up obtained.
+/// Where a sign-up of a group was placed.
 #[derive(QueryableByName)]
-struct AdmittedRow {
+struct PlacedRow {
+    #[diesel(sql_type = Text)]
+    user_id: String,
     #[diesel(sql_type = Text)]
     status: String,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     created_at: NaiveDateTime,
     #[diesel(sql_type = diesel::sql_types::Integer)]
-    waitlist_length: i32,
+    position: i32,
 }
 
-/// A sign-up in one PostgreSQL statement: the account's guard row locked and found alive, then
-/// one `UPDATE` of the event's row that finds it open, counts a seat or the end of the waitlist
-/// and returns which, and the registration inserted. Every decision is the `UPDATE`'s own,
-/// made on the version of the row it locks and writes (under concurrency PostgreSQL re-reads
-/// the latest version and re-checks the `WHERE` on it); a separate locking read in the same
-/// statement is not relied on, since the statement's other parts may see another version of
-/// the row. A seat is taken only when one is free and nobody waits, so the new waitlist length
-/// says which it was (0: a seat). A registration the snapshot missed fails the insert on the
-/// primary key (`AlreadyRegistered`). Arrival time: never earlier than the event's last change,
-/// so `created_at` follows the lock order even across instances whose clocks disagree.
+/// The sign-ups of a group, in one PostgreSQL statement: each person's guard row locked (in the
+/// order of their ids, so that two groups sharing people never wait on each other crosswise) and
+/// found alive, those not registered yet numbered in arrival order (`k` of them), then one
+/// `UPDATE` of the event's row that finds it open and gives the first of them the free seats
+/// and the rest the end of the waitlist, and their registrations inserted. Every decision on
+/// seats is the `UPDATE`'s own, made on the version of the row it locks and writes (under
+/// concurrency PostgreSQL re-reads the latest version and re-evaluates the `SET` and `WHERE` on
+/// it); a separate locking read in the same statement is not relied on, since the statement's
+/// other parts may see another version of the row. A seat goes to someone only when one is free
+/// and nobody waits, so the waitlisted are the last `min(k, new waitlist length)` of the group,
+/// which is how each person's place is read back from the row as written. Arrival times follow
+/// the group's order, one microsecond apart, never earlier than the event's last change, so
+/// `created_at` follows the lock order even across instances whose clocks disagree. A
+/// registration the snapshot missed fails the insert on the primary key, and the group with it.
 ///
-/// No row when anything refused; [`why_not_admitted`] says what.
-const ADMIT_AT_ONCE: &str = "\
+/// Rows only for those admitted; [`why_not_admitted`] says why the others were not.
+const ADMIT_GROUP: &str = "\
 account AS (
-    INSERT INTO events_account_guards (user_id) VALUES ((SELECT user_id FROM input))
+    INSERT INTO events_account_guards (user_id) SELECT user_id FROM people ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id
     WHERE events_account_guards.deleted_at IS NULL
     RETURNING user_id
+), eligible AS (
+    SELECT people.user_id, (row_number() OVER (ORDER BY people.arrival))::int AS rank
+    FROM people JOIN account USING (user_id)
+    WHERE NOT EXISTS (SELECT 1 FROM registrations
+        WHERE event_id = (SELECT event_id FROM input) AND user_id = people.user_id)
+), n AS (
+    SELECT count(*)::int AS k FROM eligible
 ), admitted AS (
     UPDATE events SET
-        seats_taken = seats_taken
-            + CASE WHEN seats_taken < capacity AND waitlist_length = 0 THEN 1 ELSE 0 END,
-        waitlist_length = waitlist_length
-            + CASE WHEN seats_taken < capacity AND waitlist_length = 0 THEN 0 ELSE 1 END,
+        seats_taken = seats_taken + LEAST((SELECT k FROM n),
+            CASE WHEN waitlist_length = 0 THEN GREATEST(capacity - seats_taken, 0) ELSE 0 END),
+        waitlist_length = waitlist_length + (SELECT k FROM n) - LEAST((SELECT k FROM n),
+            CASE WHEN waitlist_length = 0 THEN GREATEST(capacity - seats_taken, 0) ELSE 0 END),
         updated_at = GREATEST((SELECT at FROM input), updated_at + interval '1 microsecond')
-    WHERE id = (SELECT event_id FROM input) AND status = 'scheduled' AND starts_at > (SELECT at FROM input)
-      AND EXISTS (SELECT 1 FROM account)
-      AND NOT EXISTS (SELECT 1 FROM registrations WHERE event_id = (SELECT event_id FROM input) AND user_id = (SELECT user_id FROM input))
-    RETURNING CASE WHEN waitlist_length = 0 THEN 'confirmed' ELSE 'waitlisted' END AS status,
-        updated_at AS created_at, waitlist_length
+            + ((SELECT k FROM n) - 1) * interval '1 microsecond'
+    WHERE id = (SELECT event_id FROM input) AND status = 'scheduled'
+      AND starts_at > (SELECT at FROM input) AND (SELECT k FROM n) > 0
+    RETURNING waitlist_length, updated_at
+), placed AS (
+    SELECT eligible.user_id,
+        CASE WHEN eligible.rank > n.k - LEAST(n.k, admitted.waitlist_length)
+            THEN 'waitlisted' ELSE 'confirmed' END AS status,
+        admitted.updated_at - (n.k - eligible.rank) * interval '1 microsecond' AS created_at,
+        admitted.waitlist_length - (n.k - eligible.rank) AS position
+    FROM eligible, n, admitted
 ), registered AS (
     INSERT INTO registrations (event_id, user_id, status, created_at)
-    SELECT (SELECT event_id FROM input), (SELECT user_id FROM input), status, created_at FROM admitted
+    SELECT (SELECT event_id FROM input), user_id, status, created_at FROM placed
 )
-SELECT status, created_at, waitlist_length FROM admitted";
+SELECT user_id, status, created_at, position FROM placed";
 
-/// A sign-up at `now`: the registration and, when waitlisted, its place; `None` when refused
-/// ([`why_not_admitted`] says why). One statement on PostgreSQL ([`ADMIT_AT_ONCE`]); on SQLite
-/// a write transaction of its own, which excludes every other writer while it reads and writes.
-/// A second registration of the same person fails on the primary key.
-pub fn admit(
+/// What a sign-up obtained: the registration and, when waitlisted, its place.
+pub type Admitted = (Registration, Option<i64>);
+
+/// The sign-ups of `users` (distinct, in arrival order) at `now`: for each, in that order, what
+/// it obtained, or `None` when refused ([`why_not_admitted`] says why). One statement on
+/// PostgreSQL ([`ADMIT_GROUP`]); on SQLite a write transaction of its own, which excludes every
+/// other writer while it reads and writes. An `Err` refused nobody in particular and admitted
+/// nobody (a registration made meanwhile elsewhere fails the whole group on PostgreSQL).
+pub fn admit_group(
     conn: &mut DbConnection,
     event: EventId,
-    user: UserId,
+    users: &[UserId],
     now: DateTime<Utc>,
-) -> Result<Option<(Registration, Option<i64>)>, EventsError> {
+) -> Result<Vec<Option<Admitted>>, EventsError> {
     match conn {
-        DbConnection::Postgres(pg) => admit_at_once(pg, event, user, now),
+        DbConnection::Postgres(pg) => admit_group_at_once(pg, event, users, now),
         DbConnection::Sqlite(_) => write_transaction(conn, |conn| {
-            if !guard_alive(conn, user)? {
-                return Ok(None);
-            }
+            let mut placed = vec![None; users.len()];
             let Some(mut found) = lock_event(conn, event)? else {
-                return Ok(None);
+                return Ok(placed);
             };
-            let at = found.arrival(now);
-            let Ok(admission) = found.admit(at) else {
-                return Ok(None);
-            };
-            let registration = Registration {
-                event,
-                user,
-                status: admission.status(),
-                created_at: at,
-            };
-            insert_registration(conn, &registration)?;
-            save_seats(conn, &found)?;
-            Ok(Some((registration, admission.position())))
+            let before = found.clone();
+            for (slot, &user) in placed.iter_mut().zip(users) {
+                if !guard_alive(conn, user)? {
+                    continue;
+                }
+                let mut trial = found.clone();
+                let at = trial.arrival(now);
+                let Ok(admission) = trial.admit(at) else {
+                    break; // closed for everyone
+                };
+                let registration = Registration {
+                    event,
+                    user,
+                    status: admission.status(),
+                    created_at: at,
+                };
+                // SQLite undoes only the failed statement: the transaction goes on.
+                match insert_registration(conn, &registration) {
+                    Ok(()) => {
+                        found = trial;
+                        *slot = Some((registration, admission.position()));
+                    }
+                    Err(e) if crate::platform::db::is_unique_violation(&e) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if found != before {
+                save_seats(conn, &found)?;
+            }
+            Ok(placed)
         }),
     }
 }
 
-fn admit_at_once(
+fn admit_group_at_once(
     conn: &mut diesel::PgConnection,
     event: EventId,
-    user: UserId,
+    users: &[UserId],
     at: DateTime<Utc>,
-) -> Result<Option<(Registration, Option<i64>)>, EventsError> {
-    let statement = Prepared {
-        sql: ADMIT_AT_ONCE,
+) -> Result<Vec<Option<Admitted>>, EventsError> {
+    let keys: Vec<String> = users.iter().map(UserId::to_string).collect();
+    let statement = Prepared::AdmitGroup {
         event: event.to_string(),
-        user: user.to_string(),
         at: at.naive_utc(),
-        topic: None,
+        users: keys.clone(),
     };
-    let row = statement.get_result::<AdmittedRow>(conn).optional()?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let status: RegistrationStatus = row.status.parse().map_err(|why| EventsError::CorruptRow {
+    let mut rows: std::collections::HashMap<String, PlacedRow> = statement
+        .load::<PlacedRow>(conn)?
+        .into_iter()
+        .map(|row| (row.user_id.clone(), row))
+        .collect();
+    let corrupt = |user: UserId, why| EventsError::CorruptRow {
         table: "registrations",
         key: format!("{event}/{user}"),
         why,
-    })?;
-    let position =
-        (status == RegistrationStatus::Waitlisted).then_some(i64::from(row.waitlist_length));
-    let registration = Registration {
-        event,
-        user,
-        status,
-        created_at: row.created_at.and_utc(),
     };
-    Ok(Some((registration, position)))
+    users
+        .iter()
+        .zip(keys)
+        .map(|(&user, key)| {
+            let Some(row) = rows.remove(&key) else {
+                return Ok(None);
+            };
+            let status: RegistrationStatus =
+                row.status.parse().map_err(|why| corrupt(user, why))?;
+            let position =
+                (status == RegistrationStatus::Waitlisted).then_some(i64::from(row.position));
+            let registration = Registration {
+                event,
+                user,
+                status,
+                created_at: row.created_at.and_utc(),
+            };
+            Ok(Some((registration, position)))
+        })
+        .collect()
 }
 
 /// A withdrawal in one PostgreSQL statement: the registration deleted, the longest-waiting
@@ -588,12 +659,11 @@ pub fn withdraw_at_once(
     at: DateTime<Utc>,
     topic: &str,
 ) -> Result<Withdrawal, EventsError> {
-    let statement = Prepared {
-        sql: WITHDRAW_AT_ONCE,
+    let statement = Prepared::Withdraw {
         event: event.to_string(),
         user: user.to_string(),
         at: at.naive_utc(),
-        topic: Some(topic.to_owned()),
+        topic: topic.to_owned(),
     };
     let row: WithdrawnRow = statement.get_result(conn)?;
     Ok(match row {
@@ -611,7 +681,7 @@ pub fn withdraw_at_once(
     })
 }
 
-/// Why [`admit_at_once`] refused, read afresh; `None` when nothing refuses now (what refused
+/// Why [`admit_group`] refused someone, read afresh; `None` when nothing refuses now (what refused
 /// changed since: the caller tries again).
 pub fn why_not_admitted(
     conn: &mut DbConnection,

@@ -514,3 +514,187 @@ async fn sqlite_an_older_versions_deletion_record_refuses_sign_ups() {
     let url = DatabaseUrl::Sqlite(dir.path().join("tombstone.db"));
     tombstone_refuses(Db::connect(&settings(url), &[&MIGRATIONS]).unwrap()).await;
 }
+
+/// People signing up for one event at once.
+const CROWD: usize = 200;
+
+/// A crowd signs up for one event of fewer seats, all at once: every answer is a seat or a
+/// place, the seats are exactly the capacity, the places run 1, 2, 3… in the order of arrival
+/// the database recorded (the order people were told is the order they wait in), and the
+/// sign-ups went in groups: fewer than `most` statements. Returns how many statements.
+async fn crowd_admitted_in_groups(db: Db, counter: &mut Counter, most: usize) -> i64 {
+    const CAPACITY: u32 = 50;
+    let service = Arc::new(service(&db));
+    let event = publish(&service, member(), "Crowded", CAPACITY).await;
+    let id: super::domain::EventId = event.id.into();
+    let people: Vec<AuthUser> = (0..CROWD).map(|_| member()).collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(CROWD));
+    let before = counter.read();
+    let tasks: Vec<_> = people
+        .iter()
+        .map(|&who| {
+            let (service, barrier) = (service.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                service.register(who, id).await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let statements = counter.read() - before;
+
+    answers.sort_by_key(|a| a.created_at);
+    let seats = CAPACITY as usize;
+    assert!(
+        answers[..seats]
+            .iter()
+            .all(|a| a.status == RegistrationStatus::Confirmed && a.position.is_none()),
+        "the first {seats} to arrive have the seats"
+    );
+    let places: Vec<Option<i64>> = answers[seats..].iter().map(|a| a.position).collect();
+    let expected: Vec<Option<i64>> = (1..=(CROWD - seats) as i64).map(Some).collect();
+    assert_eq!(places, expected, "places in the order of arrival");
+    let told: Vec<Uuid> = answers.iter().map(|a| a.user_id).collect();
+    let (stored, found) = db
+        .run(move |conn| {
+            let stored = super::store::registered_users(conn, id)?;
+            let found = super::store::find_event(conn, id)?.expect("the event");
+            Ok::<_, super::EventsError>((stored, found))
+        })
+        .await
+        .unwrap();
+    let stored: Vec<Uuid> = stored.iter().map(|u| u.as_uuid()).collect();
+    assert_eq!(
+        stored, told,
+        "the database's order is the order people were told"
+    );
+    assert_eq!(
+        (found.seats_taken(), found.waitlist_length()),
+        (CAPACITY as i32, (CROWD - seats) as i32)
+    );
+    assert!(
+        statements < most as i64,
+        "{statements} statements for {CROWD} sign-ups: not grouped"
+    );
+    statements
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_crowd_is_admitted_in_groups_in_arrival_order() {
+    let Some((dropped, db)) = postgres_db_with("crowd", 8) else {
+        return;
+    };
+    let Some(mut counter) = Counter::postgres(&dropped.name) else {
+        return;
+    };
+    // One each, alone; one per group, grouped.
+    let statements = crowd_admitted_in_groups(db, &mut counter, CROWD / 4).await;
+    eprintln!("{CROWD} sign-ups on PostgreSQL in {statements} statements");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_crowd_is_admitted_in_groups_in_arrival_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("crowd.db"));
+    let db = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
+    let mut counter = Counter::sqlite(&db).await;
+    // Six each, alone (a transaction each); grouped, the guard and the registration each and
+    // the rest once per group.
+    let statements = crowd_admitted_in_groups(db, &mut counter, 3 * CROWD).await;
+    eprintln!("{CROWD} sign-ups on SQLite in {statements} statements");
+}
+
+/// Two instances of the module on one database, crowds signing up through both at once and
+/// everyone twice (once through each), many rounds: each person's sign-ups give one
+/// registration and one "registered already", whichever group each joined and whichever of two
+/// groups failed on the other's registration; the seats are exactly the capacity and the places
+/// the arrival order.
+async fn two_instances_share_a_crowd(one: Db, other: Db) {
+    const ROUNDS: usize = 12;
+    let instances = [Arc::new(service(&one)), Arc::new(service(&other))];
+    for _ in 0..ROUNDS {
+        crowd_through_both(&instances, &one).await;
+    }
+}
+
+async fn crowd_through_both(instances: &[Arc<EventsService>; 2], db: &Db) {
+    use super::EventsError as E;
+    const PEOPLE: usize = 60;
+    const CAPACITY: u32 = 20;
+    let event = publish(&instances[0], member(), "Twice", CAPACITY).await;
+    let id: super::domain::EventId = event.id.into();
+    let people: Vec<AuthUser> = (0..PEOPLE).map(|_| member()).collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2 * PEOPLE));
+    let mut tasks = Vec::new();
+    for (n, &who) in people.iter().enumerate() {
+        // Half of them come through the other instance first.
+        for instance in [n % 2, 1 - n % 2] {
+            let (service, barrier) = (instances[instance].clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                (who.id, service.register(who, id).await)
+            }));
+        }
+    }
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (_, Ok(registration)) => admitted.push(registration),
+            (_, Err(E::AlreadyRegistered)) => refused += 1,
+            (who, Err(other)) => panic!("{who}: {other:?}"),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (PEOPLE, PEOPLE));
+    admitted.sort_by_key(|a| a.created_at);
+    let statuses: Vec<(RegistrationStatus, Option<i64>)> =
+        admitted.iter().map(|a| (a.status, a.position)).collect();
+    let expected: Vec<(RegistrationStatus, Option<i64>)> = (0..PEOPLE)
+        .map(|n| match n < CAPACITY as usize {
+            true => (RegistrationStatus::Confirmed, None),
+            false => (
+                RegistrationStatus::Waitlisted,
+                Some((n + 1 - CAPACITY as usize) as i64),
+            ),
+        })
+        .collect();
+    assert_eq!(
+        statuses, expected,
+        "seats first, then places in arrival order"
+    );
+    let found = db
+        .run(move |conn| super::store::find_event(conn, id))
+        .await
+        .unwrap()
+        .expect("the event");
+    assert_eq!(
+        (found.seats_taken(), found.waitlist_length()),
+        (CAPACITY as i32, (PEOPLE - CAPACITY as usize) as i32)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_two_instances_share_a_crowd() {
+    let Some((dropped, one)) = postgres_db_with("two_instances", 8) else {
+        return;
+    };
+    let mut other = settings(DatabaseUrl::Postgres(format!(
+        "{}/{}",
+        dropped.admin, dropped.name
+    )));
+    other.max_connections = 8;
+    let other = Db::connect(&other, &[&MIGRATIONS]).unwrap();
+    two_instances_share_a_crowd(one, other).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_instances_share_a_crowd() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("two.db"));
+    let one = Db::connect(&settings(url.clone()), &[&MIGRATIONS]).unwrap();
+    let other = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
+    two_instances_share_a_crowd(one, other).await;
+}
