@@ -17,7 +17,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -73,6 +73,8 @@ struct Instance {
     in_flight: Semaphore,
     /// When it last answered a proxied request (millis since the proxy started).
     last_answer_ms: AtomicU64,
+    /// Health checks in a row that timed out.
+    slow_checks: AtomicU32,
 }
 
 impl Instance {
@@ -100,6 +102,7 @@ impl Upstream {
                 ejected_until_ms: AtomicU64::new(0),
                 in_flight: Semaphore::new(max_in_flight.max(1)),
                 last_answer_ms: AtomicU64::new(0),
+                slow_checks: AtomicU32::new(0),
             })
             .collect();
         Self {
@@ -190,14 +193,25 @@ impl Proxy {
                             .timeout(Duration::from_secs(1))
                             .send()
                             .await;
+                        let timed_out = checked.as_ref().is_err_and(reqwest::Error::is_timeout);
+                        let slow_in_a_row = match timed_out {
+                            true => instance.slow_checks.fetch_add(1, Ordering::Relaxed) + 1,
+                            false => {
+                                instance.slow_checks.store(0, Ordering::Relaxed);
+                                0
+                            }
+                        };
                         // A check that only timed out while the instance keeps answering real
                         // requests means it is busy, not down.
-                        let busy = checked.as_ref().is_err_and(reqwest::Error::is_timeout)
+                        let busy = timed_out
                             && proxy
                                 .now_ms()
                                 .saturating_sub(instance.last_answer_ms.load(Ordering::Relaxed))
                                 < 2 * interval.as_millis() as u64 + 1_000;
-                        let ok = busy || checked.is_ok_and(|r| r.status().is_success());
+                        let answered = checked.is_ok_and(|r| r.status().is_success());
+                        // Nor is one slow check (a moment's load on a shared machine): down after
+                        // two in a row, or at once when refused or told "not ready".
+                        let ok = answered || busy || slow_in_a_row == 1;
                         if ok != instance.healthy.swap(ok, Ordering::Relaxed) {
                             if ok {
                                 tracing::info!(module = upstream.module, instance = %instance.base, "upstream healthy");
@@ -205,7 +219,7 @@ impl Proxy {
                                 tracing::warn!(module = upstream.module, instance = %instance.base, "upstream unhealthy");
                             }
                         }
-                        if ok {
+                        if answered || busy {
                             instance.ejected_until_ms.store(0, Ordering::Relaxed);
                         }
                     }

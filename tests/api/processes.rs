@@ -339,6 +339,21 @@ impl Processes {
 
 impl Drop for Processes {
     fn drop(&mut self) {
+        // A failing test says what its processes warned of: a flake seen once in CI can then be
+        // explained from its output alone.
+        if std::thread::panicking() {
+            for name in self.names() {
+                let log = self.log(name);
+                let warnings: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .collect();
+                if !warnings.is_empty() {
+                    let last = &warnings[warnings.len().saturating_sub(15)..];
+                    eprintln!("--- {name} warned:\n{}", last.join("\n"));
+                }
+            }
+        }
         // The stream is this test's alone: remove it so the broker does not accumulate them.
         let stream = format!("T_{}", self.nats_id);
         let _ = std::thread::spawn(move || {
