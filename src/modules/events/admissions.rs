@@ -24,6 +24,7 @@ use super::{
     store::{self, Admitted},
 };
 use crate::platform::{
+    auth::DeletedAccounts,
     changes::{Change, Changes},
     db::{Db, DbConnection, DbError, is_unique_violation},
     ids::UserId,
@@ -42,6 +43,8 @@ const ATTEMPTS: usize = 3;
 pub struct Admissions {
     db: Db,
     changes: Arc<Changes>,
+    /// Checked again as each group goes: an account may be deleted while its sign-up waits.
+    deleted: Arc<DeletedAccounts>,
     /// An event has an entry while a task admits its groups; the entry holds who waits.
     queues: Mutex<HashMap<EventId, Vec<Waiting>>>,
 }
@@ -52,11 +55,12 @@ struct Waiting {
 }
 
 impl Admissions {
-    /// Sign-ups on `db`, each admission announced on `changes`.
-    pub fn new(db: Db, changes: Arc<Changes>) -> Arc<Self> {
+    /// Sign-ups on `db`, each admission announced on `changes`, `deleted` accounts refused.
+    pub fn new(db: Db, changes: Arc<Changes>, deleted: Arc<DeletedAccounts>) -> Arc<Self> {
         Arc::new(Self {
             db,
             changes,
+            deleted,
             queues: Mutex::default(),
         })
     }
@@ -81,7 +85,9 @@ impl Admissions {
             }
         };
         if first {
-            let span = tracing::info_span!("admissions", event_id = %event);
+            // The task serves many requests: its span is its own, linked to the one that began it.
+            let span = tracing::info_span!(parent: None, "admissions", event_id = %event);
+            span.follows_from(tracing::Span::current());
             tokio::spawn(self.clone().admit_groups(event).instrument(span));
         }
         answered.await.unwrap_or_else(|_| {
@@ -113,16 +119,22 @@ impl Admissions {
                 next_group(queue)
             };
             let users: Vec<UserId> = group.iter().map(|w| w.user).collect();
+            let deleted = self.deleted.clone();
             let outcomes = self
                 .db
-                .run(move |conn| Ok::<_, EventsError>(admit_all(conn, event, &users)))
+                .run(move |conn| admit_all(conn, event, &users, &deleted))
                 .await;
+            // Before anyone is answered; also when the group failed, since it may have failed
+            // after its statement committed (an extra invalidation costs one read).
+            if outcomes
+                .as_ref()
+                .map_or(true, |outcomes| outcomes.iter().any(Result::is_ok))
+            {
+                self.changes
+                    .announce(Change::item(EVENT_CHANGES, event.as_uuid(), false));
+            }
             match outcomes {
                 Ok(outcomes) => {
-                    if outcomes.iter().any(Result::is_ok) {
-                        self.changes
-                            .announce(Change::item(EVENT_CHANGES, event.as_uuid(), false));
-                    }
                     for (waiting, outcome) in group.into_iter().zip(outcomes) {
                         // A caller that went away is no longer listening.
                         let _ = waiting.answer.send(outcome);
@@ -175,17 +187,36 @@ fn for_each(failed: &EventsError) -> EventsError {
     }
 }
 
-/// Admits `users` (distinct, in arrival order) as one group, then each one it refused on their
-/// own, with the reason; when the group as a whole failed (someone registered meanwhile through
-/// another instance), each of them on their own.
-fn admit_all(
+/// Admits `users` (distinct, in arrival order) as one group, then says why it refused whom it
+/// refused. Accounts deleted meanwhile (while they waited their turn) are refused here, without a
+/// statement. A group that failed because someone registered meanwhile through another
+/// instance goes once more (its new statement sees that registration), then one by one. `Err`
+/// when the database failed the whole group: nobody was admitted, and the connection is checked
+/// before its next use.
+pub(super) fn admit_all(
     conn: &mut DbConnection,
     event: EventId,
     users: &[UserId],
-) -> Vec<Result<Admitted, EventsError>> {
+    deleted: &DeletedAccounts,
+) -> Result<Vec<Result<Admitted, EventsError>>, EventsError> {
+    let alive: Vec<UserId> = users
+        .iter()
+        .copied()
+        .filter(|user| !deleted.contains(user.as_uuid()))
+        .collect();
+    if alive.is_empty() {
+        return Ok(users
+            .iter()
+            .map(|_| Err(EventsError::AccountGone))
+            .collect());
+    }
     let at = now();
-    match store::admit_group(conn, event, users, at) {
-        Ok(placed) => users
+    let mut attempt = store::admit_group(conn, event, &alive, at);
+    if attempt.as_ref().is_err_and(is_duplicate) {
+        attempt = store::admit_group(conn, event, &alive, at);
+    }
+    let mut outcomes = match attempt {
+        Ok(placed) => alive
             .iter()
             .zip(placed)
             .map(|(&user, placed)| match placed {
@@ -196,15 +227,26 @@ fn admit_all(
                     Err(e) => Err(e),
                 },
             })
+            .collect::<Vec<_>>(),
+        Err(e) if is_duplicate(&e) => alive
+            .iter()
+            .map(|&user| admit_one(conn, event, user))
             .collect(),
-        Err(e) => {
-            tracing::debug!(error = %e, "a group's sign-ups failed together; each goes alone");
-            users
-                .iter()
-                .map(|&user| admit_one(conn, event, user))
-                .collect()
-        }
+        Err(e) => return Err(e),
     }
+    .into_iter();
+    Ok(users
+        .iter()
+        .map(|user| match alive.contains(user) {
+            true => outcomes.next().expect("an outcome for everyone alive"),
+            false => Err(EventsError::AccountGone),
+        })
+        .collect())
+}
+
+/// A registration made meanwhile (through another instance) failed the statement.
+fn is_duplicate(error: &EventsError) -> bool {
+    matches!(error, EventsError::Db(DbError::Query(e)) if is_unique_violation(e))
 }
 
 /// One sign-up, a group of one, and why it was refused when it was.
@@ -221,9 +263,7 @@ fn admit_one(
                     return Ok(admitted);
                 }
             }
-            Err(EventsError::Db(DbError::Query(e))) if is_unique_violation(&e) => {
-                return Err(EventsError::AlreadyRegistered);
-            }
+            Err(e) if is_duplicate(&e) => return Err(EventsError::AlreadyRegistered),
             Err(e) => return Err(e),
         }
         if let Some(why) = store::why_not_admitted(conn, event, user, at)? {

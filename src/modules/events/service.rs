@@ -76,7 +76,7 @@ impl EventsService {
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
             outbox: Outbox::new(db.clone(), OUTBOX),
-            admissions: Admissions::new(db.clone(), changes.clone()),
+            admissions: Admissions::new(db.clone(), changes.clone(), deleted.clone()),
             db,
             users,
             deleted,

@@ -482,6 +482,10 @@ pub fn admit_group(
     users: &[UserId],
     now: DateTime<Utc>,
 ) -> Result<Vec<Option<Admitted>>, EventsError> {
+    debug_assert!(
+        users.iter().collect::<std::collections::HashSet<_>>().len() == users.len(),
+        "a group of distinct people"
+    );
     match conn {
         DbConnection::Postgres(pg) => admit_group_at_once(pg, event, users, now),
         DbConnection::Sqlite(_) => write_transaction(conn, |conn| {

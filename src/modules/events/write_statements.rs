@@ -246,7 +246,8 @@ async fn measure_writes(
         counter,
     );
 
-    // Last: a refusal marks the connection for a liveness check (`SELECT 1`) before its next use.
+    // Last: a refusal may mark the connection for a liveness check (`SELECT 1`) before its
+    // next use.
     let before = counter.read();
     let again = service.register(bob, id).await;
     assert!(
@@ -697,4 +698,32 @@ async fn sqlite_two_instances_share_a_crowd() {
     let one = Db::connect(&settings(url.clone()), &[&MIGRATIONS]).unwrap();
     let other = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
     two_instances_share_a_crowd(one, other).await;
+}
+
+/// An account deleted while its sign-up waited for its group's turn is refused when the group
+/// goes, without a statement for it, and the others of the group are admitted.
+#[tokio::test]
+async fn an_account_deleted_while_its_sign_up_waits_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("gone.db"));
+    let db = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
+    let event = publish(&service(&db), member(), "Gone", 5).await;
+    let id: super::domain::EventId = event.id.into();
+    let (gone, kept) = (member(), member());
+    let deleted = DeletedAccounts::new(std::time::Duration::from_secs(900));
+    deleted.insert(gone.id.as_uuid(), Utc::now());
+    let (outcomes, stored) = db
+        .run(move |conn| {
+            let outcomes = super::admissions::admit_all(conn, id, &[gone.id, kept.id], &deleted)?;
+            Ok::<_, super::EventsError>((outcomes, super::store::registered_users(conn, id)?))
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Err(super::EventsError::AccountGone)),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
+    assert_eq!(stored, vec![kept.id]);
 }
