@@ -346,7 +346,7 @@ impl Drop for Processes {
                 let log = self.log(name);
                 let warnings: Vec<&str> = log
                     .lines()
-                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .filter(|l| ["WARN", "ERROR", "panicked"].iter().any(|w| l.contains(w)))
                     .collect();
                 if !warnings.is_empty() {
                     let last = &warnings[warnings.len().saturating_sub(15)..];
