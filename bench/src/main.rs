@@ -210,6 +210,9 @@ fn main() -> std::process::ExitCode {
             },
             count_file,
         )),
+        Command::Crowd { network, .. } if network != "loopback" => {
+            Err(format!("--network {network}: expected loopback or netns"))
+        }
         Command::Crowd {
             backends,
             topologies,
@@ -455,6 +458,9 @@ struct CrowdOptions {
 }
 
 async fn crowd(options: CrowdOptions) -> Result<(), String> {
+    // A misspelt name is refused before anything starts.
+    let backends = parse_backends(&options.backends)?;
+    let topologies = parse_topologies(&options.topologies)?;
     let bins = binaries()?;
     let out = options.out.join(format!(
         "{}-crowd",
@@ -480,8 +486,8 @@ async fn crowd(options: CrowdOptions) -> Result<(), String> {
         machine(),
         crowd::MARKDOWN_HEADER
     );
-    for backend in parse_backends(&options.backends)? {
-        for topology in parse_topologies(&options.topologies)? {
+    for &backend in &backends {
+        for &topology in &topologies {
             let name = format!("{}-{}", label(backend), topology.label());
             eprintln!("{name}: starting, seeding {} people", options.people);
             let (deployment, _) = start_on_loopback(
