@@ -65,7 +65,7 @@ const HOP_BY_HOP: &[&str] = &[
 
 struct Instance {
     base: String,
-    /// Result of the last active health check.
+    /// Result of the last active health check (false before the first one).
     healthy: AtomicBool,
     /// Passive ejection: not chosen before this instant (millis since the proxy started).
     ejected_until_ms: AtomicU64,
@@ -98,7 +98,9 @@ impl Upstream {
             .into_iter()
             .map(|b| Instance {
                 base: b.trim_end_matches('/').to_owned(),
-                healthy: AtomicBool::new(true),
+                // Unknown until the first check answers: a gateway that started with its
+                // services must not say "ready" before they listen (requests still try them).
+                healthy: AtomicBool::new(false),
                 ejected_until_ms: AtomicU64::new(0),
                 in_flight: Semaphore::new(max_in_flight.max(1)),
                 last_answer_ms: AtomicU64::new(0),
