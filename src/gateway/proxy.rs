@@ -474,3 +474,17 @@ pub async fn proxy_request(
         .error_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gateway's readiness counts healthy instances: one not checked yet is not counted
+    /// (the gateway said "ready" before its services listened), yet requests still try it.
+    #[test]
+    fn an_instance_is_not_healthy_before_its_first_check_but_is_tried() {
+        let upstream = Upstream::new("users", vec!["http://127.0.0.1:9".into()], 4);
+        assert_eq!(upstream.healthy_count(0), 0);
+        assert_eq!(upstream.candidates(0).len(), 1);
+    }
+}
