@@ -211,9 +211,11 @@ impl Proxy {
                                 .saturating_sub(instance.last_answer_ms.load(Ordering::Relaxed))
                                 < 2 * interval.as_millis() as u64 + 1_000;
                         let answered = checked.is_ok_and(|r| r.status().is_success());
-                        // Nor is one slow check (a moment's load on a shared machine): down after
-                        // two in a row, or at once when refused or told "not ready".
-                        let ok = answered || busy || slow_in_a_row == 1;
+                        // Nor is one slow check of a healthy instance (a moment's load on a
+                        // shared machine): down after two in a row, or at once when refused or
+                        // told "not ready". One never checked stays down until one answers.
+                        let grace = slow_in_a_row == 1 && instance.healthy.load(Ordering::Relaxed);
+                        let ok = answered || busy || grace;
                         if ok != instance.healthy.swap(ok, Ordering::Relaxed) {
                             if ok {
                                 tracing::info!(module = upstream.module, instance = %instance.base, "upstream healthy");

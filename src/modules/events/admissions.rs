@@ -199,16 +199,17 @@ pub(super) fn admit_all(
     users: &[UserId],
     deleted: &DeletedAccounts,
 ) -> Result<Vec<Result<Admitted, EventsError>>, EventsError> {
+    let gone: Vec<bool> = users
+        .iter()
+        .map(|user| deleted.contains(user.as_uuid()))
+        .collect();
     let alive: Vec<UserId> = users
         .iter()
-        .copied()
-        .filter(|user| !deleted.contains(user.as_uuid()))
+        .zip(&gone)
+        .filter_map(|(&user, &gone)| (!gone).then_some(user))
         .collect();
     if alive.is_empty() {
-        return Ok(users
-            .iter()
-            .map(|_| Err(EventsError::AccountGone))
-            .collect());
+        return Ok(gone.iter().map(|_| Err(EventsError::AccountGone)).collect());
     }
     let at = now();
     let mut attempt = store::admit_group(conn, event, &alive, at);
@@ -235,11 +236,11 @@ pub(super) fn admit_all(
         Err(e) => return Err(e),
     }
     .into_iter();
-    Ok(users
+    Ok(gone
         .iter()
-        .map(|user| match alive.contains(user) {
-            true => outcomes.next().expect("an outcome for everyone alive"),
-            false => Err(EventsError::AccountGone),
+        .map(|&gone| match gone {
+            true => Err(EventsError::AccountGone),
+            false => outcomes.next().expect("an outcome for everyone alive"),
         })
         .collect())
 }
