@@ -5,6 +5,8 @@
 mod api_reference;
 mod canonical_path;
 mod client_address;
+#[cfg(feature = "split")]
+pub mod edge_cache;
 mod known_routes;
 mod metrics;
 mod openapi;
@@ -89,6 +91,9 @@ pub struct HttpShell {
     cors_origins: Arc<Vec<String>>,
     /// Whether the public listener serves `/metrics` (not when it has a listener of its own).
     public_metrics: bool,
+    /// A split service's: its answers tell the gateway in front what they depend on and what
+    /// they changed (`edge_cache`).
+    behind_a_gateway: bool,
 }
 
 impl HttpShell {
@@ -111,7 +116,15 @@ impl HttpShell {
             trusted_proxies: web::Data::new(settings.trusted_proxies.clone()),
             cors_origins: Arc::new(settings.cors_allowed_origins.clone()),
             public_metrics: true,
+            behind_a_gateway: false,
         })
+    }
+
+    /// Makes the answers of a split service tell the gateway in front of it what they depend
+    /// on and what they changed (see `edge_cache`).
+    #[cfg(feature = "split")]
+    pub fn behind_a_gateway(&mut self) {
+        self.behind_a_gateway = true;
     }
 
     /// Serves `/metrics` on `listener` only, no longer on the public one: an Ingress in front of
@@ -157,7 +170,7 @@ impl HttpShell {
     where
         F: FnOnce(&mut web::ServiceConfig),
     {
-        App::new()
+        let app = App::new()
             .app_data(self.metrics.clone())
             .app_data(self.rate_limit.clone())
             .app_data(self.body_limit.clone())
@@ -178,8 +191,14 @@ impl HttpShell {
                     cfg.route("/metrics", web::get().to(render_metrics));
                 }
             })
-            .default_service(web::to(fallback))
-            .wrap(from_fn(slow_clients::limit_body_time))
+            .default_service(web::to(fallback));
+        // Innermost: it reads what handlers attached to their answers.
+        #[cfg(feature = "split")]
+        let app = app.wrap(Condition::new(
+            self.behind_a_gateway,
+            from_fn(edge_cache::tell_the_gateway),
+        ));
+        app.wrap(from_fn(slow_clients::limit_body_time))
             .wrap(from_fn(rate_limit::limit_auth_requests))
             .wrap(Condition::new(
                 !self.cors_origins.is_empty(),

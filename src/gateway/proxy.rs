@@ -13,6 +13,11 @@
 //! of the same type, and pooled connections need no locks. (With a client shared by all threads
 //! the exchange crossed to a connection task and back, and the URL was parsed twice: a third of
 //! the gateway's CPU.)
+//!
+//! Answers a service marks as the same for everyone are kept in the gateway's [`EdgeCache`]
+//! (`cache.enabled`) and answered from there until a change they depend on; see its docs. The
+//! gateway asks services for uncompressed answers (so it can keep them) and compresses what it
+//! relays itself.
 
 use std::{
     sync::{
@@ -35,8 +40,13 @@ use awc::error::{ConnectError, SendRequestError};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::{ClientAddress, Metrics, Routes, request_context::REQUEST_ID};
+use super::{
+    ClientAddress, Metrics, Routes,
+    edge_cache::{self, EdgeAnswer, EdgeCache, Ticket},
+    request_context::REQUEST_ID,
+};
 use crate::platform::{
+    changes::Changes,
     json::{BodyLimit, unreadable_body},
     problem::Problem,
     trace::TraceContext,
@@ -142,16 +152,23 @@ pub struct Proxy {
     eject_for: Duration,
     /// How long a request may wait for its turn on an instance.
     queue_wait: Duration,
+    /// This process's caches, told what a relayed write changed before its answer goes on.
+    changes: Arc<Changes>,
+    /// Answers kept, when caching is on.
+    edge: Option<Arc<EdgeCache>>,
 }
 
 impl Proxy {
     /// `timeout`: how long an upstream may take to answer; `queue_wait`: how long a request may
-    /// wait for its turn on an instance during a burst.
+    /// wait for its turn on an instance during a burst; `changes`: this process's, to which the
+    /// changes services report are applied; `edge`: the cache of answers, if on.
     pub fn new(
         routes: Routes,
         upstreams: Vec<Upstream>,
         timeout: Duration,
         queue_wait: Duration,
+        changes: Arc<Changes>,
+        edge: Option<Arc<EdgeCache>>,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -166,6 +183,8 @@ impl Proxy {
             started: Instant::now(),
             eject_for: Duration::from_secs(10),
             queue_wait,
+            changes,
+            edge,
         })
     }
 
@@ -262,6 +281,7 @@ impl Proxy {
         client: &awc::Client,
         req: &HttpRequest,
         body: web::Bytes,
+        edge: Option<Ticket>,
     ) -> Result<HttpResponse, Problem> {
         let path = req.path();
         let module = self
@@ -304,7 +324,8 @@ impl Proxy {
                     instance
                         .last_answer_ms
                         .store(self.now_ms(), Ordering::Relaxed);
-                    return Ok(relay_back(response).await);
+                    let keep = edge.map(|ticket| (ticket, path_and_query));
+                    return Ok(self.relay_back(response, keep).await);
                 }
                 Err(err) => {
                     let never_reached = matches!(err, SendRequestError::Connect(_));
@@ -336,6 +357,62 @@ impl Proxy {
             5,
         ))
     }
+
+    /// The upstream's answer, relayed to the client; its own `x-request-id` is replaced by
+    /// ours. What it reports changed is applied first; `keep`: the ticket and key under which a
+    /// cacheable answer is kept.
+    async fn relay_back<S>(
+        &self,
+        mut response: awc::ClientResponse<S>,
+        keep: Option<(Ticket, &str)>,
+    ) -> HttpResponse
+    where
+        S: futures_util::Stream<Item = Result<web::Bytes, PayloadError>> + Unpin + 'static,
+    {
+        for change in edge_cache::changes_of(response.headers()) {
+            self.changes.apply(&change);
+        }
+        let keep = keep.filter(|_| response.status() == StatusCode::OK).and_then(
+            |(ticket, key)| Some((ticket, key, edge_cache::tags_of(response.headers())?)),
+        );
+        let mut builder = HttpResponse::build(response.status());
+        let mut kept_headers = keep.as_ref().map(|_| HeaderMap::new());
+        let mut length = None;
+        for (name, value) in response.headers() {
+            if name == header::CONTENT_LENGTH {
+                length = value.to_str().ok().and_then(|v| v.parse::<usize>().ok());
+            }
+            if HOP_BY_HOP.contains(&name.as_str())
+                || name == REQUEST_ID
+                || name == edge_cache::CACHE_TAGS
+                || name == edge_cache::CHANGES
+            {
+                continue;
+            }
+            if let Some(kept) = &mut kept_headers {
+                kept.append(name.clone(), value.clone());
+            }
+            builder.append_header((name.clone(), value.clone()));
+        }
+        if length.is_some_and(|len| len <= BUFFER_UP_TO) {
+            return match response.body().limit(BUFFER_UP_TO).await {
+                Ok(body) => {
+                    if let (Some(edge), Some((ticket, key, tags)), Some(headers)) =
+                        (&self.edge, keep, kept_headers)
+                        && !headers.contains_key(header::CONTENT_ENCODING)
+                    {
+                        edge.fill(ticket, key, tags, EdgeAnswer::new(headers, body.clone()));
+                    }
+                    builder.body(body)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "upstream answer cut short");
+                    Problem::unavailable("the upstream answer was cut short", 1).error_response()
+                }
+            };
+        }
+        builder.streaming(response)
+    }
 }
 
 /// Methods whose requests carry a body, even an empty one (`Content-Length: 0`).
@@ -348,10 +425,12 @@ fn carries_body(method: &Method) -> bool {
 /// (the peer, or the chain a trusted proxy vouched for), our request id and trace context.
 fn forward_headers(req: &HttpRequest, headers: &mut HeaderMap) {
     for (name, value) in req.headers() {
+        // The answer comes uncompressed, so that it can be kept; the gateway compresses it.
         if HOP_BY_HOP.contains(&name.as_str())
             || name.as_str().starts_with("x-forwarded-")
             || name == "traceparent"
             || name == REQUEST_ID
+            || name == header::ACCEPT_ENCODING
         {
             continue;
         }
@@ -411,34 +490,6 @@ impl ProxyWorker {
 /// ACK the client may delay (Nagle meets delayed ACK: ~40 ms on Linux).
 const BUFFER_UP_TO: usize = 1024 * 1024;
 
-/// The upstream's answer, relayed to the client; its own `x-request-id` is replaced by ours.
-async fn relay_back<S>(mut response: awc::ClientResponse<S>) -> HttpResponse
-where
-    S: futures_util::Stream<Item = Result<web::Bytes, PayloadError>> + Unpin + 'static,
-{
-    let mut builder = HttpResponse::build(response.status());
-    let mut length = None;
-    for (name, value) in response.headers() {
-        if name == header::CONTENT_LENGTH {
-            length = value.to_str().ok().and_then(|v| v.parse::<usize>().ok());
-        }
-        if HOP_BY_HOP.contains(&name.as_str()) || name == REQUEST_ID {
-            continue;
-        }
-        builder.append_header((name.clone(), value.clone()));
-    }
-    if length.is_some_and(|len| len <= BUFFER_UP_TO) {
-        return match response.body().limit(BUFFER_UP_TO).await {
-            Ok(body) => builder.body(body),
-            Err(err) => {
-                tracing::warn!(error = %err, "upstream answer cut short");
-                Problem::unavailable("the upstream answer was cut short", 1).error_response()
-            }
-        };
-    }
-    builder.streaming(response)
-}
-
 /// The default service of a proxying gateway: everything no local route matched.
 pub async fn proxy_request(
     req: HttpRequest,
@@ -448,6 +499,17 @@ pub async fn proxy_request(
     let limit = req
         .app_data::<web::Data<BodyLimit>>()
         .map_or(64 * 1024, |l| l.0);
+    // A public read kept from before is answered at once; a miss of one may be kept.
+    let edge = match (&worker.proxy.edge, req.method() == Method::GET) {
+        (Some(edge), true) => {
+            let key = req.uri().path_and_query().map_or(req.path(), |pq| pq.as_str());
+            if let Some(answer) = edge.get(key) {
+                return answer.respond();
+            }
+            Some(edge.ticket())
+        }
+        _ => None,
+    };
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(body)) => {
             // The hop to the upstream, as a span of its own: the callee's spans hang under it.
@@ -459,7 +521,7 @@ pub async fn proxy_request(
             );
             worker
                 .proxy
-                .forward(&worker.client, &req, body)
+                .forward(&worker.client, &req, body, edge)
                 .instrument(span)
                 .await
                 .unwrap_or_else(|p| p.error_response())

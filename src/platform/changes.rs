@@ -3,8 +3,17 @@
 //! applied to this process's caches at once (a client reads its own write), then handed to the
 //! fan-out (split build: NATS core) for the other instances, which apply it within milliseconds.
 //! A lost announcement is bounded by the caches' TTL.
+//!
+//! A cache in front of a module (the split gateway's, which keeps answers it relayed) learns
+//! what an answer depends on from its [`CacheTags`], and what a write changed from the changes
+//! [`noting`] collected while the request ran: it drops what they name before the write's
+//! answer reaches the client, as a module's own caches do.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::{
+    cell::RefCell,
+    fmt,
+    sync::{Arc, OnceLock, RwLock},
+};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,6 +48,109 @@ impl Change {
             _ => None,
         }
     }
+}
+
+/// What a cached answer depends on, in the terms [`Change`]s are announced in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Tag {
+    /// One item (`event:<id>`): stale after any change of it.
+    Item { of: String, id: Uuid },
+    /// Which items of a kind lists hold (`event:lists`): stale after a `listed` change.
+    Lists { of: String },
+    /// Every item of a kind (`user:*`), for an answer that shows many of them (organisers'
+    /// names): stale after any change of that kind.
+    AnyItem { of: String },
+}
+
+impl Tag {
+    /// Item `id` of kind `of`.
+    pub fn item(of: &str, id: Uuid) -> Self {
+        Self::Item {
+            of: of.to_owned(),
+            id,
+        }
+    }
+
+    /// The lists of kind `of`.
+    pub fn lists(of: &str) -> Self {
+        Self::Lists { of: of.to_owned() }
+    }
+
+    /// Any item of kind `of`.
+    pub fn any_item(of: &str) -> Self {
+        Self::AnyItem { of: of.to_owned() }
+    }
+
+    /// Reads a tag as [`fmt::Display`] writes it; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (of, what) = text.split_once(':')?;
+        if of.is_empty() || !of.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return None;
+        }
+        Some(match what {
+            "lists" => Self::lists(of),
+            "*" => Self::any_item(of),
+            id => Self::item(of, Uuid::try_parse(id).ok()?),
+        })
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Item { of, id } => write!(f, "{of}:{id}"),
+            Self::Lists { of } => write!(f, "{of}:lists"),
+            Self::AnyItem { of } => write!(f, "{of}:*"),
+        }
+    }
+}
+
+impl Change {
+    /// The tags this change makes stale; `None` for [`Change::Everything`] (all of them).
+    pub fn stales(&self) -> Option<Vec<Tag>> {
+        match self {
+            Self::Item { of, id, listed } => {
+                let mut tags = vec![Tag::item(of, *id), Tag::any_item(of)];
+                if *listed {
+                    tags.push(Tag::lists(of));
+                }
+                Some(tags)
+            }
+            Self::Everything => None,
+        }
+    }
+}
+
+/// Attached to an answer (a response extension) that is the same for every caller and may be
+/// kept until a change of what it names: what a cache in front of the module needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheTags(pub Vec<Tag>);
+
+tokio::task_local! {
+    /// The changes announced while the request on this task runs, when something asked.
+    static NOTED: RefCell<Vec<Change>>;
+}
+
+/// Runs `request`, returning with its output the changes announced on its task meanwhile (and
+/// those [`note`]d for it): what a service tells the gateway in front of it.
+pub async fn noting<F: std::future::Future>(request: F) -> (F::Output, Vec<Change>) {
+    NOTED
+        .scope(RefCell::new(Vec::new()), async {
+            let output = request.await;
+            (output, NOTED.with(RefCell::take))
+        })
+        .await
+}
+
+/// Notes `change` for the request running on this task, if [`noting`]: for an announcement made
+/// on another thread or task that this request waited for.
+pub fn note(change: &Change) {
+    let _ = NOTED.try_with(|noted| {
+        let mut noted = noted.borrow_mut();
+        if !noted.contains(change) {
+            noted.push(change.clone());
+        }
+    });
 }
 
 /// A cache that drops what a change made stale.
@@ -76,9 +188,11 @@ impl Changes {
         }
     }
 
-    /// Applies `change` here, then tells the other instances.
+    /// Applies `change` here, then tells the other instances (and the request being answered,
+    /// see [`noting`]).
     pub fn announce(&self, change: Change) {
         self.apply(&change);
+        note(&change);
         if let Some(fanout) = self.fanout.get() {
             fanout.send(&change);
         }
@@ -131,6 +245,48 @@ mod tests {
             [Change::item("user", id, false), Change::Everything]
         );
         assert_eq!(*remote.0.lock().unwrap(), [Change::item("user", id, false)]);
+    }
+
+    #[test]
+    fn tags_read_back_as_written_and_name_what_a_change_stales() {
+        let id = Uuid::now_v7();
+        for tag in [Tag::item("event", id), Tag::lists("event"), Tag::any_item("user")] {
+            assert_eq!(Tag::parse(&tag.to_string()), Some(tag));
+        }
+        for text in ["event", "event:", ":lists", "Event:lists", "event:12", "ev ent:*"] {
+            assert_eq!(Tag::parse(text), None, "{text}");
+        }
+        assert_eq!(
+            Change::item("event", id, false).stales(),
+            Some(vec![Tag::item("event", id), Tag::any_item("event")])
+        );
+        assert!(
+            Change::item("event", id, true)
+                .stales()
+                .unwrap()
+                .contains(&Tag::lists("event"))
+        );
+        assert_eq!(Change::Everything.stales(), None);
+    }
+
+    #[tokio::test]
+    async fn a_request_learns_what_was_announced_while_it_ran_and_only_that() {
+        let changes = Changes::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        changes.announce(Change::item("event", a, false));
+        let ((), noted) = noting(async {
+            changes.announce(Change::item("event", b, true));
+            tokio::task::yield_now().await;
+            note(&Change::item("event", b, true));
+            note(&Change::item("user", a, false));
+        })
+        .await;
+        assert_eq!(
+            noted,
+            [Change::item("event", b, true), Change::item("user", a, false)]
+        );
+        // Outside a request nothing is kept.
+        note(&Change::Everything);
     }
 
     #[test]

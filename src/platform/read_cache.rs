@@ -21,7 +21,7 @@ use std::{
 };
 
 use moka::{notification::RemovalCause, sync::Cache};
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, core::Collector};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, core::Collector};
 
 /// Stripes of invalidation generations; a fill is refused only when its own stripe moved.
 const STRIPES: usize = 64;
@@ -246,7 +246,27 @@ impl Default for CacheMetrics {
     }
 }
 
+/// One cache's series of [`CacheMetrics`], for a cache kept otherwise than in a [`ReadCache`].
+pub struct CacheSeries {
+    pub hits: IntCounter,
+    pub misses: IntCounter,
+    pub evictions: IntCounter,
+    pub entries: IntGauge,
+    pub bytes: IntGauge,
+}
+
 impl CacheMetrics {
+    /// The series of the cache named `name`.
+    pub fn series(&self, name: &str) -> CacheSeries {
+        CacheSeries {
+            hits: self.lookups.with_label_values(&[name, "hit"]),
+            misses: self.lookups.with_label_values(&[name, "miss"]),
+            evictions: self.evictions.with_label_values(&[name]),
+            entries: self.entries.with_label_values(&[name]),
+            bytes: self.bytes.with_label_values(&[name]),
+        }
+    }
+
     /// The collectors to register.
     pub fn collectors(&self) -> Vec<Box<dyn Collector>> {
         vec![

@@ -20,6 +20,7 @@ use crate::{
     config::{Role, Settings},
     gateway::{
         Metrics, Readiness,
+        edge_cache::EdgeCache,
         proxy::{Proxy, ProxyWorker, Upstream},
     },
     modules::MODULES,
@@ -100,7 +101,11 @@ async fn relay_domain_events(
 
 /// The gateway role: proxy the public routes of the modules hosted elsewhere, with health
 /// checks on their instances.
-fn gateway_proxy(settings: &Settings, composed: &Composed) -> Result<Arc<Proxy>, StartError> {
+fn gateway_proxy(
+    settings: &Settings,
+    composed: &Composed,
+    edge: Option<Arc<EdgeCache>>,
+) -> Result<Arc<Proxy>, StartError> {
     let upstreams = &settings.upstreams;
     let mut remote = Vec::new();
     for module in MODULES
@@ -125,6 +130,8 @@ fn gateway_proxy(settings: &Settings, composed: &Composed) -> Result<Arc<Proxy>,
         remote,
         Duration::from_millis(settings.service.call_timeout_ms.max(10_000)),
         Duration::from_millis(upstreams.queue_timeout_ms),
+        composed.process.changes.clone(),
+        edge,
     )?);
     proxy.spawn_health_checks(Duration::from_millis(upstreams.health_interval_ms));
     Ok(proxy)
@@ -144,13 +151,21 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
     let verifier = composed.token_verifier()?;
     let mut tasks = relay_domain_events(&settings, &composed).await?;
     let db = composed.process.db().ok();
-    // Any other instance may cache what this one's modules change (names, events).
-    if db.is_some() {
+    // Any other instance may cache what this one's modules change (names, events); a gateway
+    // keeps answers that other processes' changes make stale.
+    let edge = (is_gateway && settings.cache.enabled).then(|| {
+        let series = composed.process.cache_metrics.series("gateway_answers");
+        let edge = Arc::new(EdgeCache::new(&settings.cache, series));
+        composed.process.changes.listen(edge.clone());
+        edge.spawn_second_sweeps();
+        edge
+    });
+    if db.is_some() || edge.is_some() {
         tasks
             .extend(nats::fan_out_changes(&settings.nats, composed.process.changes.clone()).await?);
     }
     let proxy = is_gateway
-        .then(|| gateway_proxy(&settings, &composed))
+        .then(|| gateway_proxy(&settings, &composed, edge))
         .transpose()?;
 
     let readiness = Arc::new(SplitReadiness {
@@ -158,6 +173,9 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         proxy: proxy.clone(),
     });
     let mut shell = http_shell(&settings, readiness, &mut composed)?;
+    if !is_gateway {
+        shell.behind_a_gateway();
+    }
     tasks.extend(composed.spawn_background());
     let metrics = metrics_listener(&settings, &mut shell)?;
     let credential = web::Data::new(settings.service.credential());

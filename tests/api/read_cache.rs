@@ -28,6 +28,7 @@ crate::backend_tests!(
     concurrent_writers_each_read_their_own_write,
     the_attendee_list_read_before_a_change_shows_it,
     a_cached_attendee_list_is_still_only_for_the_organiser,
+    what_services_tell_the_gateway_never_reaches_a_client,
 );
 
 async fn get(app: &TestApp, path: &str) -> Value {
@@ -279,11 +280,131 @@ async fn concurrent_writers_each_read_their_own_write(backend: Backend) {
     assert_eq!(app.seat_counts(&id).await, (24, 0));
 }
 
+/// A service tells the split gateway what an answer depends on and what a write changed, in
+/// headers of its own; the gateway takes them off, whatever the answer.
+async fn what_services_tell_the_gateway_never_reaches_a_client(backend: Backend) {
+    let app = spawn(backend).await;
+    let (ada, bob) = (app.user_named("Ada").await, app.user().await);
+    let id = app.event_id(&ada, 5).await;
+    let registrations = format!("/api/events/{id}/registrations");
+    let answers = [
+        app.get(&format!("/api/events/{id}"), None).await,
+        app.get(&format!("/api/events/{id}"), None).await,
+        app.get("/api/events", None).await,
+        app.get(&format!("/api/events?organizer_id={}", ada.id), None)
+            .await,
+        app.post(&registrations, Some(&bob.access_token), json!({}))
+            .await,
+        app.delete(&format!("{registrations}/me"), Some(&bob.access_token))
+            .await,
+        app.patch(
+            "/api/users/me",
+            Some(&ada.access_token),
+            json!({"name": "Ada L", "current_password": ada.password}),
+        )
+        .await,
+        app.get("/api/events/not-an-id", None).await,
+    ];
+    for answer in answers {
+        assert!(answer.status().as_u16() < 500, "{}", answer.url());
+        let internal: Vec<_> = answer
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("rsvp-"))
+            .collect();
+        assert!(internal.is_empty(), "{}: {internal:?}", answer.url());
+    }
+}
+
 #[cfg(feature = "split")]
 mod across_instances {
     use super::*;
 
-    crate::backend_tests!(split: a_write_on_one_events_instance_is_read_on_another);
+    crate::backend_tests!(
+        split: a_write_on_one_events_instance_is_read_on_another,
+        the_gateway_answers_a_repeated_public_read_itself,
+        a_write_through_one_gateway_is_read_through_another,
+    );
+
+    /// `rsvp_cache_lookups_total` of the gateway's answers, as `(hits, misses)`.
+    async fn gateway_lookups(app: &TestApp) -> (u64, u64) {
+        let text = app.get("/metrics", None).await.text().await.unwrap();
+        let count = |result: &str| {
+            let series =
+                format!("rsvp_cache_lookups_total{{cache=\"gateway_answers\",result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .map_or(0, |n| n.trim().parse().unwrap())
+        };
+        (count("hit"), count("miss"))
+    }
+
+    /// A public read asked again is answered by the gateway (counted as a hit, the same body,
+    /// compressed alike), and the next write through it is read at once.
+    async fn the_gateway_answers_a_repeated_public_read_itself(backend: Backend) {
+        let app = spawn(backend).await;
+        let (ada, bob) = (app.user_named("Ada").await, app.user().await);
+        let id = app.event_id(&ada, 5).await;
+        let detail = format!("/api/events/{id}");
+        let before = gateway_lookups(&app).await;
+        let first = get(&app, &detail).await;
+        let again = get(&app, &detail).await;
+        assert_eq!(first, again);
+        let after = gateway_lookups(&app).await;
+        assert_eq!(after.0 - before.0, 1, "hits {before:?} -> {after:?}");
+        assert_eq!(after.1 - before.1, 1, "misses {before:?} -> {after:?}");
+
+        // A page worth compressing comes compressed from the gateway's own copy too.
+        for _ in 0..12 {
+            app.event_id(&ada, 5).await;
+        }
+        let list = format!("/api/events?organizer_id={}", ada.id);
+        for _ in 0..2 {
+            let answer = app
+                .client
+                .get(app.url(&list))
+                .header("accept-encoding", "gzip")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.headers()["content-encoding"], "gzip");
+            assert_eq!(answer.headers()["vary"], "accept-encoding");
+        }
+
+        let registrations = format!("{detail}/registrations");
+        let answer = app
+            .post(&registrations, Some(&bob.access_token), json!({}))
+            .await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        assert_eq!(get(&app, &detail).await["seats_taken"], 1);
+        assert_eq!(listed(&app, &list, &id).await.unwrap()["seats_taken"], 1);
+    }
+
+    /// Two gateways in front of the same services: a write through the first is read through
+    /// the second, whose copy goes when the change arrives over NATS.
+    async fn a_write_through_one_gateway_is_read_through_another(backend: Backend) {
+        let mut app = spawn(backend).await;
+        let (ada, bob) = (app.user_named("Ada").await, app.user().await);
+        let id = app.event_id(&ada, 5).await;
+        let second = app.processes().spawn_extra("gateway", "gateway2");
+        app.processes().wait_ready("gateway2").await;
+        let detail = format!("{second}/api/events/{id}");
+        let client = app.client.clone();
+        for _ in 0..2 {
+            let event: Value = client.get(&detail).send().await.unwrap().json().await.unwrap();
+            assert_eq!(event["seats_taken"], 0);
+        }
+        let path = format!("/api/events/{id}/registrations");
+        let answer = app.post(&path, Some(&bob.access_token), json!({})).await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        let took = until_changed(&client, &detail, |e| e["seats_taken"] == 1).await;
+        rename(&app, &ada, "Ada Lovelace").await;
+        let renamed = until_changed(&client, &detail, |e| {
+            e["organizer"]["name"] == "Ada Lovelace"
+        })
+        .await;
+        eprintln!("the other gateway saw a sign-up after {took:?}, a rename after {renamed:?}");
+    }
 
     /// The slowest invalidation across instances seen, reported (the bound is a benchmark
     /// matter; the assertion only needs it well inside the minute-long TTL).

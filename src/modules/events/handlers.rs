@@ -125,8 +125,12 @@ async fn list_events(
         },
         cancelled,
     };
-    let body = service.list_json(filter, page).await?;
-    Ok(body.respond(HttpResponse::Ok().content_type(ContentType::json())))
+    let (body, tags) = service.list_json(filter, page).await?;
+    let mut response = body.respond(HttpResponse::Ok().content_type(ContentType::json()));
+    if let Some(tags) = tags {
+        response.extensions_mut().insert(tags);
+    }
+    Ok(response)
 }
 
 /// Publish an event; the caller becomes its organiser.
@@ -147,9 +151,12 @@ async fn create_event(
 #[get("/api/events/{id}")]
 #[tracing::instrument(skip_all, fields(event_id = %id))]
 async fn get_event(service: Service, id: web::Path<Uuid>) -> Result<HttpResponse, EventsError> {
-    Ok(json_response(
-        service.event_json(id.into_inner().into()).await?,
-    ))
+    let (json, tags) = service.event_json(id.into_inner().into()).await?;
+    let mut response = json_response(json);
+    if let Some(tags) = tags {
+        response.extensions_mut().insert(tags);
+    }
+    Ok(response)
 }
 
 /// The event as an iCalendar file (RFC 5545), to add to a calendar: its times in the venue's

@@ -13,7 +13,7 @@ use super::{
     ATTENDEES_PER_EVENT, Attendee, EVENT_CANCELLED, EVENT_CHANGED, EVENT_CHANGES, Event,
     EventCancelled, EventChanged, EventFilter, EventStatus, EventSummary, EventsApi,
     EventsApiError, MyRegistration, Person, Registration, RegistrationStatus, SEAT_OBTAINED,
-    SeatObtained, Seats,
+    SeatObtained, Seats, When,
     admissions::Admissions,
     cache::{AttendeePages, CachedName, EventCaches, ListKey, ListedPage},
     calendar,
@@ -23,10 +23,10 @@ use super::{
     store::{self, RegistrationsOf, Withdrawal},
 };
 use crate::{
-    modules::users::{USER_DELETED, UserDeleted, UsersApi, UsersApiError},
+    modules::users::{PROFILE_CHANGES, USER_DELETED, UserDeleted, UsersApi, UsersApiError},
     platform::{
         auth::{AuthUser, DeletedAccounts},
-        changes::{Change, Changes},
+        changes::{CacheTags, Change, Changes, Tag, note},
         compression::Encodings,
         db::{Db, DbConnection, write_transaction},
         ids::UserId,
@@ -178,7 +178,7 @@ impl EventsService {
     /// The share page of an event (`GET /events/{id}`): what a link preview shows (Open Graph)
     /// and a way into the web app.
     pub async fn share_page(&self, id: EventId) -> Result<SharePage, EventsError> {
-        let json = self.event_json(id).await?;
+        let (json, _) = self.event_json(id).await?;
         let event: Event = serde_json::from_slice(&json).map_err(|e| EventsError::CorruptRow {
             table: "events",
             key: id.to_string(),
@@ -238,27 +238,33 @@ impl EventsService {
         Ok(Some(calendar::render("rsvp: my events", &entries, now())))
     }
 
-    /// One event as `GET /api/events/{id}` answers it (JSON), cancelled ones included.
-    pub async fn event_json(&self, id: EventId) -> Result<Bytes, EventsError> {
+    /// One event as `GET /api/events/{id}` answers it (JSON), cancelled ones included, with what
+    /// it depends on unless it misses its organiser's name.
+    pub async fn event_json(
+        &self,
+        id: EventId,
+    ) -> Result<(Bytes, Option<CacheTags>), EventsError> {
+        let tags = || CacheTags(vec![item_tag(id), Tag::any_item(PROFILE_CHANGES)]);
         if let Some(json) = self.caches.details.get(&id) {
-            return Ok(json);
+            return Ok((json, Some(tags())));
         }
-        self.render_events(vec![id])
-            .await?
-            .remove(&id)
-            .ok_or(EventsError::EventNotFound)
+        let (mut rendered, complete) = self.render_events(vec![id]).await?;
+        let json = rendered.remove(&id).ok_or(EventsError::EventNotFound)?;
+        Ok((json, complete.then(tags)))
     }
 
     /// A page of events matching `filter`, by start time, then id, as `GET /api/events`
-    /// answers it (JSON).
+    /// answers it (JSON), with what it depends on unless it is relative to now (`when`) or
+    /// misses a name.
     pub async fn list_json(
         &self,
         filter: EventFilter,
         page: PageRequest,
-    ) -> Result<Arc<Encodings>, EventsError> {
+    ) -> Result<(Arc<Encodings>, Option<CacheTags>), EventsError> {
+        let timeless = filter.when == When::All;
         let key = ListKey::new(filter, page);
         let Some(listed) = self.caches.lists.get(&key) else {
-            return self.list_uncached(key).await;
+            return self.list_uncached(key, timeless).await;
         };
         let mut rendered = HashMap::with_capacity(listed.ids.len());
         let mut missing = Vec::new();
@@ -268,17 +274,25 @@ impl EventsService {
                 None => missing.push(*id),
             }
         }
+        let mut complete = true;
         if !missing.is_empty() {
-            rendered.extend(self.render_events(missing).await?);
+            let (found, all_named) = self.render_events(missing).await?;
+            rendered.extend(found);
+            complete = all_named;
         }
         // An id without an event (none is ever deleted, so this can not happen today) is
         // left out rather than failing the page.
         let items = listed.ids.iter().filter_map(|id| rendered.remove(id));
-        Ok(listed.body(items.collect()))
+        let tags = (timeless && complete).then(|| list_tags(&listed.ids));
+        Ok((listed.body(items.collect()), tags))
     }
 
     /// A list page from the database; fills the list cache and the details of its events.
-    async fn list_uncached(&self, key: ListKey) -> Result<Arc<Encodings>, EventsError> {
+    async fn list_uncached(
+        &self,
+        key: ListKey,
+        timeless: bool,
+    ) -> Result<(Arc<Encodings>, Option<CacheTags>), EventsError> {
         let list_ticket = self.caches.lists.ticket(&key);
         let details_ticket = self.caches.details.bulk_ticket();
         let (filter, page) = (key.filter.clone(), key.page);
@@ -303,18 +317,19 @@ impl EventsService {
             page.next_cursor.clone(),
         );
         let body = listed.body(page.items.into_iter().map(|(_, json)| json).collect());
+        let tags = (timeless && complete).then(|| list_tags(&listed.ids));
         if complete {
             self.caches.lists.fill(list_ticket, key, Arc::new(listed));
         }
-        Ok(body)
+        Ok((body, tags))
     }
 
-    /// Reads `ids` from the database and renders them (filling the detail cache when every
-    /// name was known); ids without an event are absent from the answer.
+    /// The events `ids` rendered as JSON, and whether every organiser's name was known (only
+    /// then are they cached).
     async fn render_events(
         &self,
         ids: Vec<EventId>,
-    ) -> Result<HashMap<EventId, Bytes>, EventsError> {
+    ) -> Result<(HashMap<EventId, Bytes>, bool), EventsError> {
         let tickets: HashMap<EventId, Ticket> = ids
             .iter()
             .map(|id| (*id, self.caches.details.ticket(id)))
@@ -325,7 +340,7 @@ impl EventsService {
             .await?;
         let organizers: Vec<UserId> = events.iter().map(|e| e.organizer).collect();
         let (names, complete) = self.names(&organizers).await;
-        Ok(events
+        let rendered = events
             .into_iter()
             .map(|event| {
                 let id = event.id;
@@ -335,7 +350,8 @@ impl EventsService {
                 }
                 (id, json)
             })
-            .collect())
+            .collect();
+        Ok((rendered, complete))
     }
 
     /// Revises an event (organiser or admin); a larger capacity seats waitlisted people at once.
@@ -420,6 +436,8 @@ impl EventsService {
             return Err(EventsError::AccountGone);
         }
         let (registration, position) = self.admissions.admit(event_id, caller.id).await?;
+        // Announced by the group's own task, which is not this request's.
+        note(&Change::item(EVENT_CHANGES, event_id.as_uuid(), false));
         Ok(to_registration(&registration, position))
     }
 
@@ -817,6 +835,20 @@ fn to_registration(registration: &domain::Registration, position: Option<i64>) -
 }
 
 /// The event's JSON as the API shows it.
+/// What one event's JSON depends on besides organisers' names.
+fn item_tag(id: EventId) -> Tag {
+    Tag::item(EVENT_CHANGES, id.as_uuid())
+}
+
+/// What a list page depends on: which events the list holds, each of its events, their
+/// organisers' names.
+fn list_tags(ids: &[EventId]) -> CacheTags {
+    let mut tags = Vec::with_capacity(ids.len() + 2);
+    tags.extend([Tag::lists(EVENT_CHANGES), Tag::any_item(PROFILE_CHANGES)]);
+    tags.extend(ids.iter().map(|id| item_tag(*id)));
+    CacheTags(tags)
+}
+
 fn render(event: domain::Event, names: &HashMap<Uuid, String>) -> Bytes {
     let json = serde_json::to_vec(&to_event(event, names)).expect("an event always serializes");
     Bytes::from(json)

@@ -25,7 +25,7 @@ use super::{
 use crate::modules::notifications::{NotificationsApi, PasswordResetMail};
 use crate::platform::{
     auth::{Claims, DeletedAccounts, Role},
-    changes::{Change, ChangeListener, Changes},
+    changes::{Change, ChangeListener, Changes, note},
     db::{Db, DbError, is_unique_violation, spawn_blocking_in_span},
     now,
     outbox::Outbox,
@@ -545,6 +545,8 @@ impl UsersService {
                 },
             )
             .await?;
+        // Announced on the database's thread, which is not this request's.
+        note(&Change::item(PROFILE_CHANGES, id, false));
         tracing::info!(user_id = %id, "account deleted");
         Ok(())
     }
