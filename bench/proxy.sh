@@ -3,8 +3,11 @@
 # SQLite, 20 events; every figure also × a bare actix-web handler measured in the same run):
 #
 # - one events service answered directly, through nginx (2 workers, keep-alive upstream: what a
-#   proxy costs when it only proxies) and through rsvp-gateway; the gateway / nginx ratio;
-# - event detail and the attendee list on the monolith and on the split; split / monolith.
+#   proxy costs when it only proxies), through rsvp-gateway as it runs (answering the public
+#   reads it keeps from its own cache) and through rsvp-gateway proxying only (its cache off);
+#   each gateway / nginx;
+# - event detail, the first list page and the attendee list on the monolith and on the split;
+#   split / monolith.
 #
 #   bash bench/proxy.sh [seconds per scenario, default 5]   (ROUNDS=3: proxy scenarios repeated)
 #
@@ -53,6 +56,9 @@ run rsvp-events 7302 RSVP__DATABASE__URL="sqlite://$WORK/events.db" \
 run rsvp-gateway 7300 ${GATEWAY_ENV:-} RSVP__UPSTREAMS__USERS=$USERS RSVP__UPSTREAMS__NOTIFICATIONS=$USERS \
   RSVP__UPSTREAMS__EVENTS=$EVENTS
 GATEWAY_PID=${PIDS[-1]}
+run rsvp-gateway 7304 ${GATEWAY_ENV:-} RSVP__UPSTREAMS__USERS=$USERS RSVP__UPSTREAMS__NOTIFICATIONS=$USERS \
+  RSVP__UPSTREAMS__EVENTS=$EVENTS RSVP__CACHE__ENABLED=false
+PROXYING_PID=${PIDS[-1]}
 seed http://127.0.0.1:7300
 
 mkdir -p "$WORK/nginx"
@@ -77,8 +83,13 @@ CONF
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' & PIDS+=($!)
 wait_up http://127.0.0.1:7303/readyz
 
-# CPU ticks used so far by the processes named $1 (pgrep -f), summed.
-ticks() { local t=0; for pid in $(pgrep -f "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# CPU ticks used so far by the processes named $1 (pgrep -f; or pid:<pid>), summed.
+ticks() {
+  local t=0 pids
+  if [[ $1 == pid:* ]]; then pids=${1#pid:}; else pids=$(pgrep -f "$1" || true); fi
+  for pid in $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
 # Like rate; sets $CPU to the share of a core each side took meanwhile: "proxy% / events%".
 rate_with_cpu() {
   local url=$1 proxy=$2 before_p before_e r
@@ -101,24 +112,31 @@ for what in detail list; do
   path=$([ "$what" = detail ] && echo "/api/events/$FIRST" || echo "/api/events")
   declare -A RUNS=() CPUS=()
   for round in $(seq "$ROUNDS"); do
-    for via in direct:7302 nginx:7303 rsvp-gateway:7300; do
+    for via in direct:7302 nginx:7303 rsvp-gateway:7300 rsvp-gateway-proxying:7304; do
       name=${via%%:*}
-      case $name in nginx) proxy="nginx: worker";; rsvp-gateway) proxy="$BINS/rsvp-gateway";; *) proxy=none-at-all;; esac
-      if [ -n "${RSVP_PERF:-}" ] && [ "$round,$what,$name" = 1,detail,rsvp-gateway ]; then
-        perf record -F 999 --call-graph dwarf,16384 -o "$RSVP_PERF" -p "$GATEWAY_PID" -- sleep "$DURATION" >"$WORK/perf.log" 2>&1 &
+      case $name in
+        nginx) proxy="nginx: worker";;
+        rsvp-gateway) proxy="pid:$GATEWAY_PID";;
+        rsvp-gateway-proxying) proxy="pid:$PROXYING_PID";;
+        *) proxy=none-at-all;;
+      esac
+      if [ -n "${RSVP_PERF:-}" ] && [ "$round,$what,$name" = 1,detail,rsvp-gateway-proxying ]; then
+        perf record -F 999 --call-graph dwarf,16384 -o "$RSVP_PERF" -p "$PROXYING_PID" -- sleep "$DURATION" >"$WORK/perf.log" 2>&1 &
       fi
       rate_with_cpu "http://127.0.0.1:${via##*:}$path" "$proxy" >"$WORK/rate"
       RUNS[$name]+="$(cat "$WORK/rate") "
       CPUS[$name]+="$CPU; "
     done
   done
-  for name in direct nginx rsvp-gateway; do
+  for name in direct nginx rsvp-gateway rsvp-gateway-proxying; do
     R[$what,$name]=$(median "${RUNS[$name]}")
     echo "$(report "$what, $name" "${R[$what,$name]}") ${CPUS[$name]%; } |"
   done
 done
 R[detail,monolith]=$(rate "http://127.0.0.1:7100/api/events/$MONOLITH_FIRST")
 report "detail, monolith" "${R[detail,monolith]}"
+R[list,monolith]=$(rate "http://127.0.0.1:7100/api/events")
+report "list, monolith" "${R[list,monolith]}"
 R[attendees,monolith]=$(rate "http://127.0.0.1:7100/api/events/$MONOLITH_FIRST/registrations" -H "authorization: Bearer $MONOLITH_TOKEN")
 report "attendee list, monolith" "${R[attendees,monolith]}"
 R[attendees,split]=$(rate "http://127.0.0.1:7300/api/events/$FIRST/registrations" -H "authorization: Bearer $TOKEN")
@@ -127,5 +145,7 @@ echo
 echo "| ratio | detail | list | attendee list |"
 echo "|---|---:|---:|---:|"
 echo "| rsvp-gateway / nginx | $(ratio "${R[detail,rsvp-gateway]}" "${R[detail,nginx]}") | $(ratio "${R[list,rsvp-gateway]}" "${R[list,nginx]}") | |"
+echo "| rsvp-gateway proxying only / nginx | $(ratio "${R[detail,rsvp-gateway-proxying]}" "${R[detail,nginx]}") | $(ratio "${R[list,rsvp-gateway-proxying]}" "${R[list,nginx]}") | |"
 echo "| nginx / direct | $(ratio "${R[detail,nginx]}" "${R[detail,direct]}") | $(ratio "${R[list,nginx]}" "${R[list,direct]}") | |"
-echo "| split / monolith | $(ratio "${R[detail,rsvp-gateway]}" "${R[detail,monolith]}") | | $(ratio "${R[attendees,split]}" "${R[attendees,monolith]}") |"
+echo "| split / monolith | $(ratio "${R[detail,rsvp-gateway]}" "${R[detail,monolith]}") | $(ratio "${R[list,rsvp-gateway]}" "${R[list,monolith]}") | $(ratio "${R[attendees,split]}" "${R[attendees,monolith]}") |"
+echo "| split, gateway proxying only / monolith | $(ratio "${R[detail,rsvp-gateway-proxying]}" "${R[detail,monolith]}") | $(ratio "${R[list,rsvp-gateway-proxying]}" "${R[list,monolith]}") | |"
