@@ -93,6 +93,7 @@ pub struct HttpShell {
     public_metrics: bool,
     /// A split service's: its answers tell the gateway in front what they depend on and what
     /// they changed (`edge_cache`).
+    #[cfg(feature = "split")]
     behind_a_gateway: bool,
 }
 
@@ -116,6 +117,7 @@ impl HttpShell {
             trusted_proxies: web::Data::new(settings.trusted_proxies.clone()),
             cors_origins: Arc::new(settings.cors_allowed_origins.clone()),
             public_metrics: true,
+            #[cfg(feature = "split")]
             behind_a_gateway: false,
         })
     }
