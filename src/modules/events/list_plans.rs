@@ -307,8 +307,10 @@ pub(super) fn postgres_db_with(test: &str, connections: u32) -> Option<(DropData
     Some((dropped, db))
 }
 
-/// A search answers the same pages whichever plan its words take: a few matches listed by id,
-/// many found by walking the list. `LIST_BY_ID_UP_TO + 50` events match "common", 28 of them
+/// A search answers the same pages whichever plan its words take: the list read in order with
+/// each event's text checked (common words), a few matches listed by id from the index, many
+/// found by walking the list with each event checked against the index (the last two forced by
+/// not reading the text first). `LIST_BY_ID_UP_TO + 50` events match "common", 28 of them
 /// "rare" too, in an order their insertion does not give; every page, followed by its cursor,
 /// is checked against the events filtered and sorted here.
 async fn check_both_search_plans(db: &Db) {
@@ -370,6 +372,8 @@ async fn check_both_search_plans(db: &Db) {
             ("rare", None),
             ("common ra", Some("even")),
             ("zzz", None),
+            // Inside every title, at the beginning of no word: nothing.
+            ("ommon", None),
         ] {
             let wanted = words(q);
             let mut expected: Vec<&Event> = events
@@ -394,14 +398,20 @@ async fn check_both_search_plans(db: &Db) {
             };
             // The first pages and, for the long lists, pages far into them.
             for (n, chunk) in expected.chunks(50).enumerate().take(4) {
-                let got: Vec<Uuid> = store::list_events(conn, &filter, page)
-                    .unwrap()
-                    .into_iter()
-                    .take(50)
-                    .map(|e| e.id.as_uuid())
-                    .collect();
                 let want: Vec<Uuid> = chunk.iter().map(|e| e.id.as_uuid()).collect();
-                assert_eq!(got, want, "{backend}: q={q} category={category:?} page {n}");
+                for walk_rows in [store::SEARCH_WALK_ROWS, 0] {
+                    let got: Vec<Uuid> =
+                        store::list_events_walking(conn, &filter, page, walk_rows)
+                            .unwrap()
+                            .into_iter()
+                            .take(50)
+                            .map(|e| e.id.as_uuid())
+                            .collect();
+                    assert_eq!(
+                        got, want,
+                        "{backend}: q={q} category={category:?} page {n}, {walk_rows} rows read first"
+                    );
+                }
                 let last = chunk.last().unwrap();
                 page.after = Some(Cursor {
                     at: last.draft.starts_at,

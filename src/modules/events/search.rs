@@ -109,6 +109,14 @@ pub fn query_words(q: &str) -> Option<Vec<String>> {
     (!asked.is_empty()).then_some(asked)
 }
 
+/// Whether indexed text (see [`indexed_text`]) has, for each of `words`, a word beginning with it:
+/// what both databases' indexes answer, read from the text itself.
+pub fn matches(text: &str, words: &[String]) -> bool {
+    words
+        .iter()
+        .all(|w| text.split(' ').any(|t| t.starts_with(w.as_str())))
+}
+
 /// An FTS5 query matching rows with a word beginning with each of `words` (reduced words hold
 /// only letters and digits, so quoting them is enough).
 pub fn fts5_query(words: &[String]) -> String {

@@ -761,22 +761,21 @@ pub fn matching_ids(
     Ok((found.len() as i64 <= up_to).then(|| found.into_iter().map(|m| m.id).collect()))
 }
 
-pub fn list_events(
-    conn: &mut DbConnection,
-    filter: &EventFilter,
-    page: PageRequest,
-) -> Result<Vec<Event>, EventsError> {
+/// How many events a search reads in list order, looking for a page of matches in their text,
+/// before it asks the search index instead (see [`list_events`]).
+pub const SEARCH_WALK_ROWS: i64 = 4_096;
+
+type Backend = <DbConnection as Connection>::Backend;
+
+/// The events of a list in its order, from `after` on: every filter but the words.
+fn list_query(filter: &EventFilter, after: Option<Cursor>) -> events::BoxedQuery<'static, Backend> {
     let status = if filter.cancelled {
         CANCELLED
     } else {
         SCHEDULED
     };
     let past = filter.when == When::Past;
-    let mut query = events::table
-        .filter(events::status.eq(status))
-        .select(EventRow::as_select())
-        .limit(page.limit + 1)
-        .into_boxed();
+    let mut query = events::table.filter(events::status.eq(status)).into_boxed();
     query = if past {
         query.order((events::starts_at.desc(), events::id.desc()))
     } else {
@@ -785,7 +784,7 @@ pub fn list_events(
     // One bound on each side where the scan starts, the tightest of the filter's, the cursor's
     // and now's: the bound an index range starts at. Given several, SQLite would start at one
     // and filter its way to the others.
-    let after_at = page.after.map(|after| after.at);
+    let after_at = after.map(|after| after.at);
     let tightest = |bounds: [Option<DateTime<Utc>>; 3], later: bool| {
         bounds
             .into_iter()
@@ -817,32 +816,7 @@ pub fn list_events(
     if let Some(location) = &filter.location {
         query = query.filter(events::location_key.eq(filter_key(location)));
     }
-    if let Some(words) = &filter.q {
-        // Two plans, chosen by how many events match, so neither kind of word costs a scan:
-        // a few matches are listed by id (the index gives them, their keys find them, and
-        // they are put in list order); many are found by walking the list in order and keeping
-        // the events that match, which reaches a page's worth soon.
-        query = match matching_ids(conn, words, LIST_BY_ID_UP_TO)? {
-            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
-            Some(ids) => query.filter(events::id.eq_any(ids)),
-            None => match conn {
-                DbConnection::Sqlite(_) => query.filter(
-                    diesel::dsl::sql::<diesel::sql_types::Bool>(
-                        "EXISTS (SELECT 1 FROM events_search WHERE events_search MATCH ",
-                    )
-                    .bind::<Text, _>(search::fts5_query(words))
-                    .sql(" AND events_search.rowid = uuid_rowid(events.id))"),
-                ),
-                DbConnection::Postgres(_) => query.filter(
-                    diesel::dsl::sql::<diesel::sql_types::Bool>(PG_SEARCH_VECTOR)
-                        .sql(" @@ CAST(")
-                        .bind::<Text, _>(search::tsquery(words))
-                        .sql(" AS tsquery)"),
-                ),
-            },
-        };
-    }
-    if let Some(after) = page.after {
+    if let Some(after) = after {
         // Past the bound, this only sorts out the rows sharing the cursor's start time.
         let (at, id) = (after.at.naive_utc(), after.id.to_string());
         query = if past {
@@ -851,7 +825,134 @@ pub fn list_events(
             query.filter(events::starts_at.gt(at).or(events::id.gt(id)))
         };
     }
+    query
+}
+
+/// A page of the events matching `filter` (and one more, to tell whether a next page exists).
+///
+/// A search (`q`) takes the plan its words call for, so that neither kind of word costs a scan
+/// as events grow: first the list is read in order, a few rows at a time, keeping the events
+/// whose text has the words — common words fill a page within a few hundred rows, at any size;
+/// when [`SEARCH_WALK_ROWS`] rows held less than a page, the matches are sparse and the search
+/// index lists them instead (by id when there are a few thousand at most, otherwise by walking
+/// the list with each event checked against the index).
+pub fn list_events(
+    conn: &mut DbConnection,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> Result<Vec<Event>, EventsError> {
+    list_events_walking(conn, filter, page, SEARCH_WALK_ROWS)
+}
+
+/// [`list_events`], a search reading at most `walk_rows` events in list order before it asks
+/// the index (0: at once; the tests compare the plans so).
+pub(super) fn list_events_walking(
+    conn: &mut DbConnection,
+    filter: &EventFilter,
+    page: PageRequest,
+    walk_rows: i64,
+) -> Result<Vec<Event>, EventsError> {
+    let Some(words) = &filter.q else {
+        let query = list_query(filter, page.after).select(EventRow::as_select());
+        return into_events(query.limit(page.limit + 1).load(conn)?);
+    };
+    if walk_rows > 0
+        && let Some(ids) = walk_for_matches(conn, filter, page, words, walk_rows)?
+    {
+        return events_in_order(conn, ids);
+    }
+    let query = list_query(filter, page.after)
+        .select(EventRow::as_select())
+        .limit(page.limit + 1);
+    let query = match matching_ids(conn, words, LIST_BY_ID_UP_TO)? {
+        Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+        Some(ids) => query.filter(events::id.eq_any(ids)),
+        None => match conn {
+            DbConnection::Sqlite(_) => query.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "EXISTS (SELECT 1 FROM events_search WHERE events_search MATCH ",
+                )
+                .bind::<Text, _>(search::fts5_query(words))
+                .sql(" AND events_search.rowid = uuid_rowid(events.id))"),
+            ),
+            DbConnection::Postgres(_) => query.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(PG_SEARCH_VECTOR)
+                    .sql(" @@ CAST(")
+                    .bind::<Text, _>(search::tsquery(words))
+                    .sql(" AS tsquery)"),
+            ),
+        },
+    };
     into_events(query.load(conn)?)
+}
+
+/// The ids of `page` of the events matching `words`, found by reading the list in order and
+/// each event's indexed text (plain text, no index), when a page of them comes within
+/// `walk_rows` rows or the list ends first; `None` when the matches are sparser.
+fn walk_for_matches(
+    conn: &mut DbConnection,
+    filter: &EventFilter,
+    page: PageRequest,
+    words: &[String],
+    walk_rows: i64,
+) -> Result<Option<Vec<String>>, EventsError> {
+    let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
+    let mut found = Vec::with_capacity(wanted);
+    let (mut after, mut walked) = (page.after, 0);
+    // Small first (a common word fills a page at once), then doubling.
+    let mut rows_asked = (page.limit + 1).saturating_mul(4).max(64).min(walk_rows);
+    loop {
+        let rows: Vec<(String, NaiveDateTime, Option<String>)> = list_query(filter, after)
+            .select((events::id, events::starts_at, events::search_text))
+            .limit(rows_asked)
+            .load(conn)?;
+        walked += rows.len() as i64;
+        let ended = (rows.len() as i64) < rows_asked;
+        if let Some((id, at, _)) = rows.last() {
+            let id = uuid::Uuid::parse_str(id).map_err(|e| EventsError::CorruptRow {
+                table: "events",
+                key: id.clone(),
+                why: format!("its id is not a UUID: {e}"),
+            })?;
+            after = Some(Cursor {
+                at: at.and_utc(),
+                id,
+            });
+        }
+        for (id, _, text) in rows {
+            if text.is_some_and(|text| search::matches(&text, words)) {
+                found.push(id);
+                if found.len() == wanted {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        if ended {
+            return Ok(Some(found));
+        }
+        if walked >= walk_rows {
+            return Ok(None);
+        }
+        rows_asked = rows_asked.saturating_mul(2).min(walk_rows - walked);
+    }
+}
+
+/// The events `ids`, in that order.
+fn events_in_order(conn: &mut DbConnection, ids: Vec<String>) -> Result<Vec<Event>, EventsError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows: Vec<EventRow> = events::table
+        .filter(events::id.eq_any(&ids))
+        .select(EventRow::as_select())
+        .load(conn)?;
+    let position: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    rows.sort_by_key(|row| position.get(row.id.as_str()).copied());
+    into_events(rows)
 }
 
 pub fn find_events(conn: &mut DbConnection, ids: &[EventId]) -> Result<Vec<Event>, EventsError> {
