@@ -13,12 +13,16 @@
 //! - changes made behind other gateways' backs (another gateway's client, a cascade after a
 //!   deletion) reach it as they reach every instance: the change broadcast over NATS; the TTL
 //!   bounds a missed one;
-//! - an answer may come from a service's cache that has not applied a change yet when the
-//!   gateway has (a rename in the users service, seen in the events service's names over the
-//!   same broadcast): every change is applied again [`SETTLE`] later, which drops such a copy;
 //! - a fill races an invalidation as in `platform::read_cache`: a miss takes a [`Ticket`] before
 //!   it asks the service, and its answer is kept only if nothing it depends on was invalidated
-//!   since.
+//!   since;
+//! - nor is an answer kept while what it depends on changed less than [`SETTLE`] ago: it may
+//!   come from a service cache that has not applied the change yet (a rename in the users
+//!   service reaches the events service's names over the same broadcast as the gateway), and
+//!   is then only relayed.
+//!
+//! A change lost on its way to a service is bounded by that service's TTL, and the copy the
+//! gateway keeps by its own: the bound for a lost message is their sum.
 //!
 //! Both headers are the gateway's business: they are taken off every relayed answer.
 
@@ -50,14 +54,25 @@ pub const CACHE_TAGS: HeaderName = HeaderName::from_static("rsvp-cache-tags");
 /// On a service's answer: the [`Change`]s announced while it was made, as a JSON array.
 pub const CHANGES: HeaderName = HeaderName::from_static("rsvp-changes");
 
-/// Invalidations remembered for fills that started before them; a fill older than all of them
-/// is refused.
-const REMEMBERED: usize = 256;
-
-/// How long after a change it is applied once more: longer than a broadcast takes to reach
-/// and be applied by every service instance, short enough that a copy made from a cache that
-/// had not applied it yet is not served for long.
+/// How long after a change answers that depend on it are relayed without being kept: longer
+/// than a broadcast takes to reach, and be applied by, every service instance.
 pub const SETTLE: Duration = Duration::from_millis(500);
+
+/// How long a tag's last change is remembered for fills that started before it; a fill that
+/// took longer (an upstream deadline is 10 s) is refused.
+const REMEMBER: Duration = Duration::from_secs(15);
+
+/// Keys longer than this (a query string padded with parameters nobody reads) are not kept.
+const LONGEST_KEY: usize = 512;
+
+/// The headers of a kept answer that describe the resource; the rest (the date, CORS for the
+/// first caller's origin, security headers) the gateway's own middleware sets for each caller.
+const KEPT_HEADERS: [HeaderName; 4] = [
+    actix_web::http::header::CONTENT_TYPE,
+    actix_web::http::header::CACHE_CONTROL,
+    actix_web::http::header::ETAG,
+    actix_web::http::header::LAST_MODIFIED,
+];
 
 /// The service side (every split service's app): tells the gateway what an answer depends on
 /// and what the request changed.
@@ -72,7 +87,11 @@ pub async fn tell_the_gateway(
         .extensions()
         .get::<CacheTags>()
         .and_then(|CacheTags(tags)| {
-            let text = tags.iter().map(Tag::to_string).collect::<Vec<_>>().join(",");
+            let text = tags
+                .iter()
+                .map(Tag::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             HeaderValue::try_from(text).ok()
         });
     let headers = response.headers_mut();
@@ -117,10 +136,16 @@ pub struct EdgeAnswer {
 }
 
 impl EdgeAnswer {
-    /// The answer a service gave, minus what describes the exchange rather than the resource.
-    pub fn new(headers: HeaderMap, body: Bytes) -> Self {
+    /// The answer a service gave with `headers`, of which it keeps those of the resource.
+    pub fn new(headers: &HeaderMap, body: Bytes) -> Self {
+        let mut kept = HeaderMap::new();
+        for name in &KEPT_HEADERS {
+            for value in headers.get_all(name) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
         Self {
-            headers,
+            headers: kept,
             body: Encodings::kept(body),
         }
     }
@@ -134,14 +159,15 @@ impl EdgeAnswer {
         self.body.respond(&mut response)
     }
 
-    fn weight(&self, key: &str) -> usize {
+    /// Bytes held for it under `key` with `tags` (each tag's index holds the key too).
+    fn weight(&self, key: &str, tags: &[Tag]) -> usize {
         let headers: usize = self
             .headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 32)
             .sum();
         // The compressed forms come later: counted ahead, as a list page's are.
-        128 + key.len() + headers + self.body.identity().len() * 5 / 2
+        128 + key.len() + tags.len() * 96 + headers + self.body.identity().len() * 5 / 2
     }
 }
 
@@ -154,9 +180,9 @@ pub struct EdgeCache {
     state: Mutex<State>,
     max_bytes: usize,
     ttl: Duration,
+    /// [`SETTLE`], but in tests.
+    settle: Duration,
     series: CacheSeries,
-    /// Changes to apply again, each (as the tags it stales) with when.
-    settling: Mutex<HashMap<Option<Vec<Tag>>, Instant>>,
 }
 
 struct Stored {
@@ -168,17 +194,29 @@ struct Stored {
     fill: u64,
 }
 
+/// When something changed: the invalidation's number (what tickets are compared with) and its
+/// instant.
+#[derive(Clone, Copy)]
+struct Changed {
+    number: u64,
+    at: Instant,
+}
+
 #[derive(Default)]
 struct State {
-    entries: HashMap<Box<str>, Stored>,
-    by_tag: HashMap<Tag, HashSet<Box<str>>>,
+    entries: HashMap<Arc<str>, Stored>,
+    by_tag: HashMap<Tag, HashSet<Arc<str>>>,
     /// Fills in the order they happened: the oldest expire, or are evicted, first.
-    order: VecDeque<(u64, Box<str>)>,
+    order: VecDeque<(u64, Arc<str>)>,
     fills: u64,
     bytes: usize,
-    /// Invalidations so far, and the last [`REMEMBERED`] of them (`None`: everything).
+    /// Invalidations so far.
     invalidations: u64,
-    recent: VecDeque<(u64, Option<Tag>)>,
+    /// Each tag's last change, for [`REMEMBER`]; and the last change of everything.
+    changed: HashMap<Tag, Changed>,
+    everything: Option<Changed>,
+    /// The latest invalidation forgotten since: a ticket from before it is refused.
+    forgotten: u64,
 }
 
 impl EdgeCache {
@@ -188,38 +226,9 @@ impl EdgeCache {
             state: Mutex::new(State::default()),
             max_bytes: usize::try_from(settings.max_bytes).unwrap_or(usize::MAX),
             ttl: Duration::from_millis(settings.ttl_ms.max(1)),
+            settle: SETTLE,
             series,
-            settling: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Applies each change once more [`SETTLE`] after it was applied, for as long as the cache
-    /// is in use.
-    pub fn spawn_second_sweeps(self: &Arc<Self>) {
-        let cache = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(SETTLE / 4).await;
-                let Some(cache) = cache.upgrade() else { break };
-                let now = Instant::now();
-                let due: Vec<_> = {
-                    let mut settling = cache
-                        .settling
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let due = settling
-                        .iter()
-                        .filter(|(_, at)| **at <= now)
-                        .map(|(tags, _)| tags.clone())
-                        .collect();
-                    settling.retain(|_, at| *at > now);
-                    due
-                };
-                for tags in due {
-                    cache.invalidate(tags.as_deref());
-                }
-            }
-        });
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -251,31 +260,33 @@ impl EdgeCache {
         Ticket(self.lock().invalidations)
     }
 
-    /// Keeps `answer`, depending on `tags`, unless one of them was invalidated since `ticket`.
+    /// Keeps `answer`, depending on `tags`, unless one of them was invalidated since `ticket` or
+    /// changed less than [`SETTLE`] ago.
     pub fn fill(&self, ticket: Ticket, key: &str, tags: Vec<Tag>, answer: EdgeAnswer) {
-        let weight = answer.weight(key);
-        if weight > self.max_bytes / 4 {
+        let weight = answer.weight(key, &tags);
+        if weight > self.max_bytes / 4 || key.len() > LONGEST_KEY {
             return; // one answer never pushes out a quarter of the others
         }
         let now = Instant::now();
         let mut state = self.lock();
-        if !state.untouched_since(ticket, &tags) {
+        if !state.unchanged(ticket, &tags, now, self.settle) {
             return;
         }
         state.remove(key);
         state.fills += 1;
         let fill = state.fills;
+        let key: Arc<str> = key.into();
         for tag in &tags {
             state
                 .by_tag
                 .entry(tag.clone())
                 .or_default()
-                .insert(key.into());
+                .insert(Arc::clone(&key));
         }
-        state.order.push_back((fill, key.into()));
+        state.order.push_back((fill, Arc::clone(&key)));
         state.bytes += weight;
         state.entries.insert(
-            key.into(),
+            key,
             Stored {
                 answer: Arc::new(answer),
                 tags,
@@ -303,20 +314,27 @@ impl EdgeCache {
     }
 
     /// Drops every answer that depends on one of `tags` (`None`: every answer), and refuses
-    /// fills that started before.
+    /// fills that started before, or that come within [`SETTLE`].
     pub fn invalidate(&self, tags: Option<&[Tag]>) {
+        let now = Instant::now();
         let mut state = self.lock();
+        state.invalidations += 1;
+        let changed = Changed {
+            number: state.invalidations,
+            at: now,
+        };
+        state.forget_before(now);
         match tags {
             Some(tags) => {
                 for tag in tags {
-                    state.remember(Some(tag.clone()));
+                    state.changed.insert(tag.clone(), changed);
                     for key in state.by_tag.remove(tag).unwrap_or_default() {
                         state.remove(&key);
                     }
                 }
             }
             None => {
-                state.remember(None);
+                state.everything = Some(changed);
                 state.entries.clear();
                 state.by_tag.clear();
                 state.order.clear();
@@ -329,28 +347,38 @@ impl EdgeCache {
 }
 
 impl State {
-    /// Whether no invalidation since `ticket` touched any of `tags`.
-    fn untouched_since(&self, Ticket(seen): Ticket, tags: &[Tag]) -> bool {
-        let since = self.invalidations - seen;
-        if since == 0 {
-            return true;
+    /// Whether none of `tags` (nor everything) changed since `ticket` or less than [`SETTLE`]
+    /// before `now`.
+    fn unchanged(
+        &self,
+        Ticket(seen): Ticket,
+        tags: &[Tag],
+        now: Instant,
+        settle: Duration,
+    ) -> bool {
+        if seen < self.forgotten {
+            return false; // it may have been one of them
         }
-        if since > self.recent.len() as u64 {
-            return false; // forgotten: it may have been one of them
-        }
-        self.recent
-            .iter()
-            .rev()
-            .take(since as usize)
-            .all(|(_, tag)| tag.as_ref().is_some_and(|tag| !tags.contains(tag)))
+        let clean = |changed: Option<Changed>| {
+            changed.is_none_or(|c| c.number <= seen && now.duration_since(c.at) >= settle)
+        };
+        clean(self.everything) && tags.iter().all(|t| clean(self.changed.get(t).copied()))
     }
 
-    fn remember(&mut self, tag: Option<Tag>) {
-        self.invalidations += 1;
-        if self.recent.len() == REMEMBERED {
-            self.recent.pop_front();
+    /// Forgets changes older than [`REMEMBER`] (checked when there are many).
+    fn forget_before(&mut self, now: Instant) {
+        if self.changed.len() < 1024 {
+            return;
         }
-        self.recent.push_back((self.invalidations, tag));
+        let mut forgotten = self.forgotten;
+        self.changed.retain(|_, c| {
+            let keep = now.duration_since(c.at) < REMEMBER;
+            if !keep {
+                forgotten = forgotten.max(c.number);
+            }
+            keep
+        });
+        self.forgotten = forgotten;
     }
 
     /// Drops `key`'s answer and its place in the tag index (its place in `order` goes when it
@@ -373,12 +401,7 @@ impl State {
 
 impl ChangeListener for EdgeCache {
     fn apply(&self, change: &Change) {
-        let tags = change.stales();
-        self.invalidate(tags.as_deref());
-        self.settling
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(tags, Instant::now() + SETTLE);
+        self.invalidate(change.stales().as_deref());
     }
 }
 
@@ -389,17 +412,19 @@ mod tests {
     use super::*;
     use crate::platform::read_cache::CacheMetrics;
 
-    fn cache(max_bytes: u64, ttl_ms: u64) -> EdgeCache {
+    fn cache(max_bytes: u64, ttl_ms: u64, settle: Duration) -> EdgeCache {
         let settings = CacheSettings {
             enabled: true,
             max_bytes,
             ttl_ms,
         };
-        EdgeCache::new(&settings, CacheMetrics::default().series("edge"))
+        let mut cache = EdgeCache::new(&settings, CacheMetrics::default().series("edge"));
+        cache.settle = settle;
+        cache
     }
 
     fn answer(body: &'static str) -> EdgeAnswer {
-        EdgeAnswer::new(HeaderMap::new(), Bytes::from_static(body.as_bytes()))
+        EdgeAnswer::new(&HeaderMap::new(), Bytes::from_static(body.as_bytes()))
     }
 
     fn body(cache: &EdgeCache, key: &str) -> Option<Bytes> {
@@ -408,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_change_drops_the_answers_that_depend_on_it_and_only_those() {
-        let cache = cache(1 << 20, 60_000);
+        let cache = cache(1 << 20, 60_000, Duration::ZERO);
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let tags = |id| vec![Tag::item("event", id), Tag::any_item("user")];
         cache.fill(cache.ticket(), "/a", tags(a), answer("a"));
@@ -435,26 +460,22 @@ mod tests {
 
     #[test]
     fn a_fill_that_started_before_an_invalidation_of_its_tags_is_refused() {
-        let cache = cache(1 << 20, 60_000);
+        let cache = cache(1 << 20, 60_000, Duration::ZERO);
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let ticket = cache.ticket();
         cache.apply(&Change::item("event", a, false));
         cache.fill(ticket, "/a", vec![Tag::item("event", a)], answer("old"));
         assert_eq!(body(&cache, "/a"), None);
-        // Another event's change does not refuse it.
+        // Another event's change does not refuse it, however many there were.
         let ticket = cache.ticket();
-        cache.apply(&Change::item("event", b, false));
+        for _ in 0..2_000 {
+            cache.apply(&Change::item("event", b, false));
+        }
         cache.fill(ticket, "/a", vec![Tag::item("event", a)], answer("new"));
         assert_eq!(body(&cache, "/a").as_deref(), Some(&b"new"[..]));
-        // Nor does it survive everything, or more changes than are remembered.
+        // A change of everything refuses any.
         let ticket = cache.ticket();
         cache.apply(&Change::Everything);
-        cache.fill(ticket, "/c", vec![Tag::item("event", b)], answer("c"));
-        assert_eq!(body(&cache, "/c"), None);
-        let ticket = cache.ticket();
-        for _ in 0..=REMEMBERED {
-            cache.apply(&Change::item("event", Uuid::now_v7(), false));
-        }
         cache.fill(ticket, "/c", vec![Tag::item("event", b)], answer("c"));
         assert_eq!(body(&cache, "/c"), None);
     }
@@ -463,7 +484,7 @@ mod tests {
     fn racing_fills_and_changes_never_leave_a_stale_answer() {
         // Readers fill what they read under a ticket taken before reading; writers bump the
         // version, then announce. Whatever interleaving, what stays is the latest version.
-        let cache = Arc::new(cache(1 << 20, 60_000));
+        let cache = Arc::new(cache(1 << 20, 60_000, Duration::ZERO));
         let id = Uuid::now_v7();
         let version = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let barrier = Arc::new(std::sync::Barrier::new(5));
@@ -476,7 +497,7 @@ mod tests {
                         let ticket = cache.ticket();
                         let read = version.load(std::sync::atomic::Ordering::SeqCst);
                         let text = Bytes::from(read.to_string());
-                        let kept = EdgeAnswer::new(HeaderMap::new(), text);
+                        let kept = EdgeAnswer::new(&HeaderMap::new(), text);
                         cache.fill(ticket, "/e", vec![Tag::item("event", id)], kept);
                     }
                 })
@@ -490,43 +511,75 @@ mod tests {
         for reader in readers {
             reader.join().unwrap();
         }
-        let last = version.load(std::sync::atomic::Ordering::SeqCst).to_string();
+        let last = version
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .to_string();
         if let Some(kept) = body(&cache, "/e") {
             assert_eq!(kept, last.as_bytes());
         }
     }
 
-    #[tokio::test]
-    async fn a_copy_made_before_a_slower_cache_applied_a_change_goes_when_it_settles() {
-        let cache = Arc::new(cache(1 << 20, 60_000));
-        cache.spawn_second_sweeps();
-        let id = Uuid::now_v7();
-        cache.apply(&Change::item("user", id, false));
-        // The service's cache had not applied the rename yet: an old name, with a clean ticket.
+    #[test]
+    fn an_answer_is_not_kept_while_what_it_depends_on_settles() {
+        let settle = Duration::from_millis(100);
+        let cache = cache(1 << 20, 60_000, settle);
+        cache.apply(&Change::item("user", Uuid::now_v7(), false));
+        // A service cache that had not applied the rename yet gave the old name: not kept.
         let tags = vec![Tag::any_item("user")];
-        cache.fill(cache.ticket(), "/e", tags, answer("old name"));
-        assert!(body(&cache, "/e").is_some());
-        tokio::time::sleep(SETTLE * 2).await;
+        cache.fill(cache.ticket(), "/e", tags.clone(), answer("old name"));
         assert_eq!(body(&cache, "/e"), None);
+        // An answer that does not depend on it is.
+        let other = vec![Tag::item("event", Uuid::now_v7())];
+        cache.fill(cache.ticket(), "/f", other, answer("f"));
+        assert!(body(&cache, "/f").is_some());
+        std::thread::sleep(settle * 2);
+        cache.fill(cache.ticket(), "/e", tags, answer("new name"));
+        assert_eq!(body(&cache, "/e").as_deref(), Some(&b"new name"[..]));
     }
 
     #[test]
-    fn the_oldest_answers_go_first_when_full_or_expired() {
-        let one = answer("x").weight("/0");
-        let cache = cache(one as u64 * 4, 60_000);
+    fn only_the_resource_s_headers_are_kept() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("access-control-allow-origin", "https://first.example"),
+            ("date", "Tue, 01 Dec 2026 00:00:00 GMT"),
+            ("vary", "origin"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let kept = EdgeAnswer::new(&headers, Bytes::from_static(b"{}"));
+        let names: Vec<_> = kept.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type"]);
+    }
+
+    #[test]
+    fn the_oldest_answers_go_first_when_full_or_expired_and_long_keys_are_not_kept() {
+        let tags = vec![Tag::lists("event")];
+        let one = answer("x").weight("/0", &tags);
+        let cache = cache(one as u64 * 4, 60_000, Duration::ZERO);
         for i in 0..6 {
             let key = format!("/{i}");
-            cache.fill(cache.ticket(), &key, vec![Tag::lists("event")], answer("x"));
+            cache.fill(cache.ticket(), &key, tags.clone(), answer("x"));
         }
-        let kept: Vec<_> = (0..6).map(|i| body(&cache, &format!("/{i}")).is_some()).collect();
+        let kept: Vec<_> = (0..6)
+            .map(|i| body(&cache, &format!("/{i}")).is_some())
+            .collect();
         assert_eq!(kept, [false, false, true, true, true, true]);
         // Refilling a key replaces it without counting it twice.
-        cache.fill(cache.ticket(), "/5", vec![], answer("x"));
+        cache.fill(cache.ticket(), "/5", tags.clone(), answer("x"));
         assert!(body(&cache, "/2").is_some());
 
-        let cache = self::cache(1 << 20, 1);
+        let cache = self::cache(1 << 20, 1, Duration::ZERO);
         cache.fill(cache.ticket(), "/a", vec![], answer("a"));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(body(&cache, "/a"), None);
+
+        let long = format!("/api/events?x={}", "y".repeat(LONGEST_KEY));
+        cache.fill(cache.ticket(), &long, vec![], answer("a"));
+        assert_eq!(body(&cache, &long), None);
     }
 }

@@ -16,8 +16,8 @@
 //!
 //! Answers a service marks as the same for everyone are kept in the gateway's [`EdgeCache`]
 //! (`cache.enabled`) and answered from there until a change they depend on; see its docs. The
-//! gateway asks services for uncompressed answers (so it can keep them) and compresses what it
-//! relays itself.
+//! gateway asks services for uncompressed answers to the reads it may keep and compresses those
+//! itself.
 
 use std::{
     sync::{
@@ -312,7 +312,7 @@ impl Proxy {
                 method.clone(),
                 format!("{}{}", instance.base, path_and_query),
             );
-            forward_headers(req, request.headers_mut());
+            forward_headers(req, request.headers_mut(), edge.is_some());
             // A bodiless request stays bodiless (no `Content-Length: 0` on a GET).
             let sent = if body.is_empty() && !carries_body(method) {
                 request.send().await
@@ -372,9 +372,11 @@ impl Proxy {
         for change in edge_cache::changes_of(response.headers()) {
             self.changes.apply(&change);
         }
-        let keep = keep.filter(|_| response.status() == StatusCode::OK).and_then(
-            |(ticket, key)| Some((ticket, key, edge_cache::tags_of(response.headers())?)),
-        );
+        let keep = keep
+            .filter(|_| response.status() == StatusCode::OK)
+            .and_then(|(ticket, key)| {
+                Some((ticket, key, edge_cache::tags_of(response.headers())?))
+            });
         let mut builder = HttpResponse::build(response.status());
         let mut kept_headers = keep.as_ref().map(|_| HeaderMap::new());
         let mut length = None;
@@ -401,7 +403,7 @@ impl Proxy {
                         (&self.edge, keep, kept_headers)
                         && !headers.contains_key(header::CONTENT_ENCODING)
                     {
-                        edge.fill(ticket, key, tags, EdgeAnswer::new(headers, body.clone()));
+                        edge.fill(ticket, key, tags, EdgeAnswer::new(&headers, body.clone()));
                     }
                     builder.body(body)
                 }
@@ -423,14 +425,14 @@ fn carries_body(method: &Method) -> bool {
 /// Copies the client's headers onto the upstream request, minus those of the connection and
 /// those the gateway vouches for itself: `X-Forwarded-*` as the request context resolved them
 /// (the peer, or the chain a trusted proxy vouched for), our request id and trace context.
-fn forward_headers(req: &HttpRequest, headers: &mut HeaderMap) {
+/// `uncompressed`: for an answer that may be kept (the gateway compresses it then).
+fn forward_headers(req: &HttpRequest, headers: &mut HeaderMap, uncompressed: bool) {
     for (name, value) in req.headers() {
-        // The answer comes uncompressed, so that it can be kept; the gateway compresses it.
         if HOP_BY_HOP.contains(&name.as_str())
             || name.as_str().starts_with("x-forwarded-")
             || name == "traceparent"
             || name == REQUEST_ID
-            || name == header::ACCEPT_ENCODING
+            || (uncompressed && name == header::ACCEPT_ENCODING)
         {
             continue;
         }
@@ -502,7 +504,10 @@ pub async fn proxy_request(
     // A public read kept from before is answered at once; a miss of one may be kept.
     let edge = match (&worker.proxy.edge, req.method() == Method::GET) {
         (Some(edge), true) => {
-            let key = req.uri().path_and_query().map_or(req.path(), |pq| pq.as_str());
+            let key = req
+                .uri()
+                .path_and_query()
+                .map_or(req.path(), |pq| pq.as_str());
             if let Some(answer) = edge.get(key) {
                 return answer.respond();
             }

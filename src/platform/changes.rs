@@ -250,10 +250,21 @@ mod tests {
     #[test]
     fn tags_read_back_as_written_and_name_what_a_change_stales() {
         let id = Uuid::now_v7();
-        for tag in [Tag::item("event", id), Tag::lists("event"), Tag::any_item("user")] {
+        for tag in [
+            Tag::item("event", id),
+            Tag::lists("event"),
+            Tag::any_item("user"),
+        ] {
             assert_eq!(Tag::parse(&tag.to_string()), Some(tag));
         }
-        for text in ["event", "event:", ":lists", "Event:lists", "event:12", "ev ent:*"] {
+        for text in [
+            "event",
+            "event:",
+            ":lists",
+            "Event:lists",
+            "event:12",
+            "ev ent:*",
+        ] {
             assert_eq!(Tag::parse(text), None, "{text}");
         }
         assert_eq!(
@@ -283,7 +294,10 @@ mod tests {
         .await;
         assert_eq!(
             noted,
-            [Change::item("event", b, true), Change::item("user", a, false)]
+            [
+                Change::item("event", b, true),
+                Change::item("user", a, false)
+            ]
         );
         // Outside a request nothing is kept.
         note(&Change::Everything);

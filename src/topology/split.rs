@@ -157,7 +157,6 @@ pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let series = composed.process.cache_metrics.series("gateway_answers");
         let edge = Arc::new(EdgeCache::new(&settings.cache, series));
         composed.process.changes.listen(edge.clone());
-        edge.spawn_second_sweeps();
         edge
     });
     if db.is_some() || edge.is_some() {

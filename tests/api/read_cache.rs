@@ -330,8 +330,9 @@ mod across_instances {
     async fn gateway_lookups(app: &TestApp) -> (u64, u64) {
         let text = app.get("/metrics", None).await.text().await.unwrap();
         let count = |result: &str| {
-            let series =
-                format!("rsvp_cache_lookups_total{{cache=\"gateway_answers\",result=\"{result}\"}} ");
+            let series = format!(
+                "rsvp_cache_lookups_total{{cache=\"gateway_answers\",result=\"{result}\"}} "
+            );
             text.lines()
                 .find_map(|line| line.strip_prefix(series.as_str()))
                 .map_or(0, |n| n.trim().parse().unwrap())
@@ -346,6 +347,8 @@ mod across_instances {
         let (ada, bob) = (app.user_named("Ada").await, app.user().await);
         let id = app.event_id(&ada, 5).await;
         let detail = format!("/api/events/{id}");
+        // An answer is not kept while the change it depends on settles (half a second).
+        tokio::time::sleep(Duration::from_millis(600)).await;
         let before = gateway_lookups(&app).await;
         let first = get(&app, &detail).await;
         let again = get(&app, &detail).await;
@@ -391,7 +394,14 @@ mod across_instances {
         let detail = format!("{second}/api/events/{id}");
         let client = app.client.clone();
         for _ in 0..2 {
-            let event: Value = client.get(&detail).send().await.unwrap().json().await.unwrap();
+            let event: Value = client
+                .get(&detail)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             assert_eq!(event["seats_taken"], 0);
         }
         let path = format!("/api/events/{id}/registrations");

@@ -240,10 +240,7 @@ impl EventsService {
 
     /// One event as `GET /api/events/{id}` answers it (JSON), cancelled ones included, with what
     /// it depends on unless it misses its organiser's name.
-    pub async fn event_json(
-        &self,
-        id: EventId,
-    ) -> Result<(Bytes, Option<CacheTags>), EventsError> {
+    pub async fn event_json(&self, id: EventId) -> Result<(Bytes, Option<CacheTags>), EventsError> {
         let tags = || CacheTags(vec![item_tag(id), Tag::any_item(PROFILE_CHANGES)]);
         if let Some(json) = self.caches.details.get(&id) {
             return Ok((json, Some(tags())));
@@ -435,9 +432,11 @@ impl EventsService {
         if self.deleted.contains(caller.id.as_uuid()) {
             return Err(EventsError::AccountGone);
         }
-        let (registration, position) = self.admissions.admit(event_id, caller.id).await?;
-        // Announced by the group's own task, which is not this request's.
+        let admitted = self.admissions.admit(event_id, caller.id).await;
+        // Announced by the group's own task, which is not this request's (also when the group
+        // failed: it may have failed after its statement committed).
         note(&Change::item(EVENT_CHANGES, event_id.as_uuid(), false));
+        let (registration, position) = admitted?;
         Ok(to_registration(&registration, position))
     }
 

@@ -835,7 +835,8 @@ fn list_query(filter: &EventFilter, after: Option<Cursor>) -> events::BoxedQuery
 /// whose text has the words — common words fill a page within a few hundred rows, at any size;
 /// when [`SEARCH_WALK_ROWS`] rows held less than a page, the matches are sparse and the search
 /// index lists them instead (by id when there are a few thousand at most, otherwise by walking
-/// the list with each event checked against the index).
+/// the list with each event checked against the index). SQLite's index, which counts a few
+/// thousand matches cheaply, sends the words it has few of to the listing by id at once.
 pub fn list_events(
     conn: &mut DbConnection,
     filter: &EventFilter,
@@ -857,6 +858,7 @@ pub(super) fn list_events_walking(
         return into_events(query.limit(page.limit + 1).load(conn)?);
     };
     if walk_rows > 0
+        && !few_in_sqlite_index(conn, words)?
         && let Some(ids) = walk_for_matches(conn, filter, page, words, walk_rows)?
     {
         return events_in_order(conn, ids);
@@ -884,6 +886,32 @@ pub(super) fn list_events_walking(
         },
     };
     into_events(query.load(conn)?)
+}
+
+/// Up to how many matches in SQLite's index make a search skip reading the list first.
+const FEW_IN_INDEX: i64 = 2_048;
+
+/// Whether SQLite's index holds fewer than [`FEW_IN_INDEX`] matches of `words`: read from the
+/// index alone (its row numbers, not the events), cheap for any word. Then listing them by id
+/// beats reading the list for a page of them (a word nobody used is answered at once). On
+/// PostgreSQL the index can not count cheaply (a bitmap of every match is built first).
+fn few_in_sqlite_index(conn: &mut DbConnection, words: &[String]) -> Result<bool, EventsError> {
+    #[derive(QueryableByName)]
+    struct Counted {
+        #[diesel(sql_type = BigInt)]
+        matches: i64,
+    }
+    let DbConnection::Sqlite(c) = conn else {
+        return Ok(false);
+    };
+    let counted: Counted = diesel::sql_query(
+        "SELECT count(*) AS matches FROM \
+         (SELECT rowid FROM events_search WHERE events_search MATCH ?1 LIMIT ?2)",
+    )
+    .bind::<Text, _>(search::fts5_query(words))
+    .bind::<BigInt, _>(FEW_IN_INDEX)
+    .get_result(c)?;
+    Ok(counted.matches < FEW_IN_INDEX)
 }
 
 /// The ids of `page` of the events matching `words`, found by reading the list in order and
