@@ -835,8 +835,8 @@ fn list_query(filter: &EventFilter, after: Option<Cursor>) -> events::BoxedQuery
 /// whose text has the words — common words fill a page within a few hundred rows, at any size;
 /// when [`SEARCH_WALK_ROWS`] rows held less than a page, the matches are sparse and the search
 /// index lists them instead (by id when there are a few thousand at most, otherwise by walking
-/// the list with each event checked against the index). On SQLite, words none of the first
-/// rows have are counted in the index, and listed by id at once when it has few.
+/// the list with each event checked against the index). Words none of the first rows have are
+/// looked up in the index at once, and listed by id when it has few.
 pub fn list_events(
     conn: &mut DbConnection,
     filter: &EventFilter,
@@ -857,15 +857,19 @@ pub(super) fn list_events_walking(
         let query = list_query(filter, page.after).select(EventRow::as_select());
         return into_events(query.limit(page.limit + 1).load(conn)?);
     };
-    if walk_rows > 0
-        && let Some(ids) = walk_for_matches(conn, filter, page, words, walk_rows)?
-    {
-        return events_in_order(conn, ids);
-    }
+    let walked = match walk_rows {
+        0 => Walked::Sparse,
+        _ => walk_for_matches(conn, filter, page, words, walk_rows)?,
+    };
+    let few = match walked {
+        Walked::Page(ids) => return events_in_order(conn, ids),
+        Walked::Few(ids) => Some(ids),
+        Walked::Sparse => matching_ids(conn, words, LIST_BY_ID_UP_TO)?,
+    };
     let query = list_query(filter, page.after)
         .select(EventRow::as_select())
         .limit(page.limit + 1);
-    let query = match matching_ids(conn, words, LIST_BY_ID_UP_TO)? {
+    let query = match few {
         Some(ids) if ids.is_empty() => return Ok(Vec::new()),
         Some(ids) => query.filter(events::id.eq_any(ids)),
         None => match conn {
@@ -887,42 +891,32 @@ pub(super) fn list_events_walking(
     into_events(query.load(conn)?)
 }
 
-/// Up to how many matches in SQLite's index make a search skip reading the list first.
+/// Up to how many matches of words none of the first rows had are listed by id at once.
 const FEW_IN_INDEX: i64 = 2_048;
 
-/// Whether SQLite's index holds fewer than [`FEW_IN_INDEX`] matches of `words`, read from the
-/// index alone (its row numbers, not the events). Then listing them by id beats reading the
-/// list for a page of them (a word nobody used is answered at once). On PostgreSQL the index
-/// can not count cheaply (a bitmap of every match is built first).
-fn few_in_sqlite_index(conn: &mut DbConnection, words: &[String]) -> Result<bool, EventsError> {
-    #[derive(QueryableByName)]
-    struct Counted {
-        #[diesel(sql_type = BigInt)]
-        matches: i64,
-    }
-    let DbConnection::Sqlite(c) = conn else {
-        return Ok(false);
-    };
-    let counted: Counted = diesel::sql_query(
-        "SELECT count(*) AS matches FROM \
-         (SELECT rowid FROM events_search WHERE events_search MATCH ?1 LIMIT ?2)",
-    )
-    .bind::<Text, _>(search::fts5_query(words))
-    .bind::<BigInt, _>(FEW_IN_INDEX)
-    .get_result(c)?;
-    Ok(counted.matches < FEW_IN_INDEX)
+/// What reading the list in order found.
+enum Walked {
+    /// The ids of the page (and one more when there is a next page).
+    Page(Vec<String>),
+    /// None among the first rows, and the index has few: all of them, any status or time.
+    Few(Vec<String>),
+    /// Less than a page in all the rows read: the matches are sparse.
+    Sparse,
 }
 
 /// The ids of `page` of the events matching `words`, found by reading the list in order and
 /// each event's indexed text (plain text, no index), when a page of them comes within
-/// `walk_rows` rows or the list ends first; `None` when the matches are sparser.
+/// `walk_rows` rows or the list ends first. When none of the first rows has them, the words
+/// are rare or unused: the index is asked for their matches, which it gives at the cost of
+/// their number (it is not asked for common words: a bitmap of every match on PostgreSQL,
+/// every matching term merged on SQLite, 40–50 ms for a common word at a million events).
 fn walk_for_matches(
     conn: &mut DbConnection,
     filter: &EventFilter,
     page: PageRequest,
     words: &[String],
     walk_rows: i64,
-) -> Result<Option<Vec<String>>, EventsError> {
+) -> Result<Walked, EventsError> {
     let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
     let mut found = Vec::with_capacity(wanted);
     let (mut after, mut walked) = (page.after, 0);
@@ -950,21 +944,21 @@ fn walk_for_matches(
             if text.is_some_and(|text| search::matches(&text, words)) {
                 found.push(id);
                 if found.len() == wanted {
-                    return Ok(Some(found));
+                    return Ok(Walked::Page(found));
                 }
             }
         }
         if ended {
-            return Ok(Some(found));
+            return Ok(Walked::Page(found));
         }
-        // None among the first rows: the words are rare, or nobody used them. SQLite's index
-        // tells which cheaply for such words (its prefix search merges every matching term, so
-        // it is not asked for common ones: 50 ms for `event` at a million events).
-        if found.is_empty() && walked == rows_asked && few_in_sqlite_index(conn, words)? {
-            return Ok(None);
+        if found.is_empty()
+            && walked == rows_asked
+            && let Some(ids) = matching_ids(conn, words, FEW_IN_INDEX)?
+        {
+            return Ok(Walked::Few(ids));
         }
         if walked >= walk_rows {
-            return Ok(None);
+            return Ok(Walked::Sparse);
         }
         rows_asked = rows_asked.saturating_mul(2).min(walk_rows - walked);
     }
