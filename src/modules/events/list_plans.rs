@@ -374,6 +374,8 @@ async fn check_both_search_plans(db: &Db) {
             ("zzz", None),
             // Inside every title, at the beginning of no word: nothing.
             ("ommon", None),
+            // Ten events, none among the first rows read: looked up in the index at once.
+            ("other", None),
         ] {
             let wanted = words(q);
             let mut expected: Vec<&Event> = events

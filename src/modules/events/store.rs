@@ -836,7 +836,8 @@ fn list_query(filter: &EventFilter, after: Option<Cursor>) -> events::BoxedQuery
 /// when [`SEARCH_WALK_ROWS`] rows held less than a page, the matches are sparse and the search
 /// index lists them instead (by id when there are a few thousand at most, otherwise by walking
 /// the list with each event checked against the index). Words none of the first rows have are
-/// looked up in the index at once, and listed by id when it has few.
+/// looked up in the index at once, and listed by id when it has a few thousand at most. The
+/// statements of one search share a snapshot.
 pub fn list_events(
     conn: &mut DbConnection,
     filter: &EventFilter,
@@ -857,19 +858,37 @@ pub(super) fn list_events_walking(
         let query = list_query(filter, page.after).select(EventRow::as_select());
         return into_events(query.limit(page.limit + 1).load(conn)?);
     };
+    // Several statements: one snapshot for all of them, so that an event moved or cancelled
+    // meanwhile is seen once, where it is (a page short of one row would end the list).
+    conn.transaction(|conn| {
+        if let DbConnection::Postgres(c) = conn {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(c)?;
+        }
+        search_page(conn, filter, page, words, walk_rows)
+    })
+}
+
+fn search_page(
+    conn: &mut DbConnection,
+    filter: &EventFilter,
+    page: PageRequest,
+    words: &[String],
+    walk_rows: i64,
+) -> Result<Vec<Event>, EventsError> {
     let walked = match walk_rows {
-        0 => Walked::Sparse,
+        ..=0 => Walked::Sparse,
         _ => walk_for_matches(conn, filter, page, words, walk_rows)?,
-    };
-    let few = match walked {
-        Walked::Page(ids) => return events_in_order(conn, ids),
-        Walked::Few(ids) => Some(ids),
-        Walked::Sparse => matching_ids(conn, words, LIST_BY_ID_UP_TO)?,
     };
     let query = list_query(filter, page.after)
         .select(EventRow::as_select())
         .limit(page.limit + 1);
-    let query = match few {
+    let looked_up = match walked {
+        Walked::Page(ids) => return into_events(query.filter(events::id.eq_any(ids)).load(conn)?),
+        Walked::Indexed(ids) => ids,
+        Walked::Sparse => matching_ids(conn, words, LIST_BY_ID_UP_TO)?,
+    };
+    let query = match looked_up {
         Some(ids) if ids.is_empty() => return Ok(Vec::new()),
         Some(ids) => query.filter(events::id.eq_any(ids)),
         None => match conn {
@@ -891,25 +910,27 @@ pub(super) fn list_events_walking(
     into_events(query.load(conn)?)
 }
 
-/// Up to how many matches of words none of the first rows had are listed by id at once.
-const FEW_IN_INDEX: i64 = 2_048;
+/// How much indexed text a search reads in list order at most (descriptions may be long).
+const SEARCH_WALK_BYTES: usize = 2 << 20;
 
 /// What reading the list in order found.
 enum Walked {
     /// The ids of the page (and one more when there is a next page).
     Page(Vec<String>),
-    /// None among the first rows, and the index has few: all of them, any status or time.
-    Few(Vec<String>),
-    /// Less than a page in all the rows read: the matches are sparse.
+    /// What the index answered when none of the first rows matched: every match when it has at
+    /// most [`LIST_BY_ID_UP_TO`], `None` when more.
+    Indexed(Option<Vec<String>>),
+    /// Less than a page in all the rows read, the index not asked.
     Sparse,
 }
 
 /// The ids of `page` of the events matching `words`, found by reading the list in order and
 /// each event's indexed text (plain text, no index), when a page of them comes within
-/// `walk_rows` rows or the list ends first. When none of the first rows has them, the words
-/// are rare or unused: the index is asked for their matches, which it gives at the cost of
-/// their number (it is not asked for common words: a bitmap of every match on PostgreSQL,
-/// every matching term merged on SQLite, 40–50 ms for a common word at a million events).
+/// `walk_rows` rows (or [`SEARCH_WALK_BYTES`] of text) or the list ends first. When none of the
+/// first rows has them, the words are rare or unused: the index is asked for their matches,
+/// which it gives at the cost of their number (it is not asked for common words: a bitmap of
+/// every match on PostgreSQL, every matching term merged on SQLite, 40–50 ms for a common word
+/// at a million events).
 fn walk_for_matches(
     conn: &mut DbConnection,
     filter: &EventFilter,
@@ -919,7 +940,8 @@ fn walk_for_matches(
 ) -> Result<Walked, EventsError> {
     let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
     let mut found = Vec::with_capacity(wanted);
-    let (mut after, mut walked) = (page.after, 0);
+    let (mut after, mut walked, mut text_read) = (page.after, 0, 0);
+    let mut looked_up = None;
     // Small first (a common word fills a page at once), then doubling.
     let mut rows_asked = (page.limit + 1).saturating_mul(4).max(64).min(walk_rows);
     loop {
@@ -940,7 +962,9 @@ fn walk_for_matches(
                 id,
             });
         }
+        let first = walked == rows.len() as i64;
         for (id, _, text) in rows {
+            text_read += text.as_ref().map_or(0, String::len);
             if text.is_some_and(|text| search::matches(&text, words)) {
                 found.push(id);
                 if found.len() == wanted {
@@ -951,35 +975,17 @@ fn walk_for_matches(
         if ended {
             return Ok(Walked::Page(found));
         }
-        if found.is_empty()
-            && walked == rows_asked
-            && let Some(ids) = matching_ids(conn, words, FEW_IN_INDEX)?
-        {
-            return Ok(Walked::Few(ids));
+        if first && found.is_empty() {
+            match matching_ids(conn, words, LIST_BY_ID_UP_TO)? {
+                Some(ids) => return Ok(Walked::Indexed(Some(ids))),
+                None => looked_up = Some(Walked::Indexed(None)),
+            }
         }
-        if walked >= walk_rows {
-            return Ok(Walked::Sparse);
+        if walked >= walk_rows || text_read >= SEARCH_WALK_BYTES {
+            return Ok(looked_up.unwrap_or(Walked::Sparse));
         }
         rows_asked = rows_asked.saturating_mul(2).min(walk_rows - walked);
     }
-}
-
-/// The events `ids`, in that order.
-fn events_in_order(conn: &mut DbConnection, ids: Vec<String>) -> Result<Vec<Event>, EventsError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut rows: Vec<EventRow> = events::table
-        .filter(events::id.eq_any(&ids))
-        .select(EventRow::as_select())
-        .load(conn)?;
-    let position: std::collections::HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
-    rows.sort_by_key(|row| position.get(row.id.as_str()).copied());
-    into_events(rows)
 }
 
 pub fn find_events(conn: &mut DbConnection, ids: &[EventId]) -> Result<Vec<Event>, EventsError> {
