@@ -138,14 +138,13 @@ pub struct EdgeAnswer {
 impl EdgeAnswer {
     /// The answer a service gave with `headers`, of which it keeps those of the resource.
     pub fn new(headers: &HeaderMap, body: Bytes) -> Self {
-        let mut kept = HeaderMap::new();
-        for name in &KEPT_HEADERS {
-            for value in headers.get_all(name) {
-                kept.append(name.clone(), value.clone());
-            }
-        }
+        Self::kept(resource_headers(headers), body)
+    }
+
+    /// An answer whose headers are already those of the resource ([`resource_headers`]).
+    pub fn kept(headers: HeaderMap, body: Bytes) -> Self {
         Self {
-            headers: kept,
+            headers,
             body: Encodings::kept(body),
         }
     }
@@ -169,6 +168,17 @@ impl EdgeAnswer {
         // The compressed forms come later: counted ahead, as a list page's are.
         128 + key.len() + tags.len() * 96 + headers + self.body.identity().len() * 5 / 2
     }
+}
+
+/// Of an answer's `headers`, those that describe the resource ([`KEPT_HEADERS`]).
+pub fn resource_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in &KEPT_HEADERS {
+        for value in headers.get_all(name) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
 }
 
 /// Taken before a miss asks the service; see the module docs.

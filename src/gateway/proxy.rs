@@ -372,13 +372,20 @@ impl Proxy {
         for change in edge_cache::changes_of(response.headers()) {
             self.changes.apply(&change);
         }
+        // Only the uncompressed answers of the resource itself (not an error) are kept.
         let keep = keep
             .filter(|_| response.status() == StatusCode::OK)
+            .filter(|_| !response.headers().contains_key(header::CONTENT_ENCODING))
             .and_then(|(ticket, key)| {
-                Some((ticket, key, edge_cache::tags_of(response.headers())?))
+                let tags = edge_cache::tags_of(response.headers())?;
+                Some((
+                    ticket,
+                    key,
+                    tags,
+                    edge_cache::resource_headers(response.headers()),
+                ))
             });
         let mut builder = HttpResponse::build(response.status());
-        let mut kept_headers = keep.as_ref().map(|_| HeaderMap::new());
         let mut length = None;
         for (name, value) in response.headers() {
             if name == header::CONTENT_LENGTH {
@@ -391,19 +398,13 @@ impl Proxy {
             {
                 continue;
             }
-            if let Some(kept) = &mut kept_headers {
-                kept.append(name.clone(), value.clone());
-            }
             builder.append_header((name.clone(), value.clone()));
         }
         if length.is_some_and(|len| len <= BUFFER_UP_TO) {
             return match response.body().limit(BUFFER_UP_TO).await {
                 Ok(body) => {
-                    if let (Some(edge), Some((ticket, key, tags)), Some(headers)) =
-                        (&self.edge, keep, kept_headers)
-                        && !headers.contains_key(header::CONTENT_ENCODING)
-                    {
-                        edge.fill(ticket, key, tags, EdgeAnswer::new(&headers, body.clone()));
+                    if let (Some(edge), Some((ticket, key, tags, headers))) = (&self.edge, keep) {
+                        edge.fill(ticket, key, tags, EdgeAnswer::kept(headers, body.clone()));
                     }
                     builder.body(body)
                 }
