@@ -291,9 +291,10 @@ fn multiply(url: &str, copies: u32) -> Result<Duration, String> {
     let columns = "organizer_id, title, description, location, location_key, category, \
                    category_key, starts_at, ends_at, capacity, 0, 0, status, created_at, updated_at, \
                    time_zone, sequence";
-    // PostgreSQL's search index follows the text column; SQLite's search rows are the
-    // product's to write: its copies come without text, as events of an older version would,
-    // and the product indexes them after the restart that follows ([`wait_indexed`]).
+    // PostgreSQL's full-text index follows the text column, and the copies' word lists are
+    // filled in by SQL; SQLite's search rows are the product's to write: its copies come
+    // without text, as events of an older version would, and the product indexes them after
+    // the restart that follows ([`wait_indexed`]).
     let insert = |id: &str, series: &str, text: &str| {
         format!(
             "INSERT INTO events (id, organizer_id, title, description, location, location_key, \
@@ -318,8 +319,15 @@ fn multiply(url: &str, copies: u32) -> Result<Duration, String> {
         .map_err(|e| format!("bulk insert: {e}"))?;
     } else {
         let mut conn = diesel::PgConnection::establish(url).map_err(|e| e.to_string())?;
+        // The copies' word lists as the migration that made the table fills them in.
         conn.batch_execute(&format!(
-            "CREATE TEMP TABLE seed_events AS SELECT * FROM events; {}; ANALYZE events;",
+            "CREATE TEMP TABLE seed_events AS SELECT * FROM events; {}; \
+             INSERT INTO event_words (word, starts_at, event_id) \
+             SELECT DISTINCT word, starts_at, id \
+             FROM events, unnest(string_to_array(search_text, ' ')) AS word \
+             WHERE search_text IS NOT NULL AND word <> '' \
+             ON CONFLICT DO NOTHING; \
+             ANALYZE events; ANALYZE event_words;",
             insert(
                 "gen_random_uuid()::text",
                 &format!("generate_series(1, {copies})"),

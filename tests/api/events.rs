@@ -20,6 +20,7 @@ crate::backend_tests!(
     q_finds_events_by_the_beginnings_of_their_words,
     past_events_come_newest_first_and_upcoming_ones_have_not_started,
     events_from_before_search_are_found_after_a_restart,
+    a_rare_word_is_found_where_its_event_moved,
 );
 
 async fn an_event_is_created_read_and_shows_its_organiser(backend: Backend) {
@@ -842,6 +843,7 @@ async fn events_from_before_search_are_found_after_a_restart(backend: Backend) {
     }
     let db = app.events_database_url().to_owned();
     crate::helpers::sql_execute(&db, "UPDATE events SET search_text = NULL");
+    crate::helpers::sql_execute(&db, "DELETE FROM event_words");
     if db.starts_with("sqlite://") {
         crate::helpers::sql_execute(&db, "DELETE FROM events_search");
     }
@@ -871,5 +873,101 @@ async fn events_from_before_search_are_found_after_a_restart(backend: Backend) {
         ),
         0,
         "the one without words is marked indexed too"
+    );
+}
+
+/// A word few events have, behind more events than a search reads in order before it turns to
+/// the words' own lists: found there, and after an edit found by its new words at its new start
+/// only (a `from` between the old start and the new one finds it; the old word, nothing).
+async fn a_rare_word_is_found_where_its_event_moved(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let create = |title: String, days: i64| {
+        let (app, token) = (&app, ada.access_token.clone());
+        async move {
+            let mut body = event_body(5);
+            let starts = Utc::now() + Duration::days(days);
+            crate::helpers::merge(
+                &mut body,
+                json!({"title": title, "starts_at": starts.to_rfc3339(),
+                       "ends_at": (starts + Duration::hours(1)).to_rfc3339()}),
+            );
+            let event = json_of(
+                app.post("/api/events", Some(&token), body).await,
+                StatusCode::CREATED,
+            )
+            .await;
+            event["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Seventy events first in the list: more than the first rows a page of five reads.
+    for i in 0..70 {
+        create(format!("Filler {i}"), 1).await;
+    }
+    let rare = create("Zanzibar nights".to_owned(), 30).await;
+    create("Zanzibar sunrise".to_owned(), 40).await;
+    let found = |query: String| {
+        let app = &app;
+        async move {
+            let page = json_of(
+                app.get(&format!("/api/events?limit=5&{query}"), None).await,
+                StatusCode::OK,
+            )
+            .await;
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["title"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        found("q=zanz".into()).await,
+        ["Zanzibar nights", "Zanzibar sunrise"]
+    );
+    let moved = Utc::now() + Duration::days(60);
+    json_of(
+        app.patch(
+            &format!("/api/events/{rare}"),
+            Some(&ada.access_token),
+            json!({"title": "Quokka nights", "starts_at": moved.to_rfc3339(),
+                   "ends_at": (moved + Duration::hours(1)).to_rfc3339()}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found("q=zanz".into()).await, ["Zanzibar sunrise"]);
+    assert_eq!(found("q=nights".into()).await, ["Quokka nights"]);
+    let between = (Utc::now() + Duration::days(50)).format("%Y-%m-%dT00:00:00Z");
+    assert_eq!(
+        found(format!("q=quok&from={between}")).await,
+        ["Quokka nights"]
+    );
+    assert_eq!(
+        found(format!("q=nigh&from={between}")).await,
+        ["Quokka nights"]
+    );
+    // Moved again, its words unchanged: found at the new start, not the one before.
+    let back = Utc::now() + Duration::days(20);
+    json_of(
+        app.patch(
+            &format!("/api/events/{rare}"),
+            Some(&ada.access_token),
+            json!({"starts_at": back.to_rfc3339(), "ends_at": (back + Duration::hours(1)).to_rfc3339()}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        found(format!("q=quok&from={between}")).await,
+        Vec::<String>::new()
+    );
+    let before = (Utc::now() + Duration::days(25)).format("%Y-%m-%dT00:00:00Z");
+    assert_eq!(
+        found(format!("q=quok&to={before}")).await,
+        ["Quokka nights"]
     );
 }

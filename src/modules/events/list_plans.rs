@@ -308,30 +308,41 @@ pub(super) fn postgres_db_with(test: &str, connections: u32) -> Option<(DropData
 }
 
 /// A search answers the same pages whichever plan its words take: the list read in order with
-/// each event's text checked (common words), a few matches listed by id from the index, many
-/// found by walking the list with each event checked against the index (the last two forced by
-/// not reading the text first). `LIST_BY_ID_UP_TO + 50` events match "common", 28 of them
-/// "rare" too, in an order their insertion does not give; every page, followed by its cursor,
-/// is checked against the events filtered and sorted here.
-async fn check_both_search_plans(db: &Db) {
-    use super::domain::{Event, EventDraft};
+/// each event's text checked (common words), the lists of the words a query word begins merged
+/// (sparse ones), the full-text index (a few matches listed by id, many found by walking the
+/// list with each event checked against it) — each plan forced in turn. `LIST_BY_ID_UP_TO + 50`
+/// events match "common", some of them "rare", "rarer" or both too, in an order their insertion
+/// does not give, and many rare ones started already; every page, followed by its cursor, is
+/// checked against the events filtered and sorted here.
+async fn check_every_search_plan(db: &Db) {
+    use super::{
+        When,
+        domain::{Event, EventDraft},
+    };
     use crate::platform::{ids::UserId, zone::Zone};
+    use store::SearchPlan;
 
     let many = usize::try_from(store::LIST_BY_ID_UP_TO).unwrap() + 50;
     let backend = db.backend();
     db.run(move |conn| {
         let organizer = UserId::from(Uuid::now_v7());
-        let start = Utc::now() + Duration::days(1);
+        let now = Utc::now();
         let mut events = Vec::new();
-        for i in 0..many + 10 {
+        for i in 0..many + 140 {
             // Start times interleave the kinds, and several events share one.
             let minutes = i64::try_from((i * 7919) % (many + 10) / 3).unwrap();
+            let mut starts_at = now + Duration::days(1) + Duration::minutes(minutes);
             let title = match i {
+                _ if i >= many + 10 => {
+                    starts_at = now - Duration::minutes(minutes % 7);
+                    format!("{} old {i}", ["rare", "rarer"][i % 2])
+                }
                 _ if i >= many => format!("other {i}"),
-                _ if i % 181 == 0 => format!("Common rare {i}"),
+                _ if i % 181 == 0 => {
+                    format!("Common {} {i}", ["rare", "rarer", "rare rarer"][i % 3])
+                }
                 _ => format!("common {i}"),
             };
-            let starts_at = start + Duration::minutes(minutes);
             let draft = EventDraft {
                 title,
                 description: None,
@@ -366,32 +377,46 @@ async fn check_both_search_plans(db: &Db) {
             Some(rare_titles),
             "{backend}: a few: by id"
         );
-        for (q, category) in [
-            ("comm", None),
-            ("comm", Some("even")),
-            ("rare", None),
-            ("common ra", Some("even")),
-            ("zzz", None),
+        for (q, category, when) in [
+            ("comm", None, When::All),
+            ("comm", Some("even"), When::All),
+            ("rare", None, When::All),
+            ("rare", None, When::Past),
+            ("rarer", Some("even"), When::Upcoming),
+            ("common ra", Some("even"), When::All),
+            ("zzz", None, When::All),
             // Inside every title, at the beginning of no word: nothing.
-            ("ommon", None),
-            // Ten events, none among the first rows read: looked up in the index at once.
-            ("other", None),
+            ("ommon", None, When::All),
+            // Ten events, none among the first rows read.
+            ("other", None, When::All),
+            // The beginning of more numbers than the word lists merge.
+            ("5", None, When::All),
         ] {
             let wanted = words(q);
             let mut expected: Vec<&Event> = events
                 .iter()
                 .filter(|e| {
                     let text = super::search::words(&e.draft.title);
+                    let started = e.draft.starts_at < Utc::now();
                     wanted
                         .iter()
                         .all(|w| text.iter().any(|t| t.starts_with(w.as_str())))
                         && (category.is_none() || e.draft.category.is_some())
+                        && match when {
+                            When::All => true,
+                            When::Upcoming => !started,
+                            When::Past => started,
+                        }
                 })
                 .collect();
             expected.sort_by_key(|e| (e.draft.starts_at, e.id.as_uuid()));
+            if when == When::Past {
+                expected.reverse();
+            }
             let filter = EventFilter {
                 q: Some(wanted.clone()),
                 category: category.map(str::to_owned),
+                when,
                 ..Default::default()
             };
             let mut page = PageRequest {
@@ -401,17 +426,20 @@ async fn check_both_search_plans(db: &Db) {
             // The first pages and, for the long lists, pages far into them.
             for (n, chunk) in expected.chunks(50).enumerate().take(4) {
                 let want: Vec<Uuid> = chunk.iter().map(|e| e.id.as_uuid()).collect();
-                for walk_rows in [store::SEARCH_WALK_ROWS, 0] {
-                    let got: Vec<Uuid> =
-                        store::list_events_walking(conn, &filter, page, walk_rows)
-                            .unwrap()
-                            .into_iter()
-                            .take(50)
-                            .map(|e| e.id.as_uuid())
-                            .collect();
+                for plan in [
+                    SearchPlan::Walk,
+                    SearchPlan::WordLists,
+                    SearchPlan::FullText,
+                ] {
+                    let got: Vec<Uuid> = store::list_events_by(conn, &filter, page, plan)
+                        .unwrap()
+                        .into_iter()
+                        .take(50)
+                        .map(|e| e.id.as_uuid())
+                        .collect();
                     assert_eq!(
                         got, want,
-                        "{backend}: q={q} category={category:?} page {n}, {walk_rows} rows read first"
+                        "{backend}: q={q} category={category:?} {when:?} page {n}, from {plan:?}"
                     );
                 }
                 let last = chunk.last().unwrap();
@@ -431,17 +459,17 @@ async fn check_both_search_plans(db: &Db) {
 }
 
 #[tokio::test]
-async fn sqlite_search_pages_are_the_same_by_either_plan() {
+async fn sqlite_search_pages_are_the_same_by_every_plan() {
     let dir = tempfile::tempdir().unwrap();
     let url = DatabaseUrl::Sqlite(dir.path().join("search.db"));
     let db = Db::connect(&settings(url), &[&MIGRATIONS]).unwrap();
-    check_both_search_plans(&db).await;
+    check_every_search_plan(&db).await;
 }
 
 #[tokio::test]
-async fn postgres_search_pages_are_the_same_by_either_plan() {
+async fn postgres_search_pages_are_the_same_by_every_plan() {
     let Some((_dropped, db)) = postgres_db("search") else {
         return;
     };
-    check_both_search_plans(&db).await;
+    check_every_search_plan(&db).await;
 }

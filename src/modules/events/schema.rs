@@ -41,6 +41,15 @@ diesel::table! {
     }
 }
 
+// Each word of an event's search text with the event's start: a word's events in list order.
+diesel::table! {
+    event_words (word, starts_at, event_id) {
+        word -> Text,
+        starts_at -> Timestamp,
+        event_id -> Text,
+    }
+}
+
 diesel::joinable!(registrations -> events (event_id));
 diesel::allow_tables_to_appear_in_same_query!(events, registrations);
 

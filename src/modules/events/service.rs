@@ -365,14 +365,15 @@ impl EventsService {
                 store::ensure_account_alive(conn, caller.id, &deleted)?;
                 let mut event = locked_for(conn, id, &caller)?;
                 let before = summary(&event);
-                let text_before = search::indexed_text(&event.draft);
+                let indexed_before = (search::indexed_text(&event.draft), event.draft.starts_at);
                 event.revise(patch, now())?;
                 // A larger capacity seats waitlisted people now, not at the next cancellation.
                 promote_waitlisted(conn, &outbox, &mut event)?;
                 store::save_event(conn, &event)?;
-                let text = search::indexed_text(&event.draft);
-                if text != text_before {
-                    store::save_text(conn, event.id, &text)?;
+                let indexed = (search::indexed_text(&event.draft), event.draft.starts_at);
+                if indexed != indexed_before {
+                    let (before, now) = (&indexed_before, &indexed);
+                    store::save_text(conn, event.id, (&before.0, before.1), (&now.0, now.1))?;
                 }
                 let after = summary(&event);
                 // A new zone moves the local time people were told, as a new instant does.

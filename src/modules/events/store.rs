@@ -9,7 +9,10 @@ use diesel::{
 use super::{
     EventFilter, EventsError, RegistrationStatus, When,
     domain::{Event, EventDraft, EventId, Registration, filter_key},
-    schema::{calendar_feeds, events, events_account_guards, events_deleted_users, registrations},
+    schema::{
+        calendar_feeds, event_words, events, events_account_guards, events_deleted_users,
+        registrations,
+    },
     search,
 };
 use crate::platform::{
@@ -212,43 +215,98 @@ pub fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<(), Events
     diesel::insert_into(events::table)
         .values(&row)
         .execute(conn)?;
-    index_text(conn, event.id, &text, false)
+    index_text(conn, event.id, None, (&text, row.starts_at))
 }
 
-/// Keeps SQLite's search index in step with an event whose text is new or changed;
-/// PostgreSQL's index follows the `search_text` column by itself.
+/// An event's indexed text and start: what its rows in the search indexes stand for.
+type Indexed<'a> = (&'a str, NaiveDateTime);
+
+/// Keeps the search indexes in step with an event whose text or start is new or changed: its
+/// rows in `event_words` (the words' lists in start order, on both backends; those of
+/// `previous`, what was indexed before, go) and SQLite's full-text row. PostgreSQL's full-text
+/// index follows the `search_text` column by itself.
 fn index_text(
     conn: &mut DbConnection,
     id: EventId,
-    search_text: &str,
-    replace: bool,
+    previous: Option<Indexed>,
+    (text, starts_at): Indexed,
 ) -> Result<(), EventsError> {
+    let event_id = id.to_string();
+    if let Some((text, starts_at)) = previous {
+        diesel::delete(
+            event_words::table
+                .filter(event_words::word.eq_any(distinct_words(text)))
+                .filter(event_words::starts_at.eq(starts_at))
+                .filter(event_words::event_id.eq(&event_id)),
+        )
+        .execute(conn)?;
+    }
+    // A few hundred rows a statement, well within either database's limit on parameters.
+    for words in distinct_words(text).chunks(300) {
+        let rows: Vec<_> = words
+            .iter()
+            .map(|word| {
+                (
+                    event_words::word.eq(*word),
+                    event_words::starts_at.eq(starts_at),
+                    event_words::event_id.eq(&event_id),
+                )
+            })
+            .collect();
+        // Several rows at once is each backend's own statement. A row already there (left by
+        // an older version that cleared the text) is the row wanted.
+        let insert = diesel::insert_into(event_words::table)
+            .values(&rows)
+            .on_conflict_do_nothing();
+        match conn {
+            DbConnection::Sqlite(c) => insert.execute(c)?,
+            DbConnection::Postgres(c) => insert.execute(c)?,
+        };
+    }
     let DbConnection::Sqlite(lite) = conn else {
         return Ok(());
     };
+    // Also when nothing was indexed as far as the caller knows: an event of an older version
+    // may have a row from before.
     let rowid = search::fts_rowid(id.as_uuid());
-    if replace {
-        diesel::sql_query("DELETE FROM events_search WHERE rowid = ?1")
-            .bind::<BigInt, _>(rowid)
-            .execute(lite)?;
-    }
+    diesel::sql_query("DELETE FROM events_search WHERE rowid = ?1")
+        .bind::<BigInt, _>(rowid)
+        .execute(lite)?;
     diesel::sql_query(
         "INSERT INTO events_search (rowid, event_id, search_text) VALUES (?1, ?2, ?3)",
     )
     .bind::<BigInt, _>(rowid)
-    .bind::<Text, _>(id.to_string())
-    .bind::<Text, _>(search_text)
+    .bind::<Text, _>(event_id)
+    .bind::<Text, _>(text)
     .execute(lite)?;
     Ok(())
 }
 
-/// Stores `text`, the new search text of `event` (after a change of its title, description,
-/// location or category).
-pub fn save_text(conn: &mut DbConnection, id: EventId, text: &str) -> Result<(), EventsError> {
+/// The words of indexed text, each once.
+fn distinct_words(text: &str) -> Vec<&str> {
+    let mut words: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+/// Re-indexes an event whose search text or start changed: `previous` is what was indexed,
+/// `now` its new text and start.
+pub fn save_text(
+    conn: &mut DbConnection,
+    id: EventId,
+    previous: (&str, DateTime<Utc>),
+    now: (&str, DateTime<Utc>),
+) -> Result<(), EventsError> {
     diesel::update(events::table.find(id.to_string()))
-        .set(events::search_text.eq(text))
+        .set(events::search_text.eq(now.0))
         .execute(conn)?;
-    index_text(conn, id, text, true)
+    index_text(
+        conn,
+        id,
+        Some((previous.0, previous.1.naive_utc())),
+        (now.0, now.1.naive_utc()),
+    )
 }
 
 /// Indexes up to `limit` events not indexed yet (stored before search existed, or by an older
@@ -257,6 +315,7 @@ pub fn save_text(conn: &mut DbConnection, id: EventId, text: &str) -> Result<(),
 pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, EventsError> {
     type Texts = (
         String,
+        NaiveDateTime,
         String,
         Option<String>,
         Option<String>,
@@ -267,6 +326,7 @@ pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, Eve
         .order(events::id.asc())
         .select((
             events::id,
+            events::starts_at,
             events::title,
             events::description,
             events::location,
@@ -274,7 +334,7 @@ pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, Eve
         ))
         .limit(limit)
         .load(conn)?;
-    for (id, title, description, location, category) in &rows {
+    for (id, starts_at, title, description, location, category) in &rows {
         let text = search::text_of([
             Some(title),
             description.as_ref(),
@@ -285,7 +345,7 @@ pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, Eve
             .set(events::search_text.eq(&text))
             .execute(conn)?;
         if claimed == 1 {
-            index_text(conn, parse_id("events", id, id)?, &text, true)?;
+            index_text(conn, parse_id("events", id, id)?, None, (&text, *starts_at))?;
         }
     }
     Ok(rows.len())
@@ -723,9 +783,9 @@ pub fn save_event(conn: &mut DbConnection, event: &Event) -> Result<(), EventsEr
     Ok(())
 }
 
-/// Up to how many matches a search lists by id (see [`list_events`]). Past it the matches are
-/// common enough (one event in 200 of a million, or more) that walking the list in order finds
-/// a page of them soon.
+/// Up to how many matches the full-text index lists by id (see [`SearchPlan::FullText`]). Past
+/// it the matches are common enough (one event in 200 of a million, or more) that walking the
+/// list in order, each event checked against the index, finds a page of them soon.
 pub const LIST_BY_ID_UP_TO: i64 = 5_000;
 
 /// What PostgreSQL's search index covers (`migrations/events/postgres/*_event_search`).
@@ -761,11 +821,90 @@ pub fn matching_ids(
     Ok((found.len() as i64 <= up_to).then(|| found.into_iter().map(|m| m.id).collect()))
 }
 
-/// How many events a search reads in list order, looking for a page of matches in their text,
-/// before it asks the search index instead (see [`list_events`]).
+/// How many events a search reads in list order (or from its words' lists), looking for a page
+/// of matches, before it takes the next plan (see [`list_events`]).
 pub const SEARCH_WALK_ROWS: i64 = 4_096;
 
 type Backend = <DbConnection as Connection>::Backend;
+
+/// The start times a list reads from `after` on, and which way.
+struct StartRange {
+    /// One bound on each side where the scan starts, the tightest of the filter's, the
+    /// cursor's and now's: the bound an index range starts at. Given several, SQLite would start
+    /// at one and filter its way to the others. Both inclusive.
+    lower: Option<NaiveDateTime>,
+    upper: Option<NaiveDateTime>,
+    /// Past lists: events that started, newest first.
+    past: bool,
+    now: NaiveDateTime,
+    after: Option<Cursor>,
+}
+
+impl StartRange {
+    fn of(filter: &EventFilter, after: Option<Cursor>) -> Self {
+        let past = filter.when == When::Past;
+        let after_at = after.map(|after| after.at);
+        let tightest = |bounds: [Option<DateTime<Utc>>; 3], later: bool| {
+            bounds
+                .into_iter()
+                .flatten()
+                .reduce(|a, b| if later { a.max(b) } else { a.min(b) })
+                .map(|at| at.naive_utc())
+        };
+        let now = now();
+        let (lower, upper) = if past {
+            (
+                filter.from.map(|at| at.naive_utc()),
+                tightest([filter.to, after_at, None], false),
+            )
+        } else {
+            let started = (filter.when == When::Upcoming).then_some(now);
+            (
+                tightest([filter.from, after_at, started], true),
+                filter.to.map(|at| at.naive_utc()),
+            )
+        };
+        Self {
+            lower,
+            upper,
+            past,
+            now: now.naive_utc(),
+            after,
+        }
+    }
+}
+
+/// Orders `$query` by `$start` and `$id` as a list runs and keeps the rows of `$range` (a
+/// [`StartRange`]): the same keyset on `events` and on `event_words`.
+macro_rules! in_list_order {
+    ($query:expr, $start:expr, $id:expr, $range:expr) => {{
+        let (mut query, range) = ($query, $range);
+        query = if range.past {
+            query.order(($start.desc(), $id.desc()))
+        } else {
+            query.order(($start.asc(), $id.asc()))
+        };
+        if let Some(lower) = range.lower {
+            query = query.filter($start.ge(lower));
+        }
+        if let Some(upper) = range.upper {
+            query = query.filter($start.le(upper));
+        }
+        if range.past {
+            query = query.filter($start.lt(range.now));
+        }
+        if let Some(after) = range.after {
+            // Past the bound, this only sorts out the rows sharing the cursor's start time.
+            let (at, id) = (after.at.naive_utc(), after.id.to_string());
+            query = if range.past {
+                query.filter($start.lt(at).or($id.lt(id)))
+            } else {
+                query.filter($start.gt(at).or($id.gt(id)))
+            };
+        }
+        query
+    }};
+}
 
 /// The events of a list in its order, from `after` on: every filter but the words.
 fn list_query(filter: &EventFilter, after: Option<Cursor>) -> events::BoxedQuery<'static, Backend> {
@@ -774,39 +913,7 @@ fn list_query(filter: &EventFilter, after: Option<Cursor>) -> events::BoxedQuery
     } else {
         SCHEDULED
     };
-    let past = filter.when == When::Past;
     let mut query = events::table.filter(events::status.eq(status)).into_boxed();
-    query = if past {
-        query.order((events::starts_at.desc(), events::id.desc()))
-    } else {
-        query.order((events::starts_at.asc(), events::id.asc()))
-    };
-    // One bound on each side where the scan starts, the tightest of the filter's, the cursor's
-    // and now's: the bound an index range starts at. Given several, SQLite would start at one
-    // and filter its way to the others.
-    let after_at = after.map(|after| after.at);
-    let tightest = |bounds: [Option<DateTime<Utc>>; 3], later: bool| {
-        bounds
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| if later { a.max(b) } else { a.min(b) })
-    };
-    let at = now();
-    let (lower, upper) = if past {
-        (filter.from, tightest([filter.to, after_at, None], false))
-    } else {
-        let started = (filter.when == When::Upcoming).then_some(at);
-        (tightest([filter.from, after_at, started], true), filter.to)
-    };
-    if let Some(lower) = lower {
-        query = query.filter(events::starts_at.ge(lower.naive_utc()));
-    }
-    if let Some(upper) = upper {
-        query = query.filter(events::starts_at.le(upper.naive_utc()));
-    }
-    if past {
-        query = query.filter(events::starts_at.lt(at.naive_utc()));
-    }
     if let Some(organizer) = filter.organizer_id {
         query = query.filter(events::organizer_id.eq(organizer.to_string()));
     }
@@ -816,43 +923,68 @@ fn list_query(filter: &EventFilter, after: Option<Cursor>) -> events::BoxedQuery
     if let Some(location) = &filter.location {
         query = query.filter(events::location_key.eq(filter_key(location)));
     }
-    if let Some(after) = after {
-        // Past the bound, this only sorts out the rows sharing the cursor's start time.
-        let (at, id) = (after.at.naive_utc(), after.id.to_string());
-        query = if past {
-            query.filter(events::starts_at.lt(at).or(events::id.lt(id)))
-        } else {
-            query.filter(events::starts_at.gt(at).or(events::id.gt(id)))
-        };
-    }
-    query
+    in_list_order!(
+        query,
+        events::starts_at,
+        events::id,
+        StartRange::of(filter, after)
+    )
+}
+
+/// The next `rows` events of `word`'s list in `range`: start and id.
+fn word_list(
+    conn: &mut DbConnection,
+    word: &str,
+    range: &StartRange,
+    rows: i64,
+) -> QueryResult<Vec<(NaiveDateTime, String)>> {
+    let query = event_words::table
+        .filter(event_words::word.eq(word.to_owned()))
+        .select((event_words::starts_at, event_words::event_id))
+        .into_boxed();
+    in_list_order!(query, event_words::starts_at, event_words::event_id, range)
+        .limit(rows)
+        .load(conn)
 }
 
 /// A page of the events matching `filter` (and one more, to tell whether a next page exists).
 ///
-/// A search (`q`) takes the plan its words call for, so that neither kind of word costs a scan
-/// as events grow: first the list is read in order, a few rows at a time, keeping the events
-/// whose text has the words — common words fill a page within a few hundred rows, at any size;
-/// when [`SEARCH_WALK_ROWS`] rows held less than a page, the matches are sparse and the search
-/// index lists them instead (by id when there are a few thousand at most, otherwise by walking
-/// the list with each event checked against the index). Words none of the first rows have are
-/// looked up in the index at once, and listed by id when it has a few thousand at most. The
+/// A search (`q`) takes the plan its words call for, so that no kind of word costs a scan as
+/// events grow (each [`SearchPlan`] is tried in turn): first the list is read in order, a few rows
+/// at a time, keeping the events whose text has the words — common words fill a page within a
+/// few hundred rows, at any size. When the first rows hold none of them, or [`SEARCH_WALK_ROWS`]
+/// rows less than a page, the matches are sparse: the lists of their words, kept in start order
+/// (`event_words`), give the next page reading little more than it. A query word beginning many
+/// indexed words (`e`) has too many lists to merge; then the full-text index answers. The
 /// statements of one search share a snapshot.
 pub fn list_events(
     conn: &mut DbConnection,
     filter: &EventFilter,
     page: PageRequest,
 ) -> Result<Vec<Event>, EventsError> {
-    list_events_walking(conn, filter, page, SEARCH_WALK_ROWS)
+    list_events_by(conn, filter, page, SearchPlan::Walk)
 }
 
-/// [`list_events`], a search reading at most `walk_rows` events in list order before it asks
-/// the index (0: at once; the tests compare the plans so).
-pub(super) fn list_events_walking(
+/// The ways a search finds its matches, in the order [`list_events`] tries them: each answers
+/// the same pages (the tests force each and compare).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SearchPlan {
+    /// Reading the list in order, each event's text checked.
+    Walk,
+    /// Merging the lists of the words a query word begins ([`from_word_lists`]).
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests start here"))]
+    WordLists,
+    /// Asking the full-text index: every match listed by id when they are a few thousand at
+    /// most, otherwise the list read in order with each event checked against the index.
+    FullText,
+}
+
+/// [`list_events`], a search starting at `plan` (the ones before it skipped).
+pub(super) fn list_events_by(
     conn: &mut DbConnection,
     filter: &EventFilter,
     page: PageRequest,
-    walk_rows: i64,
+    plan: SearchPlan,
 ) -> Result<Vec<Event>, EventsError> {
     let Some(words) = &filter.q else {
         let query = list_query(filter, page.after).select(EventRow::as_select());
@@ -865,7 +997,7 @@ pub(super) fn list_events_walking(
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(c)?;
         }
-        search_page(conn, filter, page, words, walk_rows)
+        search_page(conn, filter, page, words, plan)
     })
 }
 
@@ -874,21 +1006,23 @@ fn search_page(
     filter: &EventFilter,
     page: PageRequest,
     words: &[String],
-    walk_rows: i64,
+    plan: SearchPlan,
 ) -> Result<Vec<Event>, EventsError> {
-    let walked = match walk_rows {
-        ..=0 => Walked::Sparse,
-        _ => walk_for_matches(conn, filter, page, words, walk_rows)?,
-    };
+    let mut page_ids = None;
+    if plan == SearchPlan::Walk {
+        page_ids = walk_for_matches(conn, filter, page, words)?;
+    }
+    if page_ids.is_none() && plan != SearchPlan::FullText {
+        page_ids = from_word_lists(conn, filter, page, words)?;
+    }
     let query = list_query(filter, page.after)
         .select(EventRow::as_select())
         .limit(page.limit + 1);
-    let looked_up = match walked {
-        Walked::Page(ids) => return into_events(query.filter(events::id.eq_any(ids)).load(conn)?),
-        Walked::Indexed(ids) => ids,
-        Walked::Sparse => matching_ids(conn, words, LIST_BY_ID_UP_TO)?,
+    let listed = match page_ids {
+        Some(ids) => Some(ids),
+        None => matching_ids(conn, words, LIST_BY_ID_UP_TO)?,
     };
-    let query = match looked_up {
+    let query = match listed {
         Some(ids) if ids.is_empty() => return Ok(Vec::new()),
         Some(ids) => query.filter(events::id.eq_any(ids)),
         None => match conn {
@@ -913,37 +1047,37 @@ fn search_page(
 /// How much indexed text a search reads in list order at most (descriptions may be long).
 const SEARCH_WALK_BYTES: usize = 2 << 20;
 
-/// What reading the list in order found.
-enum Walked {
-    /// The ids of the page (and one more when there is a next page).
-    Page(Vec<String>),
-    /// What the index answered when none of the first rows matched: every match when it has at
-    /// most [`LIST_BY_ID_UP_TO`], `None` when more.
-    Indexed(Option<Vec<String>>),
-    /// Less than a page in all the rows read, the index not asked.
-    Sparse,
+/// The cursor of a row read in list order.
+fn cursor_of(at: NaiveDateTime, id: &str) -> Result<Cursor, EventsError> {
+    let uuid = uuid::Uuid::parse_str(id).map_err(|e| EventsError::CorruptRow {
+        table: "events",
+        key: id.to_owned(),
+        why: format!("its id is not a UUID: {e}"),
+    })?;
+    Ok(Cursor {
+        at: at.and_utc(),
+        id: uuid,
+    })
 }
 
 /// The ids of `page` of the events matching `words`, found by reading the list in order and
 /// each event's indexed text (plain text, no index), when a page of them comes within
-/// `walk_rows` rows (or [`SEARCH_WALK_BYTES`] of text) or the list ends first. When none of the
-/// first rows has them, the words are rare or unused: the index is asked for their matches,
-/// which it gives at the cost of their number (it is not asked for common words: a bitmap of
-/// every match on PostgreSQL, every matching term merged on SQLite, 40–50 ms for a common word
-/// at a million events).
+/// [`SEARCH_WALK_ROWS`] rows (or [`SEARCH_WALK_BYTES`] of text) or the list ends first. `None`
+/// when they are sparser: none in the first rows, or less than a page in all it read.
 fn walk_for_matches(
     conn: &mut DbConnection,
     filter: &EventFilter,
     page: PageRequest,
     words: &[String],
-    walk_rows: i64,
-) -> Result<Walked, EventsError> {
+) -> Result<Option<Vec<String>>, EventsError> {
     let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
     let mut found = Vec::with_capacity(wanted);
     let (mut after, mut walked, mut text_read) = (page.after, 0, 0);
-    let mut looked_up = None;
     // Small first (a common word fills a page at once), then doubling.
-    let mut rows_asked = (page.limit + 1).saturating_mul(4).max(64).min(walk_rows);
+    let mut rows_asked = (page.limit + 1)
+        .saturating_mul(4)
+        .max(64)
+        .min(SEARCH_WALK_ROWS);
     loop {
         let rows: Vec<(String, NaiveDateTime, Option<String>)> = list_query(filter, after)
             .select((events::id, events::starts_at, events::search_text))
@@ -952,40 +1086,140 @@ fn walk_for_matches(
         walked += rows.len() as i64;
         let ended = (rows.len() as i64) < rows_asked;
         if let Some((id, at, _)) = rows.last() {
-            let id = uuid::Uuid::parse_str(id).map_err(|e| EventsError::CorruptRow {
-                table: "events",
-                key: id.clone(),
-                why: format!("its id is not a UUID: {e}"),
-            })?;
-            after = Some(Cursor {
-                at: at.and_utc(),
-                id,
-            });
+            after = Some(cursor_of(*at, id)?);
         }
-        let first = walked == rows.len() as i64;
         for (id, _, text) in rows {
             text_read += text.as_ref().map_or(0, String::len);
             if text.is_some_and(|text| search::matches(&text, words)) {
                 found.push(id);
                 if found.len() == wanted {
-                    return Ok(Walked::Page(found));
+                    return Ok(Some(found));
                 }
             }
         }
         if ended {
-            return Ok(Walked::Page(found));
+            return Ok(Some(found));
         }
-        if first && found.is_empty() {
-            match matching_ids(conn, words, LIST_BY_ID_UP_TO)? {
-                Some(ids) => return Ok(Walked::Indexed(Some(ids))),
-                None => looked_up = Some(Walked::Indexed(None)),
+        if found.is_empty() || walked >= SEARCH_WALK_ROWS || text_read >= SEARCH_WALK_BYTES {
+            return Ok(None);
+        }
+        rows_asked = rows_asked.saturating_mul(2).min(SEARCH_WALK_ROWS - walked);
+    }
+}
+
+/// Up to how many indexed words one query word may begin for [`from_word_lists`] to merge their
+/// lists.
+const WORD_LISTS_UP_TO: usize = 16;
+
+/// The ids of `page` of the events matching `words`, read from the words' lists in start order
+/// (`event_words`): the lists of the indexed words that one query word begins — the query word
+/// beginning the fewest — merged, and each event read checked against the list's other filters
+/// and every word. A page costs about what it reads, however many events match. `None` when every
+/// query word begins more than [`WORD_LISTS_UP_TO`] indexed words, or [`SEARCH_WALK_ROWS`]
+/// events read held less than a page (the other words or filters rule most of them out).
+fn from_word_lists(
+    conn: &mut DbConnection,
+    filter: &EventFilter,
+    page: PageRequest,
+    words: &[String],
+) -> Result<Option<Vec<String>>, EventsError> {
+    let mut fewest: Option<Vec<String>> = None;
+    for word in words {
+        let indexed = words_beginning(conn, word, WORD_LISTS_UP_TO + 1)?;
+        if indexed.is_empty() {
+            return Ok(Some(Vec::new())); // no event has this word
+        }
+        if indexed.len() <= WORD_LISTS_UP_TO
+            && fewest.as_ref().is_none_or(|f| indexed.len() < f.len())
+        {
+            fewest = Some(indexed);
+        }
+    }
+    let Some(lists) = fewest else {
+        return Ok(None);
+    };
+    let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
+    let mut found = Vec::with_capacity(wanted);
+    let mut range = StartRange::of(filter, page.after);
+    let (mut rows, mut read) = (page.limit + 1, 0);
+    loop {
+        // The next `rows` of the merged lists: the first `rows` of each, merged, cut to `rows`.
+        let mut next = Vec::new();
+        for word in &lists {
+            next.extend(word_list(conn, word, &range, rows)?);
+        }
+        next.sort_unstable();
+        if range.past {
+            next.reverse();
+        }
+        next.dedup(); // an event with two of the words
+        next.truncate(usize::try_from(rows).unwrap_or(usize::MAX));
+        let ended = (next.len() as i64) < rows;
+        read += next.len() as i64;
+        if let Some((at, id)) = next.last() {
+            range = StartRange::of(filter, Some(cursor_of(*at, id)?));
+        }
+        let ids: Vec<String> = next.into_iter().map(|(_, id)| id).collect();
+        let checked: Vec<(String, Option<String>)> = list_query(filter, page.after)
+            .filter(events::id.eq_any(ids))
+            .select((events::id, events::search_text))
+            .load(conn)?;
+        for (id, text) in checked {
+            if text.is_some_and(|text| search::matches(&text, words)) {
+                found.push(id);
+                if found.len() == wanted {
+                    return Ok(Some(found));
+                }
             }
         }
-        if walked >= walk_rows || text_read >= SEARCH_WALK_BYTES {
-            return Ok(looked_up.unwrap_or(Walked::Sparse));
+        if ended {
+            return Ok(Some(found));
         }
-        rows_asked = rows_asked.saturating_mul(2).min(walk_rows - walked);
+        if read >= SEARCH_WALK_ROWS {
+            return Ok(None);
+        }
+        rows = rows.saturating_mul(2).min(SEARCH_WALK_ROWS - read);
     }
+}
+
+#[derive(QueryableByName)]
+struct IndexedWord {
+    #[diesel(sql_type = Text)]
+    word: String,
+}
+
+/// The first `up_to` indexed words beginning with `prefix`, in byte order: one index seek each,
+/// however many events have them.
+fn words_beginning(
+    conn: &mut DbConnection,
+    prefix: &str,
+    up_to: usize,
+) -> Result<Vec<String>, EventsError> {
+    // Each step seeks the next word past the last one found.
+    const NEXT_WORDS: &str = "WITH RECURSIVE found (word, n) AS ( \
+        SELECT (SELECT word FROM event_words WHERE word >= $1 AND word < $2 ORDER BY word LIMIT 1), 1 \
+        UNION ALL \
+        SELECT (SELECT word FROM event_words WHERE word > found.word AND word < $2 \
+                ORDER BY word LIMIT 1), n + 1 \
+        FROM found WHERE found.word IS NOT NULL AND n < $3) \
+        SELECT word FROM found WHERE word IS NOT NULL";
+    // Every word beginning with `prefix` sorts before `prefix` followed by the last code point
+    // (no word has that one: words are letters and digits).
+    let end = format!("{prefix}\u{10FFFF}");
+    let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+    let found: Vec<IndexedWord> = match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(NEXT_WORDS.replace('$', "?"))
+            .bind::<Text, _>(prefix)
+            .bind::<Text, _>(&end)
+            .bind::<BigInt, _>(up_to)
+            .load(c)?,
+        DbConnection::Postgres(c) => diesel::sql_query(NEXT_WORDS)
+            .bind::<Text, _>(prefix)
+            .bind::<Text, _>(&end)
+            .bind::<BigInt, _>(up_to)
+            .load(c)?,
+    };
+    Ok(found.into_iter().map(|w| w.word).collect())
 }
 
 pub fn find_events(conn: &mut DbConnection, ids: &[EventId]) -> Result<Vec<Event>, EventsError> {
