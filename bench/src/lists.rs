@@ -254,7 +254,8 @@ async fn measure(target: &Target, row: &mut Row, size: usize) -> Result<(), Stri
 
 /// Repeats every event `copies` more times, with new ids, in one statement; then lets the
 /// database gather statistics as its routine maintenance would (PostgreSQL's autovacuum).
-/// Waits until every event has its search text (the product's background indexing); how long.
+/// Waits until every event has its search text and its words listed (the product's background
+/// indexing); how long.
 async fn wait_indexed(url: &str) -> Result<Duration, String> {
     let start = Instant::now();
     loop {
@@ -275,7 +276,7 @@ fn count_unindexed(url: &str) -> Result<i64, String> {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let sql = "SELECT COUNT(*) AS n FROM events WHERE search_text IS NULL";
+    let sql = "SELECT COUNT(*) AS n FROM events WHERE words_listed IS NULL";
     let found: Count = match url.strip_prefix("sqlite://") {
         Some(path) => diesel::sql_query(sql)
             .get_result(&mut diesel::SqliteConnection::establish(path).map_err(|e| e.to_string())?),
@@ -295,12 +296,12 @@ fn multiply(url: &str, copies: u32) -> Result<Duration, String> {
     // filled in by SQL; SQLite's search rows are the product's to write: its copies come
     // without text, as events of an older version would, and the product indexes them after
     // the restart that follows ([`wait_indexed`]).
-    let insert = |id: &str, series: &str, text: &str| {
+    let insert = |id: &str, series: &str, text: &str, listed: &str| {
         format!(
             "INSERT INTO events (id, organizer_id, title, description, location, location_key, \
              category, category_key, starts_at, ends_at, capacity, seats_taken, waitlist_length, \
-             status, created_at, updated_at, time_zone, sequence, search_text) \
-             SELECT {id}, {columns}, {text} FROM seed_events, {series}"
+             status, created_at, updated_at, time_zone, sequence, search_text, words_listed) \
+             SELECT {id}, {columns}, {text}, {listed} FROM seed_events, {series}"
         )
     };
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -314,7 +315,7 @@ fn multiply(url: &str, copies: u32) -> Result<Duration, String> {
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = 60000; CREATE TEMP TABLE seed_events AS SELECT * FROM events; \
              BEGIN IMMEDIATE; {}; COMMIT;",
-            insert(id, &series, "NULL")
+            insert(id, &series, "NULL", "NULL")
         ))
         .map_err(|e| format!("bulk insert: {e}"))?;
     } else {
@@ -331,7 +332,8 @@ fn multiply(url: &str, copies: u32) -> Result<Duration, String> {
             insert(
                 "gen_random_uuid()::text",
                 &format!("generate_series(1, {copies})"),
-                "search_text"
+                "search_text",
+                "1"
             )
         ))
         .map_err(|e| format!("bulk insert: {e}"))?;

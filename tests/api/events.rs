@@ -940,6 +940,22 @@ async fn a_rare_word_is_found_where_its_event_moved(backend: Backend) {
     .await;
     assert_eq!(found("q=zanz".into()).await, ["Zanzibar sunrise"]);
     assert_eq!(found("q=nights".into()).await, ["Quokka nights"]);
+    let db = app.events_database_url().to_owned();
+    // Its word rows: those of its title, description, location and category, at its start.
+    let listed = |db: &str| {
+        let rows =
+            format!("FROM event_words w JOIN events e ON e.id = w.event_id WHERE e.id = '{rare}'");
+        let stale = format!("{rows} AND (w.starts_at <> e.starts_at OR w.word = 'zanzibar')");
+        (
+            crate::helpers::sql_number(db, &format!("SELECT COUNT(*) AS n {rows}")),
+            crate::helpers::sql_number(db, &format!("SELECT COUNT(*) AS n {stale}")),
+        )
+    };
+    assert_eq!(
+        listed(&db),
+        (7, 0),
+        "the words of the old title and start are gone"
+    );
     let between = (Utc::now() + Duration::days(50)).format("%Y-%m-%dT00:00:00Z");
     assert_eq!(
         found(format!("q=quok&from={between}")).await,
@@ -970,4 +986,44 @@ async fn a_rare_word_is_found_where_its_event_moved(backend: Backend) {
         found(format!("q=quok&to={before}")).await,
         ["Quokka nights"]
     );
+    assert_eq!(listed(&db), (7, 0));
+    // Moved by SQL, as an older version would (its words left where they were): the event is
+    // unlisted, never answered from the rows it left, and listed again by the next start.
+    crate::helpers::sql_execute(
+        &db,
+        &format!(
+            "UPDATE events SET starts_at = (SELECT starts_at FROM events \
+             WHERE title = 'Zanzibar sunrise') WHERE id = '{rare}'"
+        ),
+    );
+    let unlisted =
+        format!("SELECT COUNT(*) AS n FROM events WHERE id = '{rare}' AND words_listed IS NULL");
+    assert_eq!(crate::helpers::sql_number(&db, &unlisted), 1);
+    let meanwhile = found("q=quok".into()).await;
+    assert!(
+        meanwhile.is_empty() || meanwhile == ["Quokka nights"],
+        "{meanwhile:?}"
+    );
+    let mut app = app;
+    app.restart(&[("cache.enabled", "false")]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::helpers::sql_number(&db, &unlisted) == 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listed again after a restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let page = json_of(
+        app.get("/api/events?limit=5&q=quok", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let titles: Vec<&Value> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["title"])
+        .collect();
+    assert_eq!(titles, [&json!("Quokka nights")]);
 }

@@ -19,6 +19,7 @@ diesel::table! {
         status -> Text,
         sequence -> Integer,
         search_text -> Nullable<Text>,
+        words_listed -> Nullable<Integer>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }

@@ -372,8 +372,7 @@ impl EventsService {
                 store::save_event(conn, &event)?;
                 let indexed = (search::indexed_text(&event.draft), event.draft.starts_at);
                 if indexed != indexed_before {
-                    let (before, now) = (&indexed_before, &indexed);
-                    store::save_text(conn, event.id, (&before.0, before.1), (&now.0, now.1))?;
+                    store::save_text(conn, event.id, indexed_before.1, (&indexed.0, indexed.1))?;
                 }
                 let after = summary(&event);
                 // A new zone moves the local time people were told, as a new instant does.

@@ -1,5 +1,7 @@
 //! The events module's diesel queries. Only this module's tables are named here.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::{
     prelude::*,
@@ -48,6 +50,9 @@ struct EventRow {
     /// rewrite it.
     #[diesel(skip_update)]
     search_text: Option<String>,
+    /// Whether the words are in `event_words` (see [`index_text`]); written with `search_text`.
+    #[diesel(skip_update)]
+    words_listed: Option<i32>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
 }
@@ -94,6 +99,7 @@ impl EventRow {
             .to_owned(),
             sequence: event.sequence(),
             search_text: None,
+            words_listed: None,
             created_at: event.created_at.naive_utc(),
             updated_at: event.updated_at.naive_utc(),
         }
@@ -210,6 +216,7 @@ pub fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<(), Events
     let text = search::indexed_text(&event.draft);
     let row = EventRow {
         search_text: Some(text.clone()),
+        words_listed: Some(1),
         ..EventRow::from_event(event)
     };
     diesel::insert_into(events::table)
@@ -223,8 +230,13 @@ type Indexed<'a> = (&'a str, NaiveDateTime);
 
 /// Keeps the search indexes in step with an event whose text or start is new or changed: its
 /// rows in `event_words` (the words' lists in start order, on both backends; those of
-/// `previous`, what was indexed before, go) and SQLite's full-text row. PostgreSQL's full-text
-/// index follows the `search_text` column by itself.
+/// `previous`, what was listed before, go) and SQLite's full-text row. PostgreSQL's full-text
+/// index follows the `search_text` column by itself. The caller marks the words listed
+/// (`words_listed`, [`raise_listed`]) in the statement that writes the text: a change of the
+/// text or start by anything else (an older version) unlists the event, and
+/// [`index_unindexed`] lists it again. Rows left behind by such a change (at a start the event
+/// left, or of words it lost) are never answered: a search checks each event it reads from the
+/// lists against its stored start and text.
 fn index_text(
     conn: &mut DbConnection,
     id: EventId,
@@ -253,8 +265,8 @@ fn index_text(
                 )
             })
             .collect();
-        // Several rows at once is each backend's own statement. A row already there (left by
-        // an older version that cleared the text) is the row wanted.
+        // Several rows at once is each backend's own statement. A row already there (the
+        // event was unlisted by an older version and moved back) is the row wanted.
         let insert = diesel::insert_into(event_words::table)
             .values(&rows)
             .on_conflict_do_nothing();
@@ -290,43 +302,66 @@ fn distinct_words(text: &str) -> Vec<&str> {
     words
 }
 
-/// Re-indexes an event whose search text or start changed: `previous` is what was indexed,
-/// `now` its new text and start.
+/// `words_listed` raised: a value the statement changes, so the database does not unlist the
+/// event (see the migration `event_words`).
+fn raise_listed()
+-> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Integer>> {
+    diesel::dsl::sql("COALESCE(words_listed, 0) + 1")
+}
+
+/// Re-indexes an event whose search text or start changed (after [`save_event`]):
+/// `previous_start` is where its words were listed, `now` its new text and start.
 pub fn save_text(
     conn: &mut DbConnection,
     id: EventId,
-    previous: (&str, DateTime<Utc>),
-    now: (&str, DateTime<Utc>),
+    previous_start: DateTime<Utc>,
+    (text, starts_at): (&str, DateTime<Utc>),
 ) -> Result<(), EventsError> {
+    // The text stored is the one its words were listed from (the reduction rules of the build
+    // that wrote it may differ from this one's).
+    let stored: Option<String> = events::table
+        .find(id.to_string())
+        .select(events::search_text)
+        .first(conn)
+        .optional()?
+        .flatten();
     diesel::update(events::table.find(id.to_string()))
-        .set(events::search_text.eq(now.0))
+        .set((
+            events::search_text.eq(text),
+            events::words_listed.eq(raise_listed()),
+        ))
         .execute(conn)?;
     index_text(
         conn,
         id,
-        Some((previous.0, previous.1.naive_utc())),
-        (now.0, now.1.naive_utc()),
+        stored
+            .as_deref()
+            .map(|stored| (stored, previous_start.naive_utc())),
+        (text, starts_at.naive_utc()),
     )
 }
 
-/// Indexes up to `limit` events not indexed yet (stored before search existed, or by an older
-/// version), in id order; how many it looked at (fewer than `limit`: none is left). An event
-/// another instance indexed meanwhile is left as it is.
+/// Indexes up to `limit` events not indexed yet or whose words are not listed (stored before
+/// search existed, or changed by an older version), in id order; how many it looked at (fewer
+/// than `limit`: none is left). An event another instance indexed, or an older version changed,
+/// meanwhile is left as it is (to the next round, if unlisted again).
 pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, EventsError> {
     type Texts = (
         String,
         NaiveDateTime,
+        Option<String>,
         String,
         Option<String>,
         Option<String>,
         Option<String>,
     );
     let rows: Vec<Texts> = events::table
-        .filter(events::search_text.is_null())
+        .filter(events::words_listed.is_null())
         .order(events::id.asc())
         .select((
             events::id,
             events::starts_at,
+            events::search_text,
             events::title,
             events::description,
             events::location,
@@ -334,16 +369,30 @@ pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, Eve
         ))
         .limit(limit)
         .load(conn)?;
-    for (id, starts_at, title, description, location, category) in &rows {
+    for (id, starts_at, stored, title, description, location, category) in &rows {
         let text = search::text_of([
             Some(title),
             description.as_ref(),
             location.as_ref(),
             category.as_ref(),
         ]);
-        let claimed = diesel::update(events::table.find(id).filter(events::search_text.is_null()))
-            .set(events::search_text.eq(&text))
-            .execute(conn)?;
+        // Claimed only as read: an older version's change meanwhile is the next round's.
+        let unchanged = events::table
+            .find(id)
+            .filter(events::words_listed.is_null())
+            .filter(events::starts_at.eq(starts_at));
+        let listed = (
+            events::search_text.eq(&text),
+            events::words_listed.eq(raise_listed()),
+        );
+        let claimed = match stored {
+            Some(stored) => diesel::update(unchanged.filter(events::search_text.eq(stored)))
+                .set(listed)
+                .execute(conn)?,
+            None => diesel::update(unchanged.filter(events::search_text.is_null()))
+                .set(listed)
+                .execute(conn)?,
+        };
         if claimed == 1 {
             index_text(conn, parse_id("events", id, id)?, None, (&text, *starts_at))?;
         }
@@ -1047,6 +1096,32 @@ fn search_page(
 /// How much indexed text a search reads in list order at most (descriptions may be long).
 const SEARCH_WALK_BYTES: usize = 2 << 20;
 
+/// The ids of the matches a search found so far, in list order: a page and one more at most.
+struct Matches<'w> {
+    words: &'w [String],
+    wanted: usize,
+    ids: Vec<String>,
+}
+
+impl<'w> Matches<'w> {
+    fn new(words: &'w [String], page: PageRequest) -> Self {
+        let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
+        Self {
+            words,
+            wanted,
+            ids: Vec::with_capacity(wanted.min(1_024)),
+        }
+    }
+
+    /// Keeps the event `id` when its indexed text has every word; whether the page is full.
+    fn keep(&mut self, id: String, text: Option<String>) -> bool {
+        if text.is_some_and(|text| search::matches(&text, self.words)) {
+            self.ids.push(id);
+        }
+        self.ids.len() == self.wanted
+    }
+}
+
 /// The cursor of a row read in list order.
 fn cursor_of(at: NaiveDateTime, id: &str) -> Result<Cursor, EventsError> {
     let uuid = uuid::Uuid::parse_str(id).map_err(|e| EventsError::CorruptRow {
@@ -1070,14 +1145,12 @@ fn walk_for_matches(
     page: PageRequest,
     words: &[String],
 ) -> Result<Option<Vec<String>>, EventsError> {
-    let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
-    let mut found = Vec::with_capacity(wanted);
+    let mut found = Matches::new(words, page);
     let (mut after, mut walked, mut text_read) = (page.after, 0, 0);
     // Small first (a common word fills a page at once), then doubling.
     let mut rows_asked = (page.limit + 1)
         .saturating_mul(4)
-        .max(64)
-        .min(SEARCH_WALK_ROWS);
+        .clamp(64, SEARCH_WALK_ROWS);
     loop {
         let rows: Vec<(String, NaiveDateTime, Option<String>)> = list_query(filter, after)
             .select((events::id, events::starts_at, events::search_text))
@@ -1090,17 +1163,14 @@ fn walk_for_matches(
         }
         for (id, _, text) in rows {
             text_read += text.as_ref().map_or(0, String::len);
-            if text.is_some_and(|text| search::matches(&text, words)) {
-                found.push(id);
-                if found.len() == wanted {
-                    return Ok(Some(found));
-                }
+            if found.keep(id, text) {
+                return Ok(Some(found.ids));
             }
         }
         if ended {
-            return Ok(Some(found));
+            return Ok(Some(found.ids));
         }
-        if found.is_empty() || walked >= SEARCH_WALK_ROWS || text_read >= SEARCH_WALK_BYTES {
+        if found.ids.is_empty() || walked >= SEARCH_WALK_ROWS || text_read >= SEARCH_WALK_BYTES {
             return Ok(None);
         }
         rows_asked = rows_asked.saturating_mul(2).min(SEARCH_WALK_ROWS - walked);
@@ -1138,8 +1208,7 @@ fn from_word_lists(
     let Some(lists) = fewest else {
         return Ok(None);
     };
-    let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
-    let mut found = Vec::with_capacity(wanted);
+    let mut found = Matches::new(words, page);
     let mut range = StartRange::of(filter, page.after);
     let (mut rows, mut read) = (page.limit + 1, 0);
     loop {
@@ -1159,21 +1228,21 @@ fn from_word_lists(
         if let Some((at, id)) = next.last() {
             range = StartRange::of(filter, Some(cursor_of(*at, id)?));
         }
-        let ids: Vec<String> = next.into_iter().map(|(_, id)| id).collect();
-        let checked: Vec<(String, Option<String>)> = list_query(filter, page.after)
+        let ids: Vec<String> = next.iter().map(|(_, id)| id.clone()).collect();
+        let listed: HashSet<(NaiveDateTime, String)> = next.into_iter().collect();
+        let checked: Vec<(String, NaiveDateTime, Option<String>)> = list_query(filter, page.after)
             .filter(events::id.eq_any(ids))
-            .select((events::id, events::search_text))
+            .select((events::id, events::starts_at, events::search_text))
             .load(conn)?;
-        for (id, text) in checked {
-            if text.is_some_and(|text| search::matches(&text, words)) {
-                found.push(id);
-                if found.len() == wanted {
-                    return Ok(Some(found));
-                }
+        for (id, at, text) in checked {
+            // Read where the event is, not at a start an older version moved it from.
+            let row = (at, id);
+            if listed.contains(&row) && found.keep(row.1, text) {
+                return Ok(Some(found.ids));
             }
         }
         if ended {
-            return Ok(Some(found));
+            return Ok(Some(found.ids));
         }
         if read >= SEARCH_WALK_ROWS {
             return Ok(None);

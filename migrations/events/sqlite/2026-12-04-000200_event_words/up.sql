@@ -19,3 +19,20 @@ WITH RECURSIVE split (id, starts_at, word, rest) AS (
 )
 INSERT OR IGNORE INTO event_words (word, starts_at, event_id)
 SELECT word, starts_at, id FROM split WHERE word <> '';
+
+-- Whether an event's words are in `event_words` at its current start and text: NULL when not
+-- (written before this migration, or by an older version during a rolling upgrade); the
+-- application lists those, at start and every minute, as it indexes text. A version that
+-- lists the words raises the number in the same statement as it writes the text; any other
+-- change of the text or the start (an older version's) unlists the event.
+ALTER TABLE events ADD COLUMN words_listed INTEGER;
+UPDATE events SET words_listed = 1 WHERE search_text IS NOT NULL;
+DROP INDEX events_unindexed;
+CREATE INDEX events_unlisted ON events (id) WHERE words_listed IS NULL;
+CREATE TRIGGER events_unlist_words AFTER UPDATE OF search_text, starts_at ON events
+FOR EACH ROW
+WHEN (OLD.search_text IS NOT NEW.search_text OR OLD.starts_at IS NOT NEW.starts_at)
+     AND NEW.words_listed IS OLD.words_listed
+BEGIN
+    UPDATE events SET words_listed = NULL WHERE id = NEW.id;
+END;
