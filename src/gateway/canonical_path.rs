@@ -36,6 +36,10 @@ pub enum PathError {
     AboveRoot,
     #[error("the path does not start with '/'")]
     NotAbsolute,
+    /// Read as it is, a parameter would change meaning: every decoder replaces the bytes with
+    /// U+FFFD, so `q=%FF` would search for nothing and a Latin-1 `sp%E4ti` for something else.
+    #[error("the query string is not valid percent-encoded UTF-8")]
+    QueryNotUtf8,
 }
 
 /// Characters kept encoded when the canonical path is written back: everything that is not a
@@ -101,6 +105,18 @@ pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     })
 }
 
+/// Whether every name and value of `query` decodes to UTF-8. Decoding it whole answers the same:
+/// the separators are ASCII, which neither completes nor continues a multi-byte sequence.
+pub fn check_query(query: &str) -> Result<(), PathError> {
+    if !query.contains('%') {
+        return Ok(()); // a URI holds only ASCII: what is not encoded is UTF-8
+    }
+    percent_decode_str(query)
+        .decode_utf8()
+        .map(drop)
+        .map_err(|_| PathError::QueryNotUtf8)
+}
+
 /// The common case, decided without allocating: nothing encoded, no backslash, no empty, `.` or
 /// `..` segment, only path characters. Such a path is its own canonical form.
 fn is_plainly_canonical(raw: &str) -> bool {
@@ -121,12 +137,14 @@ fn is_plainly_canonical(raw: &str) -> bool {
 }
 
 /// Rewrites the request to its canonical path (and `HEAD` to `GET`) before anything else sees
-/// it; a path without a canonical form is refused with `400`.
+/// it; a path without a canonical form, or a query string that is not UTF-8, is refused with
+/// `400`.
 pub async fn canonicalize_request(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let canonical = match canonical_path(req.path()) {
+    let canonical = match check_query(req.query_string()).and_then(|()| canonical_path(req.path()))
+    {
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(path)) => Some(path),
         Err(err) => {
@@ -212,6 +230,36 @@ mod tests {
             ("api", PathError::NotAbsolute),
         ] {
             assert_eq!(canonical_path(raw), Err(err), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_query_string_must_decode_to_utf8_in_every_part() {
+        for fine in [
+            "",
+            "q=ber",
+            "q=sp%C3%A4ti&limit=2",
+            "q=%E2%82%AC+x",
+            "%C3%A4=1",
+            "q=100%25",
+        ] {
+            assert_eq!(check_query(fine), Ok(()), "{fine}");
+        }
+        for broken in [
+            "q=%FF",
+            "q=sp%E4ti",
+            "%FF=1",
+            "q=%C3",
+            "q=%C3&x=%A4",
+            "q=%ED%A0%80", // a UTF-16 surrogate, not a character
+            "q=%C0%AF",    // an overlong '/'
+            "limit=2&location=%80",
+        ] {
+            assert_eq!(
+                check_query(broken),
+                Err(PathError::QueryNotUtf8),
+                "{broken}"
+            );
         }
     }
 

@@ -12,6 +12,7 @@ use crate::helpers::{Backend, TestApp, Topology, json_of, problem, topology};
 crate::backend_tests!(
     every_spelling_of_a_path_meets_the_same_policies,
     paths_without_a_canonical_form_are_refused,
+    a_query_string_that_is_not_utf8_is_refused_on_every_route,
     the_internal_api_is_unreachable_however_the_path_is_spelled,
     a_deleted_accounts_token_acts_nowhere,
     head_is_served_and_a_wrong_method_is_405_with_allow,
@@ -219,6 +220,61 @@ async fn paths_without_a_canonical_form_are_refused(backend: Backend) {
         assert_eq!(answer.status, 400, "{path}: {}", answer.text);
         assert!(answer.text.contains("application/problem+json"), "{path}");
     }
+}
+
+/// Every decoder of a query string replaces bytes that are not UTF-8 with U+FFFD, so a
+/// parameter read as it came would mean something else: `q=%FF` searched for nothing (every
+/// event), a Latin-1 `sp%E4ti` for a word no one wrote. Refused at the edge, whatever the route,
+/// parameter, or whether it is a name or a value. Before: `200` on each.
+async fn a_query_string_that_is_not_utf8_is_refused_on_every_route(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organiser = app.user().await;
+    let event = app
+        .event(&organiser, 1, json!({"title": "Späti tour"}))
+        .await;
+    let id = event["id"].as_str().unwrap();
+    let routes = [
+        "/api/events".to_owned(),
+        format!("/api/events/{id}"),
+        format!("/api/events/{id}/calendar.ics"),
+        format!("/api/events/{id}/registrations"),
+        format!("/events/{id}"),
+        "/api/users".to_owned(),
+        "/api/users/me/notifications".to_owned(),
+        "/".to_owned(),
+        "/no/such/route".to_owned(),
+    ];
+    for route in &routes {
+        for query in [
+            "q=%FF",
+            "q=sp%E4ti",
+            "location=%C3",
+            "%FF=1",
+            "limit=2&cursor=%ED%A0%80",
+        ] {
+            let target = format!("{route}?{query}");
+            let answer = app
+                .raw(
+                    format!("GET {target} HTTP/1.1\r\nHost: rsvp\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                    WAIT,
+                )
+                .await;
+            assert_eq!(answer.status, 400, "{target}: {}", answer.text);
+            assert!(
+                answer.text.contains("application/problem+json") && answer.text.contains("UTF-8"),
+                "{target}: {}",
+                answer.text
+            );
+        }
+    }
+    // The same words spelled in UTF-8 are searched for.
+    let found = json_of(
+        app.get("/api/events?q=sp%C3%A4ti", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found["items"][0]["id"], id, "{found}");
 }
 
 /// In the split topology the gateway proxies what it does not serve; a path that only resolves

@@ -21,6 +21,7 @@ crate::backend_tests!(
     past_events_come_newest_first_and_upcoming_ones_have_not_started,
     events_from_before_search_are_found_after_a_restart,
     a_rare_word_is_found_where_its_event_moved,
+    an_invisible_character_inside_a_word_keeps_it_one_word,
 );
 
 async fn an_event_is_created_read_and_shows_its_organiser(backend: Backend) {
@@ -1026,4 +1027,113 @@ async fn a_rare_word_is_found_where_its_event_moved(backend: Backend) {
         .map(|e| &e["title"])
         .collect();
     assert_eq!(titles, [&json!("Quokka nights")]);
+}
+
+/// How many events a search for `q` finds on its first page.
+async fn hits(app: &TestApp, q: &str) -> usize {
+    let page = json_of(
+        app.get(&format!("/api/events?q={q}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    page["items"].as_array().unwrap().len()
+}
+
+/// Invisible format characters (a soft hyphen, a word joiner, a byte order mark) inside a word
+/// are dropped, never split at: `zorblat` finds "Zor\u{AD}blat", `blat` does not. Events indexed
+/// by the rule before (which split there) are indexed again once the migration has run, their
+/// old words' rows gone. Before: `blat` found it and `zorblat` did not.
+async fn an_invisible_character_inside_a_word_keeps_it_one_word(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let ada = app.user().await;
+    let mut body = event_body(5);
+    crate::helpers::merge(
+        &mut body,
+        json!({"title": "Zor\u{AD}blat night", "description": "Ham\u{2060}burg \u{FEFF}Quux"}),
+    );
+    let event = json_of(
+        app.post("/api/events", Some(&ada.access_token), body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = event["id"].as_str().unwrap().to_owned();
+    app.restart(&[("cache.enabled", "false")]).await;
+    let each_word = ["zorblat", "zor%C2%ADbl", "hamburg", "quux", "zor"];
+    for q in each_word {
+        assert_eq!(hits(&app, q).await, 1, "{q}");
+    }
+    for q in ["blat", "burg"] {
+        assert_eq!(hits(&app, q).await, 0, "{q}");
+    }
+
+    // Indexed as the rule before did, words and all.
+    let db = app.events_database_url().to_owned();
+    let old_text = "zor blat night ham burg quux";
+    crate::helpers::sql_execute(
+        &db,
+        &format!(
+            "UPDATE events SET search_text = '{old_text}', words_listed = words_listed + 1 \
+             WHERE id = '{id}'"
+        ),
+    );
+    crate::helpers::sql_execute(
+        &db,
+        &format!("DELETE FROM event_words WHERE event_id = '{id}'"),
+    );
+    let old_words = old_text
+        .split(' ')
+        .map(|w| format!("SELECT '{w}' AS word"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    crate::helpers::sql_execute(
+        &db,
+        &format!(
+            "INSERT INTO event_words (word, starts_at, event_id) \
+             SELECT w.word, e.starts_at, e.id FROM events e, ({old_words}) w WHERE e.id = '{id}'"
+        ),
+    );
+    if db.starts_with("sqlite://") {
+        crate::helpers::sql_execute(
+            &db,
+            &format!("UPDATE events_search SET search_text = '{old_text}' WHERE event_id = '{id}'"),
+        );
+    }
+    assert_eq!(hits(&app, "blat").await, 1, "the rule before, as it was");
+
+    let dialect = if db.starts_with("sqlite://") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let migration = std::fs::read_to_string(format!(
+        "{}/migrations/events/{dialect}/2026-12-05-000100_search_drops_format_characters/up.sql",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    crate::helpers::sql_execute(&db, &migration);
+    app.restart(&[("cache.enabled", "false")]).await;
+    let words_of = |word: &str| {
+        crate::helpers::sql_number(
+            &db,
+            &format!(
+                "SELECT COUNT(*) AS n FROM event_words WHERE event_id = '{id}' AND word = '{word}'"
+            ),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while words_of("zorblat") == 0 {
+        assert!(std::time::Instant::now() < deadline, "indexed again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (words_of("blat"), words_of("burg")),
+        (0, 0),
+        "the old words' rows"
+    );
+    for q in each_word {
+        assert_eq!(hits(&app, q).await, 1, "{q}");
+    }
+    for q in ["blat", "burg"] {
+        assert_eq!(hits(&app, q).await, 0, "{q}");
+    }
 }

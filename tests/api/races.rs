@@ -1,6 +1,7 @@
 //! Requests that race each other: an account deletion against the writes it must not leave
 //! behind, a refresh against every revocation, deletions against deletions, logins against a
-//! deletion, and several instances of the events module that must all learn of a deletion.
+//! deletion, several instances of the events module that must all learn of a deletion, and
+//! searches racing the edits of what they find.
 //! Each test makes the race happen many times and counts what broke the contract; the counts
 //! are printed, so a run shows how close to the edge it came.
 
@@ -20,6 +21,7 @@ crate::backend_tests!(
     concurrent_deletions_of_one_account_all_keep_it_deleted,
     logins_and_refreshes_racing_a_deletion_get_401_never_500,
     password_checks_share_the_limit_per_address_and_per_account,
+    searches_racing_edits_of_their_event_find_it_once,
 );
 
 /// Statuses a write racing its account's deletion may get: done (then undone by the cascade),
@@ -540,4 +542,92 @@ mod instances {
             );
         }
     }
+}
+
+/// Searches reading one event while its words and start are rewritten, back and forth across
+/// seventy others: ahead of them (found by reading the list) and behind them (found from its
+/// words' lists, rewritten by each edit). Every answer is `200` and holds it exactly once, by
+/// the title it has in that answer; at the end its word rows are those of its text at its
+/// start, none left over. A search is several statements: without one snapshot for all, an
+/// event moved between them is seen twice or not at all.
+async fn searches_racing_edits_of_their_event_find_it_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("cache.enabled", "false")]).await;
+    let app = &app;
+    let organiser = app.user().await;
+    let at = |hours: i64| {
+        let starts = chrono::Utc::now() + chrono::Duration::hours(hours);
+        json!({"starts_at": starts.to_rfc3339(),
+               "ends_at": (starts + chrono::Duration::hours(1)).to_rfc3339()})
+    };
+    for i in 0..70 {
+        let mut filler = at(48);
+        filler["title"] = json!(format!("Filler {i}"));
+        app.event(&organiser, 5, filler).await;
+    }
+    let mut first = at(24 * 30);
+    first["title"] = json!("Quokka alpha");
+    let id = app.event(&organiser, 5, first).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let edits = async {
+        for edit in 0..60i64 {
+            // Ahead of the fillers, behind them, far behind; the title changes every other time.
+            let mut change = at([12, 24 * 30, 24 * 90][(edit % 3) as usize]);
+            change["title"] = json!(if edit % 2 == 0 {
+                "Quokka beta"
+            } else {
+                "Quokka alpha"
+            });
+            let path = format!("/api/events/{id}");
+            let answer = app
+                .patch(&path, Some(&organiser.access_token), change)
+                .await;
+            assert_eq!(answer.status(), StatusCode::OK, "edit {edit}");
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let search = |query: &'static str| {
+        let (done, id) = (&done, &id);
+        async move {
+            let (mut searches, mut found) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let page = json_of(
+                    app.get(&format!("/api/events?limit=5&{query}"), None).await,
+                    StatusCode::OK,
+                )
+                .await;
+                let items = page["items"].as_array().unwrap();
+                let titles: Vec<&str> =
+                    items.iter().map(|e| e["title"].as_str().unwrap()).collect();
+                assert!(items.iter().all(|e| e["id"] == id.as_str()), "{titles:?}");
+                match query {
+                    "q=quok" => assert_eq!(items.len(), 1, "{query}: {titles:?}"),
+                    "q=quokka%20alpha" => assert!(titles.iter().all(|t| *t == "Quokka alpha")),
+                    _ => assert!(titles.iter().all(|t| *t == "Quokka beta")),
+                }
+                searches += 1;
+                found += items.len();
+            }
+            (searches, found)
+        }
+    };
+    let ((), a, b, c) = tokio::join!(
+        edits,
+        search("q=quok"),
+        search("q=quokka%20alpha"),
+        search("q=bet")
+    );
+    println!("searches (found): quok {a:?}, quokka alpha {b:?}, bet {c:?}");
+    assert!(
+        a.0 >= 10 && b.0 >= 10 && c.0 >= 10,
+        "the searches raced the edits"
+    );
+    let db = app.events_database_url();
+    let stale = format!(
+        "SELECT COUNT(*) AS n FROM event_words w JOIN events e ON e.id = w.event_id \
+         WHERE e.id = '{id}' AND (w.starts_at <> e.starts_at OR w.word = 'beta')"
+    );
+    assert_eq!(sql_number(db, &stale), 0, "word rows left over");
 }

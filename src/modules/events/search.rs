@@ -1,8 +1,9 @@
 //! Free-text search (`q`): the words of an event's title, description, location and category,
-//! and of a query, reduced alike — compatibility forms unfolded, accents dropped, lower case —
-//! so that `spati` finds "Späti" and `ber` finds "Berlin Mitte". Each word of a query matches
-//! the beginning of a word of the event; all must match. The databases index the reduced text
-//! (SQLite: an FTS5 table; PostgreSQL: a GIN index over its `tsvector`), never the raw one.
+//! and of a query, reduced alike — compatibility forms unfolded, accents and invisible format
+//! characters dropped, lower case — so that `spati` finds "Späti" and `ber` finds "Berlin
+//! Mitte". Each word of a query matches the beginning of a word of the event; all must match.
+//! The databases index the reduced text (SQLite: an FTS5 table; PostgreSQL: a GIN index over
+//! its `tsvector`), never the raw one.
 
 use icu_normalizer::DecomposingNormalizerBorrowed;
 use icu_properties::{
@@ -18,6 +19,10 @@ const MAX_QUERY_WORDS: usize = 8;
 /// The longest word kept, in characters (longer ones are cut: nobody types more of one).
 const MAX_WORD: usize = 64;
 
+/// The one format character that marks where a word ends (scripts written without spaces use
+/// it); the others (`Cf`) are dropped where they stand, so `zor\u{AD}blat` is one word.
+const ZERO_WIDTH_SPACE: char = '\u{200B}';
+
 /// `text` as the index sees it: its words, reduced, in order.
 pub fn words(text: &str) -> Vec<String> {
     let categories = CodePointMapData::<GeneralCategory>::new();
@@ -32,7 +37,11 @@ pub fn words(text: &str) -> Vec<String> {
         *length = 0;
     };
     for c in decomposed.chars() {
-        let mark = GeneralCategoryGroup::Mark.contains(categories.get(c));
+        let category = categories.get(c);
+        if category == GeneralCategory::Format && c != ZERO_WIDTH_SPACE {
+            continue; // invisible, inside a word: a soft hyphen, a joiner, a byte order mark
+        }
+        let mark = GeneralCategoryGroup::Mark.contains(category);
         if mark && is_accent(c) {
             continue; // the accent of a letter decomposition split off
         }
@@ -176,6 +185,16 @@ mod tests {
             "vowel signs are part of the word"
         );
         assert_eq!(words("ガイド"), ["カイト"], "kana voicing is an accent");
+        assert_eq!(
+            words("zor\u{AD}blat \u{FEFF}Ber\u{2060}lin Kaf\u{200D}fee a\u{E0041}b"),
+            ["zorblat", "berlin", "kaffee", "ab"],
+            "format characters are dropped, not split at"
+        );
+        assert_eq!(
+            words("ราคา\u{200B}ถูก"),
+            ["ราคา", "ถูก"],
+            "a zero width space parts"
+        );
         assert_eq!(words(&"x".repeat(100))[0].chars().count(), MAX_WORD);
     }
 

@@ -394,7 +394,15 @@ pub fn index_unindexed(conn: &mut DbConnection, limit: i64) -> Result<usize, Eve
                 .execute(conn)?,
         };
         if claimed == 1 {
-            index_text(conn, parse_id("events", id, id)?, None, (&text, *starts_at))?;
+            // The stored text's rows at this start go (indexed by an earlier rule, say); rows
+            // at a start an older version moved the event from stay, never answered.
+            let previous = stored.as_deref().map(|stored| (stored, *starts_at));
+            index_text(
+                conn,
+                parse_id("events", id, id)?,
+                previous,
+                (&text, *starts_at),
+            )?;
         }
     }
     Ok(rows.len())
@@ -1061,8 +1069,11 @@ fn search_page(
     if plan == SearchPlan::Walk {
         page_ids = walk_for_matches(conn, filter, page, words)?;
     }
-    if page_ids.is_none() && plan != SearchPlan::FullText {
-        page_ids = from_word_lists(conn, filter, page, words)?;
+    if page_ids.is_none()
+        && plan != SearchPlan::FullText
+        && let Some(rows) = from_word_lists(conn, filter, page, words)?
+    {
+        return into_events(rows);
     }
     let query = list_query(filter, page.after)
         .select(EventRow::as_select())
@@ -1096,29 +1107,30 @@ fn search_page(
 /// How much indexed text a search reads in list order at most (descriptions may be long).
 const SEARCH_WALK_BYTES: usize = 2 << 20;
 
-/// The ids of the matches a search found so far, in list order: a page and one more at most.
-struct Matches<'w> {
+/// The matches a search found so far (ids, or whole rows), in list order: a page and one more
+/// at most.
+struct Matches<'w, T> {
     words: &'w [String],
     wanted: usize,
-    ids: Vec<String>,
+    kept: Vec<T>,
 }
 
-impl<'w> Matches<'w> {
+impl<'w, T> Matches<'w, T> {
     fn new(words: &'w [String], page: PageRequest) -> Self {
         let wanted = usize::try_from(page.limit + 1).unwrap_or(usize::MAX);
         Self {
             words,
             wanted,
-            ids: Vec::with_capacity(wanted.min(1_024)),
+            kept: Vec::with_capacity(wanted.min(1_024)),
         }
     }
 
-    /// Keeps the event `id` when its indexed text has every word; whether the page is full.
-    fn keep(&mut self, id: String, text: Option<String>) -> bool {
-        if text.is_some_and(|text| search::matches(&text, self.words)) {
-            self.ids.push(id);
+    /// Keeps `event` when its indexed text has every word; whether the page is full.
+    fn keep(&mut self, event: T, text: Option<&str>) -> bool {
+        if text.is_some_and(|text| search::matches(text, self.words)) {
+            self.kept.push(event);
         }
-        self.ids.len() == self.wanted
+        self.kept.len() == self.wanted
     }
 }
 
@@ -1163,14 +1175,14 @@ fn walk_for_matches(
         }
         for (id, _, text) in rows {
             text_read += text.as_ref().map_or(0, String::len);
-            if found.keep(id, text) {
-                return Ok(Some(found.ids));
+            if found.keep(id, text.as_deref()) {
+                return Ok(Some(found.kept));
             }
         }
         if ended {
-            return Ok(Some(found.ids));
+            return Ok(Some(found.kept));
         }
-        if found.ids.is_empty() || walked >= SEARCH_WALK_ROWS || text_read >= SEARCH_WALK_BYTES {
+        if found.kept.is_empty() || walked >= SEARCH_WALK_ROWS || text_read >= SEARCH_WALK_BYTES {
             return Ok(None);
         }
         rows_asked = rows_asked.saturating_mul(2).min(SEARCH_WALK_ROWS - walked);
@@ -1181,7 +1193,7 @@ fn walk_for_matches(
 /// lists.
 const WORD_LISTS_UP_TO: usize = 16;
 
-/// The ids of `page` of the events matching `words`, read from the words' lists in start order
+/// `page` of the events matching `words` (whole rows), read from the words' lists in start order
 /// (`event_words`): the lists of the indexed words that one query word begins — the query word
 /// beginning the fewest — merged, and each event read checked against the list's other filters
 /// and every word. A page costs about what it reads, however many events match. `None` when every
@@ -1192,7 +1204,7 @@ fn from_word_lists(
     filter: &EventFilter,
     page: PageRequest,
     words: &[String],
-) -> Result<Option<Vec<String>>, EventsError> {
+) -> Result<Option<Vec<EventRow>>, EventsError> {
     let mut fewest: Option<Vec<String>> = None;
     for word in words {
         let indexed = words_beginning(conn, word, WORD_LISTS_UP_TO + 1)?;
@@ -1230,19 +1242,23 @@ fn from_word_lists(
         }
         let ids: Vec<String> = next.iter().map(|(_, id)| id.clone()).collect();
         let listed: HashSet<(NaiveDateTime, String)> = next.into_iter().collect();
-        let checked: Vec<(String, NaiveDateTime, Option<String>)> = list_query(filter, page.after)
+        // Whole rows: the page is answered from them, with no second read.
+        let checked: Vec<EventRow> = list_query(filter, page.after)
             .filter(events::id.eq_any(ids))
-            .select((events::id, events::starts_at, events::search_text))
+            .select(EventRow::as_select())
             .load(conn)?;
-        for (id, at, text) in checked {
+        for mut event in checked {
             // Read where the event is, not at a start an older version moved it from.
-            let row = (at, id);
-            if listed.contains(&row) && found.keep(row.1, text) {
-                return Ok(Some(found.ids));
+            if !listed.contains(&(event.starts_at, event.id.clone())) {
+                continue;
+            }
+            let text = event.search_text.take();
+            if found.keep(event, text.as_deref()) {
+                return Ok(Some(found.kept));
             }
         }
         if ended {
-            return Ok(Some(found.ids));
+            return Ok(Some(found.kept));
         }
         if read >= SEARCH_WALK_ROWS {
             return Ok(None);
