@@ -1104,7 +1104,7 @@ fn search_page(
     into_events(query.load(conn)?)
 }
 
-/// How much indexed text a search reads in list order at most (descriptions may be long).
+/// How much text a search reads event by event at most (descriptions may be long).
 const SEARCH_WALK_BYTES: usize = 2 << 20;
 
 /// The matches a search found so far (ids, or whole rows), in list order: a page and one more
@@ -1198,7 +1198,8 @@ const WORD_LISTS_UP_TO: usize = 16;
 /// beginning the fewest — merged, and each event read checked against the list's other filters
 /// and every word. A page costs about what it reads, however many events match. `None` when every
 /// query word begins more than [`WORD_LISTS_UP_TO`] indexed words, or [`SEARCH_WALK_ROWS`]
-/// events read held less than a page (the other words or filters rule most of them out).
+/// events (or [`SEARCH_WALK_BYTES`] of their text) read held less than a page: the other words
+/// or filters rule most of them out.
 fn from_word_lists(
     conn: &mut DbConnection,
     filter: &EventFilter,
@@ -1222,7 +1223,7 @@ fn from_word_lists(
     };
     let mut found = Matches::new(words, page);
     let mut range = StartRange::of(filter, page.after);
-    let (mut rows, mut read) = (page.limit + 1, 0);
+    let (mut rows, mut read, mut text_read) = (page.limit + 1, 0, 0);
     loop {
         // The next `rows` of the merged lists: the first `rows` of each, merged, cut to `rows`.
         let mut next = Vec::new();
@@ -1248,6 +1249,8 @@ fn from_word_lists(
             .select(EventRow::as_select())
             .load(conn)?;
         for mut event in checked {
+            text_read += event.description.as_ref().map_or(0, String::len)
+                + event.search_text.as_ref().map_or(0, String::len);
             // Read where the event is, not at a start an older version moved it from.
             if !listed.contains(&(event.starts_at, event.id.clone())) {
                 continue;
@@ -1260,7 +1263,7 @@ fn from_word_lists(
         if ended {
             return Ok(Some(found.kept));
         }
-        if read >= SEARCH_WALK_ROWS {
+        if read >= SEARCH_WALK_ROWS || text_read >= SEARCH_WALK_BYTES {
             return Ok(None);
         }
         rows = rows.saturating_mul(2).min(SEARCH_WALK_ROWS - read);

@@ -2,7 +2,9 @@
 -- joiner, a byte order mark...) inside a word instead of ending the word there, so "zor<soft
 -- hyphen>blat" is found by `zorblat`. The events whose text has one were indexed by the old
 -- rule: unlisted here, the application indexes them again (at start, in the background). The
--- zero width space is not among them: it still parts words.
+-- zero width space is not among them: it still parts words. An older instance still writing
+-- during a rolling upgrade indexes by the rule before: those events keep it until this version
+-- next writes their text.
 UPDATE events SET words_listed = NULL
 WHERE words_listed IS NOT NULL
   AND (coalesce(title, '') || ' ' || coalesce(description, '') || ' ' || coalesce(location, '')
