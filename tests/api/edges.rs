@@ -132,6 +132,11 @@ async fn readiness_needs_every_table_of_the_module(backend: Backend) {
     problem(answer, StatusCode::SERVICE_UNAVAILABLE).await;
 }
 
+/// A raw HTTP/1.1 `GET` of `target`, sent as it is spelled.
+fn raw_get(target: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: rsvp\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
 /// A raw HTTP/1.1 request with a JSON body.
 fn raw_post(path: &str, body: &str) -> Vec<u8> {
     format!(
@@ -210,13 +215,7 @@ async fn paths_without_a_canonical_form_are_refused(backend: Backend) {
         "/api/%00",
         "/api/%ff",
     ] {
-        let answer = app
-            .raw(
-                format!("GET {path} HTTP/1.1\r\nHost: rsvp\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-                WAIT,
-            )
-            .await;
+        let answer = app.raw(&raw_get(path), WAIT).await;
         assert_eq!(answer.status, 400, "{path}: {}", answer.text);
         assert!(answer.text.contains("application/problem+json"), "{path}");
     }
@@ -253,13 +252,7 @@ async fn a_query_string_that_is_not_utf8_is_refused_on_every_route(backend: Back
             "limit=2&cursor=%ED%A0%80",
         ] {
             let target = format!("{route}?{query}");
-            let answer = app
-                .raw(
-                    format!("GET {target} HTTP/1.1\r\nHost: rsvp\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                    WAIT,
-                )
-                .await;
+            let answer = app.raw(&raw_get(&target), WAIT).await;
             assert_eq!(answer.status, 400, "{target}: {}", answer.text);
             assert!(
                 answer.text.contains("application/problem+json") && answer.text.contains("UTF-8"),
